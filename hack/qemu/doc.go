@@ -1,0 +1,28 @@
+// Command qemu is gonvme's VM harness (go run ./hack/qemu <verb>): it runs
+// the *_vm_test.go tests of the tree in QEMU guests with emulated NVMe
+// controllers behind an emulated IOMMU, so the driver is tested through
+// real VFIO on any Linux machine with Go.
+//
+//	setup     QEMU from Debian when missing; the current Debian kernel (vmlinux for
+//	          qboot's PVH entry) and its VFIO and nvme modules, cached
+//	test      go list -> *_vm_test.go -> AST: the vmtest.Require profile of each TestXxx
+//	          -> go test -c (static) -> one initramfs and one boot per profile
+//	run       one command from ./cmd in a guest, with the controllers bound
+//	selftest  fixtures under testdata/ prove that failures, panics, hangs and
+//	          missing devices all fail the run
+//	ci        setup, gofmt, vet, go test -race, selftest, VM tests
+//
+// A boot: qemu-system-x86_64 (tcg, qboot, q35, intel-iommu) with the
+// profile's controllers; the guest init (./guestinit) mounts proc, sysfs and
+// devtmpfs, loads the VFIO modules, runs the test binaries and writes its
+// verdict to isa-debug-exit. The host requires QEMU's exit code 33 and the
+// guest's pass line, and treats "Kernel panic" in the output, a missing
+// pass line, and the time limit as failures. The guest reaches QEMU's
+// monitor over its second serial port, which the host relays to QMP's
+// human-monitor-command.
+//
+// Profiles are declared in package vmtest, shared by both sides. This
+// command may import vmtest and hack/qemu/internal/guest (for shared
+// constants), the standard library and u-root's pkg/cpio; it is a single
+// goroutine program apart from the monitor relay and the timer of a boot.
+package main

@@ -1,0 +1,179 @@
+// Command guestinit is PID 1 of a gonvme QEMU guest. It mounts the virtual
+// file systems, loads the VFIO modules, reserves hugepages, then runs what
+// the boot description (vmtest.Boot) asks: each test binary with its
+// -test.run filter, or one command with the controllers bound. It prints a
+// pass line (or a fail line), drains the console and reports the verdict to
+// QEMU's isa-debug-exit port: 0x10 for pass (QEMU exits 33), 1 for fail
+// (QEMU exits 3). PID 1 never returns.
+//
+// It is built statically (CGO_ENABLED=0) by the harness and may import
+// vmtest, hack/qemu/internal/guest, vfio and x/sys/unix.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/guest"
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
+	"github.com/seedb8fa28ef/gonvme/vfio"
+)
+
+// Port and values of QEMU's isa-debug-exit device (see QEMU.md).
+const (
+	debugExitPort = 0xf4
+	verdictPass   = 0x10
+	verdictFail   = 0x01
+)
+
+func main() {
+	start := time.Now()
+	pass, why := run()
+	if pass {
+		fmt.Printf("%s (guest %.1fs)\n", guest.PassLine, time.Since(start).Seconds())
+	} else {
+		fmt.Printf("%s: %s\n", guest.FailPrefix, why)
+	}
+	verdict(pass)
+}
+
+func run() (bool, string) {
+	if err := mountAll(); err != nil {
+		return false, err.Error()
+	}
+	boot, err := vmtest.LoadBoot()
+	if err != nil {
+		return false, err.Error()
+	}
+	for k, v := range map[string]string{
+		guest.EnvGuest: "1", guest.EnvBoot: guest.BootPath, "PATH": guest.BinDir + ":/bin:/sbin:/usr/bin",
+		"HOME": "/root", "TMPDIR": "/tmp",
+	} {
+		os.Setenv(k, v)
+	}
+	t0 := time.Now()
+	if err := guest.LoadModules(guest.ModuleDir, boot.VFIOModules, nil); err != nil {
+		return false, err.Error()
+	}
+	fmt.Printf("gonvme-init: %d VFIO modules loaded in %v\n", len(boot.VFIOModules), time.Since(t0).Round(time.Millisecond))
+	if boot.HugePages > 0 {
+		p := "/proc/sys/vm/nr_hugepages"
+		if err := os.WriteFile(p, []byte(strconv.Itoa(boot.HugePages)), 0); err != nil {
+			return false, fmt.Sprintf("set %s: %v", p, err)
+		}
+	}
+	if len(boot.Command) > 0 {
+		return runCommand(boot)
+	}
+	return runTests(boot)
+}
+
+func mountAll() error {
+	for _, m := range []struct {
+		src, dst, fstype string
+		must             bool
+	}{
+		{"proc", "/proc", "proc", true},
+		{"sysfs", "/sys", "sysfs", true},
+		{"devtmpfs", "/dev", "devtmpfs", true},
+		{"tmpfs", "/run", "tmpfs", false},
+		{"hugetlbfs", "/dev/hugepages", "hugetlbfs", false},
+		{"debugfs", "/sys/kernel/debug", "debugfs", false},
+		{"tracefs", "/sys/kernel/tracing", "tracefs", false},
+		{"bpf", "/sys/fs/bpf", "bpf", false},
+	} {
+		_ = os.MkdirAll(m.dst, 0o755)
+		err := unix.Mount(m.src, m.dst, m.fstype, 0, "")
+		if err != nil && !errors.Is(err, unix.EBUSY) && m.must {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	return os.MkdirAll("/tmp", 0o1777)
+}
+
+func runTests(boot *vmtest.Boot) (bool, string) {
+	var failed []string
+	for _, t := range boot.Tests {
+		dir := filepath.Join("/tmp/work", filepath.Base(t.Binary))
+		_ = os.MkdirAll(dir, 0o755)
+		fmt.Printf("gonvme-init: %s -test.run '%s'\n", t.Package, t.Run)
+		cmd := exec.Command(t.Binary, "-test.v", "-test.run", t.Run)
+		cmd.Dir = dir
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("gonvme-init: %s: %v\n", t.Package, err)
+			failed = append(failed, t.Package)
+		}
+	}
+	if len(failed) > 0 {
+		return false, "tests failed in " + strings.Join(failed, ", ")
+	}
+	return true, ""
+}
+
+func runCommand(boot *vmtest.Boot) (bool, string) {
+	for _, c := range boot.Ctrls {
+		switch boot.Bind {
+		case "vfio":
+			if _, err := vfio.Bind(c.Addr); err != nil {
+				return false, fmt.Sprintf("bind %s to vfio-pci: %v", c.Addr, err)
+			}
+		case "kernel":
+			if err := guest.LoadModules(guest.ModuleDir, boot.NVMeModules, nil); err != nil {
+				return false, err.Error()
+			}
+			name, err := guest.BindKernel(c.Addr, time.Minute)
+			if err != nil {
+				return false, err.Error()
+			}
+			fmt.Printf("gonvme-init: %s is /dev/%s\n", c.Addr, name)
+		}
+	}
+	cmd := exec.Command(boot.Command[0], boot.Command[1:]...)
+	cmd.Dir = "/tmp"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return false, fmt.Sprintf("run %s: %v", boot.Command[0], err)
+		}
+		code = ee.ExitCode()
+		if code < 0 {
+			code = 128 + int(ee.Sys().(unix.WaitStatus).Signal())
+		}
+	}
+	fmt.Printf("%s%d\n", guest.ExitPrefix, code)
+	return true, ""
+}
+
+// verdict drains the console and tells QEMU how the guest ended.
+func verdict(pass bool) {
+	v := byte(verdictFail)
+	if pass {
+		v = verdictPass
+	}
+	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1) // wait until the UART sent everything
+	if f, err := os.OpenFile("/dev/port", os.O_WRONLY, 0); err == nil {
+		_, err = f.WriteAt([]byte{v}, debugExitPort)
+		fmt.Printf("gonvme-init: write verdict: %v\n", err)
+	} else {
+		fmt.Printf("gonvme-init: open /dev/port: %v\n", err)
+	}
+	// Only reached without isa-debug-exit: QEMU exits 0 on power-off, which
+	// the harness reads as "no verdict".
+	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	for {
+		time.Sleep(time.Hour)
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// selfCase is one proof that the harness tells a bad boot from a good one.
+type selfCase struct {
+	name    string
+	fixture string   // directory under hack/qemu/testdata
+	flags   []string // extra test flags
+	pass    bool     // the run must pass
+	want    []string // substrings the failure message or output must hold
+}
+
+var selfCases = []selfCase{
+	{name: "passing test passes", fixture: "pass", pass: true},
+	{name: "failing test fails", fixture: "fail", want: []string{"tests failed", "TestFail", "intentional failure"}},
+	{name: "guest kernel panic fails", fixture: "panic", want: []string{"guest kernel panic", "sysrq triggered crash"}},
+	{name: "hung guest times out", fixture: "hang", flags: []string{"--timeout", "12s"}, want: []string{"timed out after 12s"}},
+	{name: "missing device fails the test", fixture: "missing", flags: []string{"--omit-device", "nvme1"},
+		want: []string{"TestMissing", "nvme1", "device missing"}},
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the gonvme module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+func selftestVerb(args []string) error {
+	passed, failed, err := selftest(os.Stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return exitError{1}
+	}
+	return nil
+}
+
+// selftest runs the fixtures; it returns the cases that behaved and not.
+func selftest(out io.Writer) (passed, failed int, err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return 0, 0, err
+	}
+	var lines []string
+	for _, c := range selfCases {
+		var buf bytes.Buffer
+		o := &testOptions{Out: io.MultiWriter(out, &buf)}
+		fs := newTestFlagSet(o)
+		if err := fs.Parse(c.flags); err != nil {
+			return 0, 0, err
+		}
+		o.Patterns = []string{filepath.Join(root, "hack/qemu/testdata", c.fixture)}
+		fmt.Fprintf(out, "=== selftest: %s\n", c.name)
+		t0 := time.Now()
+		s, runErr := runVMTests(o)
+		ok, why := judgeSelf(c, s, runErr, buf.String())
+		line := fmt.Sprintf("%s (%.1fs): %s", c.name, time.Since(t0).Seconds(), why)
+		if ok {
+			passed++
+			line = "ok   " + line
+		} else {
+			failed++
+			line = "FAIL " + line
+		}
+		lines = append(lines, line)
+		fmt.Fprintln(out, "selftest:", line)
+	}
+	fmt.Fprintln(out, "--- selftest summary")
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
+	}
+	return passed, failed, nil
+}
+
+// judgeSelf checks one case's outcome against what it must show.
+func judgeSelf(c selfCase, s testSummary, runErr error, output string) (bool, string) {
+	if runErr != nil {
+		return false, "harness error: " + runErr.Error()
+	}
+	bad := s.Failed > 0 || len(s.Problems) > 0
+	msg := strings.Join(s.Problems, "; ")
+	if c.pass {
+		if bad || s.Passed == 0 {
+			return false, fmt.Sprintf("want pass, got %d passed, %d failed: %s", s.Passed, s.Failed, msg)
+		}
+		return true, fmt.Sprintf("%d passed", s.Passed)
+	}
+	if !bad {
+		return false, "want a failure, the harness reported success"
+	}
+	for _, w := range c.want {
+		if !strings.Contains(msg, w) && !strings.Contains(output, w) {
+			return false, fmt.Sprintf("failure message lacks %q: %s", w, msg)
+		}
+	}
+	return true, "failed as it must: " + msg
+}

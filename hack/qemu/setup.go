@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Modules the guest loads, by name, in a preferred order; depends= from each
+// .ko's modinfo adds what is missing and fixes the order (QEMU.md).
+var (
+	vfioModules = []string{"vfio", "vfio_iommu_type1", "vfio_virqfd", "irqbypass", "vfio-pci-core", "vfio-pci"}
+	nvmeModules = []string{"crct10dif_common", "crct10dif_generic", "crc-t10dif", "crc64",
+		"crc64_rocksoft_generic", "crc64-rocksoft", "t10-pi", "nvme-core", "nvme"}
+)
+
+// Assets is what setup leaves in the cache for a boot: recorded in
+// assets.json, the stamp that makes setup idempotent.
+type Assets struct {
+	Kernel      string   `json:"kernel"`       // package, "linux-image-6.1.0-56-amd64"
+	Release     string   `json:"release"`      // uname -r, "6.1.0-56-amd64"
+	Vmlinux     string   `json:"vmlinux"`      // uncompressed kernel for the PVH entry
+	ModuleDir   string   `json:"module_dir"`   // holds the .ko files below
+	VFIOModules []string `json:"vfio_modules"` // file names in load order
+	NVMeModules []string `json:"nvme_modules"` // file names in load order
+	QEMU        string   `json:"-"`
+	Firmware    string   `json:"-"`
+}
+
+// cacheDir returns $GONVME_CACHE, $XDG_CACHE_HOME/gonvme or ~/.cache/gonvme.
+func cacheDir() (string, error) {
+	if d := os.Getenv("GONVME_CACHE"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "gonvme"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cache dir: %w", err)
+	}
+	return filepath.Join(home, ".cache", "gonvme"), nil
+}
+
+// qboot locations Debian's qemu-system-data uses.
+var firmwarePaths = []string{"/usr/share/qemu/qboot.rom", "/usr/share/qboot/bios.bin"}
+
+func findQEMU() (qemu, firmware string, err error) {
+	qemu, err = exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", "", fmt.Errorf("qemu-system-x86_64 not found: %w", err)
+	}
+	for _, p := range firmwarePaths {
+		if _, err := os.Stat(p); err == nil {
+			return qemu, p, nil
+		}
+	}
+	return "", "", fmt.Errorf("qboot.rom not found in %v", firmwarePaths)
+}
+
+const aptInstall = "apt-get install -y --no-install-recommends qemu-system-x86 xz-utils"
+
+// ensureTools installs QEMU and xz from Debian when they are missing.
+func ensureTools(log io.Writer) error {
+	missing := false
+	if _, _, err := findQEMU(); err != nil {
+		missing = true
+	}
+	if _, err := exec.LookPath("xz"); err != nil {
+		missing = true
+	}
+	if !missing {
+		fmt.Fprintln(log, "setup: qemu-system-x86_64, qboot.rom and xz present")
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("qemu or xz missing and not root: run `sudo apt-get update && sudo %s`", aptInstall)
+	}
+	fmt.Fprintln(log, "setup: installing QEMU and xz from Debian:", aptInstall)
+	if err := aptGet(log, strings.Fields(aptInstall)[1:]...); err != nil {
+		return err
+	}
+	_, _, err := findQEMU()
+	return err
+}
+
+// aptGet runs apt-get, running apt-get update first when the package lists
+// are empty or when the first attempt fails.
+func aptGet(log io.Writer, args ...string) error {
+	lists, _ := filepath.Glob("/var/lib/apt/lists/*_Packages")
+	if len(lists) == 0 {
+		if err := runLogged(log, "", "apt-get", "update"); err != nil {
+			return err
+		}
+	}
+	if err := runLogged(log, "", "apt-get", args...); err == nil {
+		return nil
+	}
+	if err := runLogged(log, "", "apt-get", "update"); err != nil {
+		return err
+	}
+	return runLogged(log, "", "apt-get", args...)
+}
+
+func runLogged(log io.Writer, dir, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.Stdin = nil
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// resolveKernel names the package linux-image-amd64 depends on right now.
+func resolveKernel() (string, error) {
+	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
+	if err != nil {
+		return "", fmt.Errorf("apt-cache depends linux-image-amd64: %w", err)
+	}
+	return parseAptDepends(out)
+}
+
+func parseAptDepends(out []byte) (string, error) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(strings.TrimSpace(sc.Text()))
+		if len(f) == 2 && strings.TrimPrefix(f[0], "|") == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("no linux-image dependency in apt-cache output %q", out)
+}
+
+// loadAssets reads the stamp; it fails when setup has not run.
+func loadAssets() (*Assets, error) {
+	dir, err := cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "assets.json"))
+	if err != nil {
+		return nil, fmt.Errorf("no cached kernel (run `go run ./hack/qemu setup`): %w", err)
+	}
+	var a Assets
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("read %s/assets.json: %w", dir, err)
+	}
+	for _, p := range []string{a.Vmlinux, a.ModuleDir} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("cache incomplete (run setup again): %w", err)
+		}
+	}
+	a.QEMU, a.Firmware, err = findQEMU()
+	if err != nil {
+		return nil, fmt.Errorf("%w (run `go run ./hack/qemu setup`)", err)
+	}
+	return &a, nil
+}
+
+// setup provisions QEMU, the kernel and its modules; it does nothing that
+// is already done.
+func setup(log io.Writer) (*Assets, error) {
+	if err := ensureTools(log); err != nil {
+		return nil, err
+	}
+	if err := ensureCC(log); err != nil {
+		return nil, err
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	cached, cacheErr := loadAssets()
+	pkg, err := resolveKernel()
+	if err != nil {
+		if cacheErr == nil {
+			fmt.Fprintf(log, "setup: %v; using cached %s\n", err, cached.Kernel)
+			return cached, nil
+		}
+		if os.Geteuid() == 0 {
+			if uerr := runLogged(log, "", "apt-get", "update"); uerr == nil {
+				pkg, err = resolveKernel()
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cacheErr == nil && cached.Kernel == pkg {
+		fmt.Fprintf(log, "setup: kernel %s cached in %s\n", pkg, dir)
+		return cached, nil
+	}
+	fmt.Fprintf(log, "setup: fetching kernel %s into %s\n", pkg, dir)
+	a, err := fetchKernel(log, dir, pkg)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.MarshalIndent(a, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "assets.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("write stamp: %w", err)
+	}
+	a.QEMU, a.Firmware, err = findQEMU()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "setup: kernel %s ready: vmlinux %s, %d VFIO and %d nvme modules\n",
+		a.Release, a.Vmlinux, len(a.VFIOModules), len(a.NVMeModules))
+	return a, nil
+}
+
+// ensureCC makes sure the race detector (cgo) has a C compiler.
+func ensureCC(log io.Writer) error {
+	if _, err := exec.LookPath("gcc"); err == nil {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(log, "setup: no gcc; `go test -race` needs it: sudo apt-get install -y gcc libc6-dev")
+		return nil
+	}
+	fmt.Fprintln(log, "setup: installing gcc for the race detector")
+	return aptGet(log, "install", "-y", "--no-install-recommends", "gcc", "libc6-dev")
+}
+
+func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "fetch-")
+	if err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	// apt-get download writes into the current directory; as root it drops
+	// to the _apt user, which needs to be able to write there.
+	_ = os.Chmod(tmp, 0o777)
+	if err := runLogged(log, tmp, "apt-get", "download", pkg); err != nil {
+		return nil, err
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return nil, fmt.Errorf("apt-get download %s: found %d .deb files", pkg, len(debs))
+	}
+	root := filepath.Join(tmp, "root")
+	if err := runLogged(log, "", "dpkg-deb", "-x", debs[0], root); err != nil {
+		return nil, err
+	}
+	mods, _ := filepath.Glob(filepath.Join(root, "lib/modules/*"))
+	if len(mods) == 0 {
+		mods, _ = filepath.Glob(filepath.Join(root, "usr/lib/modules/*"))
+	}
+	if len(mods) != 1 {
+		return nil, fmt.Errorf("%s: want one lib/modules/<release>, found %v", pkg, mods)
+	}
+	release := filepath.Base(mods[0])
+	out := filepath.Join(dir, "kernel", release)
+	if err := os.RemoveAll(out); err != nil {
+		return nil, err
+	}
+	modOut := filepath.Join(out, "modules")
+	if err := os.MkdirAll(modOut, 0o755); err != nil {
+		return nil, err
+	}
+	vmlinux := filepath.Join(out, "vmlinux")
+	if err := extractVmlinux(filepath.Join(root, "boot", "vmlinuz-"+release), vmlinux); err != nil {
+		return nil, err
+	}
+	idx, err := indexModules(mods[0])
+	if err != nil {
+		return nil, err
+	}
+	a := &Assets{Kernel: pkg, Release: release, Vmlinux: vmlinux, ModuleDir: modOut}
+	for _, set := range []struct {
+		roots []string
+		dst   *[]string
+	}{{vfioModules, &a.VFIOModules}, {nvmeModules, &a.NVMeModules}} {
+		order, err := idx.order(set.roots)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range order {
+			name := filepath.Base(m.path)
+			if err := copyFile(m.path, filepath.Join(modOut, name)); err != nil {
+				return nil, err
+			}
+			*set.dst = append(*set.dst, name)
+		}
+		fmt.Fprintf(log, "setup: modules %v\n", *set.dst)
+	}
+	return a, nil
+}
+
+// xzMagic starts an XZ stream (the kernel's compressed payload).
+var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+
+// extractVmlinux finds the XZ payload in a bzImage and decompresses it.
+func extractVmlinux(vmlinuz, out string) error {
+	b, err := os.ReadFile(vmlinuz)
+	if err != nil {
+		return fmt.Errorf("read kernel: %w", err)
+	}
+	i := bytes.Index(b, xzMagic)
+	if i < 0 {
+		return fmt.Errorf("%s: no xz payload", vmlinuz)
+	}
+	f, err := os.Create(out + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command("xz", "-dc", "--single-stream")
+	cmd.Stdin = bytes.NewReader(b[i:])
+	cmd.Stdout = f
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("xz -dc %s: %w: %s", vmlinuz, err, stderr.Bytes())
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out+".tmp", out)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// walkKOs lists every .ko under dir.
+func walkKOs(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".ko") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk modules: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no .ko files (compressed modules are not supported)")
+	}
+	return out, nil
+}
