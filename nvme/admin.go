@@ -1,0 +1,356 @@
+package nvme
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+)
+
+// This file holds the admin command set (NVMe Base 2.0, 5). Admin commands
+// are synchronous: the caller takes adminMu, submits to the admin queue
+// and polls it until the command completes or AdminTimeout passes. Names
+// ending in Locked expect adminMu held.
+
+// adminLocked runs cmd on the admin queue. data, when not nil, is DMA
+// memory of at most one page (the admin queue's transfer limit).
+func (c *Controller) adminLocked(cmd spec.Command, data []byte) (uint32, error) {
+	switch s := c.State(); s {
+	case StateRemoved:
+		return 0, ErrRemoved
+	case StateFailed:
+		return 0, ErrFailed
+	case StateClosed:
+		return 0, ErrClosed
+	}
+	done := false
+	r := &Request{Cmd: cmd, Data: data, Done: func(*Request) { done = true }}
+	if err := c.admin.Submit(r); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(c.opts.AdminTimeout)
+	sleep := time.Microsecond
+	for !done {
+		if c.admin.Poll() > 0 {
+			sleep = time.Microsecond
+			continue
+		}
+		if done {
+			break
+		}
+		if c.csts().Removed() {
+			c.markRemoved()
+			c.admin.terminate(fmt.Errorf("admin queue: %w", ErrRemoved))
+			return 0, ErrRemoved
+		}
+		if time.Now().After(deadline) {
+			c.requestReset(fmt.Sprintf("admin command %s timed out", spec.AdminOpcodeName(spec.Opcode(cmd.Opcode))))
+			return 0, fmt.Errorf("%w: admin %s after %v", ErrTimeout, spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)), c.opts.AdminTimeout)
+		}
+		time.Sleep(sleep)
+		sleep = min(sleep*2, 200*time.Microsecond)
+	}
+	return r.DW0, r.Err
+}
+
+// adminSimpleLocked runs a command without data.
+func (c *Controller) adminSimpleLocked(op spec.Opcode, nsid, cdw10, cdw11 uint32) (uint32, error) {
+	return c.adminLocked(spec.Command{Opcode: uint8(op), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, nil)
+}
+
+// adminSimple is adminSimpleLocked for callers not holding adminMu.
+func (c *Controller) adminSimple(op spec.Opcode, nsid, cdw10, cdw11 uint32) (uint32, error) {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	return c.adminSimpleLocked(op, nsid, cdw10, cdw11)
+}
+
+// identifyLocked reads one Identify data structure into a new slice.
+func (c *Controller) identifyLocked(cns uint8, nsid uint32, cntid uint16) ([]byte, error) {
+	clear(c.scratch.Bytes)
+	_, err := c.adminLocked(spec.Command{
+		Opcode: uint8(spec.AdminIdentify), NSID: nsid, CDW10: uint32(cns) | uint32(cntid)<<16,
+	}, c.scratch.Bytes[:spec.IdentifySize])
+	if err != nil {
+		return nil, fmt.Errorf("identify cns %#x nsid %d: %w", cns, nsid, err)
+	}
+	return append([]byte(nil), c.scratch.Bytes[:spec.IdentifySize]...), nil
+}
+
+// IdentifyRaw returns the 4096-byte Identify data structure for cns
+// (spec.CNSController, CNSNamespace, CNSActiveNamespaces,
+// CNSNamespaceDescriptors, ...) and nsid. Any goroutine.
+func (c *Controller) IdentifyRaw(cns uint8, nsid uint32) ([]byte, error) {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	return c.identifyLocked(cns, nsid, 0)
+}
+
+// IdentifyNamespace reads and parses Identify Namespace for nsid. Any
+// goroutine.
+func (c *Controller) IdentifyNamespace(nsid uint32) (*spec.IdentifyNamespace, error) {
+	b, err := c.IdentifyRaw(spec.CNSNamespace, nsid)
+	if err != nil {
+		return nil, err
+	}
+	id, err := spec.ParseIdentifyNamespace(b)
+	if err != nil {
+		return nil, fmt.Errorf("identify namespace %d: %w: %w", nsid, ErrDevice, err)
+	}
+	return id, nil
+}
+
+// ActiveNamespaces returns the active namespace IDs greater than after, at
+// most 1024 (one Identify page). Any goroutine.
+func (c *Controller) ActiveNamespaces(after uint32) ([]uint32, error) {
+	b, err := c.IdentifyRaw(spec.CNSActiveNamespaces, after)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := spec.ParseNamespaceList(b)
+	if err != nil {
+		return nil, fmt.Errorf("active namespace list: %w: %w", ErrDevice, err)
+	}
+	return ids, nil
+}
+
+// NamespaceDescriptors returns the Namespace Identification Descriptors
+// of nsid (EUI-64, NGUID, UUID, CSI). Any goroutine.
+func (c *Controller) NamespaceDescriptors(nsid uint32) ([]spec.NamespaceDescriptor, error) {
+	b, err := c.IdentifyRaw(spec.CNSNamespaceDescriptors, nsid)
+	if err != nil {
+		return nil, err
+	}
+	d, err := spec.ParseNamespaceDescriptors(b)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %d descriptors: %w: %w", nsid, ErrDevice, err)
+	}
+	return d, nil
+}
+
+// GetFeature reads feature fid with select sel (0 current, 1 default, 2
+// saved, 3 supported capabilities) and cdw11 as the feature needs it. For
+// features that return data, data (any memory, at most one page) receives
+// it. It returns completion dword 0. Any goroutine.
+func (c *Controller) GetFeature(fid, sel uint8, nsid, cdw11 uint32, data []byte) (uint32, error) {
+	if len(data) > c.pageSize {
+		return 0, invalidf("get feature %#x: data of %d bytes exceeds one page", fid, len(data))
+	}
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	var buf []byte
+	if len(data) > 0 {
+		buf = c.scratch.Bytes[:len(data)]
+		clear(buf)
+	}
+	dw0, err := c.adminLocked(spec.Command{
+		Opcode: uint8(spec.AdminGetFeatures), NSID: nsid,
+		CDW10: uint32(fid) | uint32(sel&7)<<8, CDW11: cdw11,
+	}, buf)
+	if err != nil {
+		return 0, fmt.Errorf("get feature %s: %w", spec.FeatureName(fid), err)
+	}
+	copy(data, buf)
+	return dw0, nil
+}
+
+// SetFeature sets feature fid to cdw11 (and data, for features that take
+// a data structure), saving it across power cycles if save. It returns
+// completion dword 0. Any goroutine.
+func (c *Controller) SetFeature(fid uint8, nsid, cdw11 uint32, data []byte, save bool) (uint32, error) {
+	if len(data) > c.pageSize {
+		return 0, invalidf("set feature %#x: data of %d bytes exceeds one page", fid, len(data))
+	}
+	if fid == spec.FeatureNumberOfQueues {
+		return 0, invalidf("set feature %s: the driver negotiates it at bring-up", spec.FeatureName(fid))
+	}
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	var buf []byte
+	if len(data) > 0 {
+		buf = c.scratch.Bytes[:len(data)]
+		copy(buf, data)
+	}
+	cdw10 := uint32(fid)
+	if save {
+		cdw10 |= 1 << 31
+	}
+	dw0, err := c.adminLocked(spec.Command{Opcode: uint8(spec.AdminSetFeatures), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, buf)
+	if err != nil {
+		return 0, fmt.Errorf("set feature %s: %w", spec.FeatureName(fid), err)
+	}
+	return dw0, nil
+}
+
+// GetLogPage reads len(buf) bytes of log page lid for nsid, starting at
+// byte offset off (a multiple of 4), into buf (any memory). Large logs are
+// read in page-sized pieces at increasing offsets. lsp is the log specific
+// field; rae keeps an asynchronous event pending. Any goroutine.
+func (c *Controller) GetLogPage(lid uint8, nsid uint32, lsp uint8, rae bool, off uint64, buf []byte) error {
+	if len(buf) == 0 || len(buf)%4 != 0 || off%4 != 0 {
+		return invalidf("log page %#x: length %d and offset %d must be non-zero multiples of 4", lid, len(buf), off)
+	}
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	for done := 0; done < len(buf); {
+		n := min(len(buf)-done, c.pageSize)
+		piece := c.scratch.Bytes[:n]
+		clear(piece)
+		numd := uint32(n/4 - 1)
+		cdw10 := uint32(lid) | uint32(lsp&0x7f)<<8 | (numd&0xffff)<<16
+		if rae {
+			cdw10 |= 1 << 15
+		}
+		o := off + uint64(done)
+		_, err := c.adminLocked(spec.Command{
+			Opcode: uint8(spec.AdminGetLogPage), NSID: nsid,
+			CDW10: cdw10, CDW11: numd >> 16, CDW12: uint32(o), CDW13: uint32(o >> 32),
+		}, piece)
+		if err != nil {
+			return fmt.Errorf("get log page %s at offset %d: %w", spec.LogName(lid), o, err)
+		}
+		copy(buf[done:], piece)
+		done += n
+	}
+	return nil
+}
+
+// SMARTLog reads and parses the SMART / Health Information log
+// (controller-wide, NSID 0xffffffff). Any goroutine.
+func (c *Controller) SMARTLog() (*spec.SMARTLog, error) {
+	b := make([]byte, 512)
+	if err := c.GetLogPage(spec.LogSMART, 0xffffffff, 0, false, 0, b); err != nil {
+		return nil, err
+	}
+	return spec.ParseSMARTLog(b)
+}
+
+// ErrorLog reads and parses n entries of the Error Information log (n is
+// clamped to ELPE+1). Any goroutine.
+func (c *Controller) ErrorLog(n int) ([]spec.ErrorLogEntry, error) {
+	n = max(1, min(n, int(c.ident.ELPE)+1))
+	b := make([]byte, n*64)
+	if err := c.GetLogPage(spec.LogErrorInformation, 0, 0, false, 0, b); err != nil {
+		return nil, err
+	}
+	return spec.ParseErrorLog(b)
+}
+
+// FirmwareSlotLog reads and parses the Firmware Slot Information log.
+// Any goroutine.
+func (c *Controller) FirmwareSlotLog() (*spec.FirmwareSlotLog, error) {
+	b := make([]byte, 512)
+	if err := c.GetLogPage(spec.LogFirmwareSlot, 0, 0, false, 0, b); err != nil {
+		return nil, err
+	}
+	return spec.ParseFirmwareSlotLog(b)
+}
+
+// CommandEffectsLog reads and parses the Commands Supported and Effects
+// log. Any goroutine.
+func (c *Controller) CommandEffectsLog() (*spec.CommandEffectsLog, error) {
+	b := make([]byte, 4096)
+	if err := c.GetLogPage(spec.LogCommandEffects, 0, 0, false, 0, b); err != nil {
+		return nil, err
+	}
+	return spec.ParseCommandEffectsLog(b)
+}
+
+// Abort asks the controller to abort command cid on submission queue
+// sqid. It reports whether the controller says it aborted the command
+// (completion dword 0 bit 0 clear). Any goroutine.
+func (c *Controller) Abort(sqid, cid uint16) (bool, error) {
+	dw0, err := c.adminSimple(spec.AdminAbort, 0, uint32(sqid)|uint32(cid)<<16, 0)
+	if err != nil {
+		return false, fmt.Errorf("abort sq %d cid %d: %w", sqid, cid, err)
+	}
+	return dw0&1 == 0, nil
+}
+
+// FormatNVM formats namespace nsid (0xffffffff: all) with LBA format
+// index lbaf and secure erase setting ses (0 none, 1 user data, 2
+// cryptographic). It re-reads the namespace afterwards. Every queue pair
+// must be idle on that namespace. Any goroutine.
+func (c *Controller) FormatNVM(nsid uint32, lbaf, ses uint8) error {
+	if lbaf > 63 || ses > 7 {
+		return invalidf("format: lba format %d or secure erase setting %d out of range", lbaf, ses)
+	}
+	cdw10 := uint32(lbaf&0xf) | uint32(ses)<<9 | uint32(lbaf>>4)<<12
+	c.adminMu.Lock()
+	// Formatting takes as long as the device needs: no AdminTimeout.
+	old := c.opts.AdminTimeout
+	c.opts.AdminTimeout = max(old, 10*time.Minute)
+	_, err := c.adminLocked(spec.Command{Opcode: uint8(spec.AdminFormatNVM), NSID: nsid, CDW10: cdw10}, nil)
+	c.opts.AdminTimeout = old
+	c.adminMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("format namespace %d: %w", nsid, err)
+	}
+	return c.Rescan()
+}
+
+// AdminPassthru sends a raw admin command. data (any memory, at most one
+// page) is sent to the device when toDevice, else filled from it. The
+// driver sets CID and the data pointer. Commands that change queues or
+// the controller's state under the driver (create/delete queues, number
+// of queues) are refused. Any goroutine.
+func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool) (uint32, error) {
+	switch spec.Opcode(cmd.Opcode) {
+	case spec.AdminCreateIOCQ, spec.AdminCreateIOSQ, spec.AdminDeleteIOCQ, spec.AdminDeleteIOSQ, spec.AdminAsyncEventRequest:
+		return 0, invalidf("admin passthru: %s is the driver's", spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)))
+	}
+	if len(data) > c.pageSize {
+		return 0, invalidf("admin passthru: data of %d bytes exceeds one page", len(data))
+	}
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	var buf []byte
+	if len(data) > 0 {
+		buf = c.scratch.Bytes[:len(data)]
+		if toDevice {
+			copy(buf, data)
+		} else {
+			clear(buf)
+		}
+	}
+	cmd.PRP1, cmd.PRP2 = 0, 0
+	dw0, err := c.adminLocked(cmd, buf)
+	if err == nil && !toDevice {
+		copy(data, buf)
+	}
+	return dw0, err
+}
+
+// createQueues creates q's completion and submission queues on the
+// controller (interrupts off: the queues are polled).
+func (c *Controller) createQueues(q *QueuePair) error {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	size := uint32(q.size - 1)
+	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
+	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
+	if _, err := c.adminLocked(cq, nil); err != nil {
+		return fmt.Errorf("create io cq %d: %w", q.id, err)
+	}
+	// Create I/O SQ: CDW11 CQID<<16 | QPRIO 0 | PC=1.
+	sq := spec.Command{Opcode: uint8(spec.AdminCreateIOSQ), PRP1: uint64(q.sqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: uint32(q.id)<<16 | 1}
+	if _, err := c.adminLocked(sq, nil); err != nil {
+		_, _ = c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0)
+		return fmt.Errorf("create io sq %d: %w", q.id, err)
+	}
+	q.epoch = c.epoch.Load()
+	return nil
+}
+
+// deleteQueues deletes q's queues on the controller (SQ first).
+func (c *Controller) deleteQueues(q *QueuePair) error {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	if _, err := c.adminSimpleLocked(spec.AdminDeleteIOSQ, 0, uint32(q.id), 0); err != nil {
+		return fmt.Errorf("delete io sq %d: %w", q.id, err)
+	}
+	if _, err := c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0); err != nil {
+		return fmt.Errorf("delete io cq %d: %w", q.id, err)
+	}
+	return nil
+}

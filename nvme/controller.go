@@ -1,0 +1,705 @@
+package nvme
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+)
+
+// State is the controller's life-cycle state.
+type State uint8
+
+const (
+	StateInit      State = iota // being brought up
+	StateReady                  // enabled, queues usable
+	StateResetting              // being reset: queues wait
+	StateFailed                 // could not be brought up or reset
+	StateRemoved                // gone from the bus (registers read all ones)
+	StateClosed                 // shut down by Close
+)
+
+var stateNames = [...]string{"init", "ready", "resetting", "failed", "removed", "closed"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// The controller's epoch packs a generation (bumped when a reset completes
+// and the I/O queues must be created again) with the State, so a queue pair
+// learns about both from one atomic load.
+func makeEpoch(gen uint64, s State) uint64 { return gen<<4 | uint64(s) }
+func epochState(e uint64) State            { return State(e & 0xf) }
+func epochGen(e uint64) uint64             { return e >> 4 }
+
+// Options configure a controller. The zero value gives the defaults.
+type Options struct {
+	// IOQueues is how many I/O queue pairs to ask the controller for
+	// (Set Features, Number of Queues). Default 16.
+	IOQueues int
+	// IOQueueDepth is the default number of entries per I/O queue,
+	// clamped to CAP.MQES+1. Default 256.
+	IOQueueDepth int
+	// AdminQueueDepth is the number of admin queue entries. Default 32.
+	AdminQueueDepth int
+	// MaxTransfer caps the bytes per command below what MDTS allows
+	// (and replaces "unlimited"). Default 1 MiB.
+	MaxTransfer int
+	// CommandTimeout is how long an I/O command may take before it is
+	// aborted. Default 30 s.
+	CommandTimeout time.Duration
+	// AbortTimeout is how long an aborted command may still take before
+	// the controller is reset. Default 5 s.
+	AbortTimeout time.Duration
+	// AdminTimeout bounds each admin command. Default 30 s.
+	AdminTimeout time.Duration
+	// SGL selects Scatter Gather Lists instead of PRPs for I/O data when
+	// the controller supports them.
+	SGL bool
+	// AsyncEvents is how many Asynchronous Event Requests to keep
+	// outstanding (capped by the controller's AERL). Default 4; -1 for none.
+	AsyncEvents int
+	// WatchInterval is how often the background watcher polls the admin
+	// queue and CSTS (removal, fatal status). Default 100 ms.
+	WatchInterval time.Duration
+	// MaxNamespaces caps how many active namespaces are identified at
+	// bring-up. Default 1024.
+	MaxNamespaces int
+	// Logf, if set, receives state changes and recoveries.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) setDefaults() {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defd := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&o.IOQueues, 16)
+	def(&o.IOQueueDepth, 256)
+	def(&o.AdminQueueDepth, 32)
+	def(&o.MaxTransfer, 1<<20)
+	def(&o.MaxNamespaces, 1024)
+	defd(&o.CommandTimeout, 30*time.Second)
+	defd(&o.AbortTimeout, 5*time.Second)
+	defd(&o.AdminTimeout, 30*time.Second)
+	defd(&o.WatchInterval, 100*time.Millisecond)
+	if o.AsyncEvents == 0 {
+		o.AsyncEvents = 4
+	}
+	o.IOQueues = min(o.IOQueues, 65535)
+	o.AdminQueueDepth = max(2, min(o.AdminQueueDepth, 4096))
+}
+
+// Controller is one NVMe controller.
+//
+// Any goroutine may call its methods: admin commands are serialized on the
+// admin queue. I/O goes through QueuePairs, each owned by one goroutine.
+// A background goroutine (the watcher) reaps asynchronous events, sends
+// aborts for late commands, resets the controller when asked or when CSTS
+// reports a fatal status, and notices removal.
+type Controller struct {
+	bus  Bus
+	regs mmio.Region
+	mem  *dma.Allocator
+	opts Options
+	logf func(string, ...any)
+
+	cap      spec.CAP
+	vs       spec.VS
+	dstrd    uint8
+	pageSize int
+	maxXfer  int
+	useSGL   bool
+	toutCAP  time.Duration
+	ident    *spec.IdentifyController
+	ioQueues int // granted by the controller
+
+	epoch atomic.Uint64
+
+	adminMu sync.Mutex // the admin queue and everything below
+	admin   *QueuePair
+	scratch *dma.Buffer // one page for identify data
+	aers    []*Request
+	events  []AsyncEvent // bounded record of asynchronous events
+
+	qmu    sync.Mutex
+	qids   []bool // qids[i]: I/O queue i+1 in use
+	qpairs map[*QueuePair]struct{}
+
+	nsMu       sync.RWMutex
+	namespaces map[uint32]*Namespace
+	nsids      []uint32
+
+	resetMu sync.Mutex
+	work    chan ctrlWork
+	stop    chan struct{}
+	watchWG sync.WaitGroup
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// AsyncEvent is a completed Asynchronous Event Request.
+type AsyncEvent struct {
+	Event spec.AsyncEvent
+	At    time.Time
+}
+
+type ctrlWork struct {
+	reset  string // reason, when a reset is asked for
+	sqid   uint16
+	cid    uint16
+	isAbrt bool
+}
+
+// Open brings up the controller behind bus, using mem for every queue and
+// buffer (mem's Mapper must reach the device behind bus). It runs the
+// bring-up state machine: read capabilities, disable and wait not ready,
+// configure the admin queue, enable and wait ready (each wait bounded by
+// CAP.TO), identify the controller, negotiate the number of I/O queues,
+// identify the active namespaces, and arm asynchronous events.
+//
+// On error the bus is left open for the caller to close.
+func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
+	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}}
+	if opts != nil {
+		c.opts = *opts
+	}
+	c.opts.setDefaults()
+	c.logf = c.opts.Logf
+	if c.logf == nil {
+		c.logf = func(string, ...any) {}
+	}
+	c.epoch.Store(makeEpoch(0, StateInit))
+	c.adminMu.Lock()
+	for _, s := range bringup {
+		if err := s.run(c); err != nil {
+			c.adminMu.Unlock()
+			c.setState(StateFailed)
+			c.releaseAll()
+			return nil, fmt.Errorf("nvme: bring-up: %s: %w", s.name, err)
+		}
+	}
+	c.adminMu.Unlock()
+	c.setState(StateReady)
+	c.work = make(chan ctrlWork, 64)
+	c.stop = make(chan struct{})
+	c.watchWG.Add(1)
+	go c.watch()
+	return c, nil
+}
+
+// A bring-up step is one state of the bring-up state machine. Steps run
+// with adminMu held.
+type step struct {
+	name string
+	run  func(*Controller) error
+}
+
+var bringup = []step{
+	{"read capabilities", (*Controller).readCaps},
+	{"disable", (*Controller).disable},
+	{"configure admin queue", (*Controller).configureAdmin},
+	{"enable", (*Controller).enable},
+	{"identify controller", (*Controller).identifyController},
+	{"set number of queues", (*Controller).setNumQueues},
+	{"identify namespaces", (*Controller).scanNamespaces},
+	{"arm asynchronous events", (*Controller).armAER},
+}
+
+// resetSteps re-run after a controller reset; namespaces and the
+// controller data are kept.
+var resetSteps = []step{
+	{"disable", (*Controller).disable},
+	{"configure admin queue", (*Controller).configureAdmin},
+	{"enable", (*Controller).enable},
+	{"set number of queues", (*Controller).setNumQueues},
+	{"arm asynchronous events", (*Controller).armAER},
+}
+
+func (c *Controller) setState(s State) {
+	e := c.epoch.Load()
+	c.epoch.Store(makeEpoch(epochGen(e), s))
+}
+
+// State returns the controller's current state. Any goroutine.
+func (c *Controller) State() State { return epochState(c.epoch.Load()) }
+
+func (c *Controller) csts() spec.CSTS { return spec.CSTS(c.regs.Read32(spec.RegCSTS)) }
+
+func (c *Controller) readCaps() error {
+	c.cap = spec.CAP(c.regs.Read64(spec.RegCAP))
+	if c.cap == ^spec.CAP(0) {
+		return ErrRemoved
+	}
+	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
+	if c.cap.CSS()&1 == 0 {
+		return fmt.Errorf("%w: CAP.CSS %#x: NVM command set not supported", ErrDevice, c.cap.CSS())
+	}
+	if c.cap.MQES() < 1 {
+		return fmt.Errorf("%w: CAP.MQES %d: queues of fewer than 2 entries", ErrDevice, c.cap.MQES())
+	}
+	if c.cap.MPSMIN() != 0 {
+		return fmt.Errorf("%w: CAP.MPSMIN %d: memory pages larger than 4 KiB are not supported", ErrDevice, c.cap.MPSMIN())
+	}
+	c.pageSize = 4096
+	c.dstrd = c.cap.DSTRD()
+	// The doorbells of the admin queue must lie in the register window.
+	if int(spec.CQHeadDoorbell(0, c.dstrd))+4 > c.regs.Len() {
+		return fmt.Errorf("%w: CAP.DSTRD %d puts the doorbells outside the %#x-byte register window", ErrDevice, c.dstrd, c.regs.Len())
+	}
+	c.toutCAP = max(c.cap.TO(), 500*time.Millisecond)
+	c.logf("nvme: CAP %v VS %v", c.cap, c.vs)
+	return nil
+}
+
+// waitCSTS polls CSTS until ok returns true, the timeout passes, or the
+// device disappears.
+func (c *Controller) waitCSTS(what string, ok func(spec.CSTS) bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	sleep := time.Microsecond
+	for {
+		s := c.csts()
+		if s.Removed() {
+			return ErrRemoved
+		}
+		if ok(s) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s: CSTS %v after %v (CAP.TO)", ErrTimeout, what, s, timeout)
+		}
+		time.Sleep(sleep)
+		sleep = min(sleep*2, time.Millisecond)
+	}
+}
+
+func (c *Controller) disable() error {
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	if cc.EN() && !c.csts().RDY() {
+		// Enabling in progress: the spec asks to wait for it to finish
+		// before clearing EN. A fatal controller never gets there.
+		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutCAP)
+	}
+	c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false)))
+	err := c.waitCSTS("wait not ready", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
+	if err != nil && !errors.Is(err, ErrRemoved) {
+		// Last resort: reset the function, then try again.
+		c.logf("nvme: %v; resetting the function", err)
+		if ferr := c.bus.Reset(); ferr == nil {
+			c.regs.Write32(spec.RegCC, 0)
+			err = c.waitCSTS("wait not ready after function reset", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
+		}
+	}
+	return err
+}
+
+func (c *Controller) configureAdmin() error {
+	if c.admin == nil {
+		// Bring-up: the limits are known only after identify, so the
+		// admin queue uses one page per command (PRP1 + PRP2 cover 8 KiB
+		// at most; admin transfers are split to fit).
+		c.maxXfer = c.pageSize
+		q, err := newQueuePair(c, 0, c.opts.AdminQueueDepth, true)
+		if err != nil {
+			return err
+		}
+		c.admin = q
+	} else {
+		c.admin.failAll(fmt.Errorf("admin queue: %w: controller reset", ErrAborted))
+		c.admin.resetRings()
+	}
+	if c.scratch == nil {
+		b, err := c.mem.Alloc(spec.IdentifySize)
+		if err != nil {
+			return fmt.Errorf("identify buffer: %w", err)
+		}
+		c.scratch = b
+	}
+	n := uint16(c.opts.AdminQueueDepth - 1)
+	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
+	c.regs.Write64(spec.RegASQ, uint64(c.admin.sqMem.IOVA))
+	c.regs.Write64(spec.RegACQ, uint64(c.admin.cqMem.IOVA))
+	return nil
+}
+
+func (c *Controller) enable() error {
+	cc := spec.CC(0).WithCSS(0).WithMPS(0).WithAMS(0).WithIOSQES(6).WithIOCQES(4).WithEN(true)
+	c.regs.Write32(spec.RegCC, uint32(cc))
+	return c.waitCSTS("wait ready", func(s spec.CSTS) bool {
+		return s.RDY() || s.CFS()
+	}, c.toutCAP)
+}
+
+func (c *Controller) identifyController() error {
+	b, err := c.identifyLocked(spec.CNSController, 0, 0)
+	if err != nil {
+		return err
+	}
+	id, err := spec.ParseIdentifyController(b)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDevice, err)
+	}
+	if sq, cq := id.SQES, id.CQES; sq&0xf > 6 || sq>>4 < 6 || cq&0xf > 4 || cq>>4 < 4 {
+		return fmt.Errorf("%w: SQES %#x CQES %#x do not allow 64-byte SQ and 16-byte CQ entries", ErrDevice, sq, cq)
+	}
+	c.ident = id
+	xfer, unlimited := id.MaxTransfer(c.cap.MinPageSize())
+	if unlimited || xfer > c.opts.MaxTransfer || xfer <= 0 {
+		xfer = c.opts.MaxTransfer
+	}
+	c.maxXfer = max(xfer, c.pageSize)
+	c.useSGL = c.opts.SGL && id.SupportsSGL()
+	return nil
+}
+
+func (c *Controller) setNumQueues() error {
+	want := uint16(c.opts.IOQueues)
+	dw0, err := c.adminSimpleLocked(spec.AdminSetFeatures, 0, uint32(spec.FeatureNumberOfQueues), spec.NumberOfQueues(want, want))
+	if err != nil {
+		return err
+	}
+	nsq, ncq := spec.ParseNumberOfQueues(dw0)
+	n := min(int(nsq), int(ncq), int(want))
+	// Every queue's doorbells must lie inside the register window.
+	for n > 0 && int(spec.CQHeadDoorbell(uint16(n), c.dstrd))+4 > c.regs.Len() {
+		n--
+	}
+	if n < 1 {
+		return fmt.Errorf("%w: controller grants no I/O queues (dword 0 %#x)", ErrDevice, dw0)
+	}
+	c.ioQueues = n
+	c.qmu.Lock()
+	if len(c.qids) != n {
+		old := c.qids
+		c.qids = make([]bool, n)
+		copy(c.qids, old)
+	}
+	c.qmu.Unlock()
+	return nil
+}
+
+func (c *Controller) armAER() error {
+	n := c.opts.AsyncEvents
+	if n < 0 || c.ident == nil {
+		return nil
+	}
+	n = min(n, int(c.ident.AERL)+1)
+	for len(c.aers) < n {
+		c.aers = append(c.aers, &Request{Done: c.aerDone})
+	}
+	for _, r := range c.aers[:n] {
+		if r.InFlight() {
+			continue
+		}
+		r.Reset()
+		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
+		if err := c.admin.Submit(r); err != nil {
+			return err
+		}
+	}
+	c.admin.Ring()
+	return nil
+}
+
+// aerDone runs with adminMu held (admin completions are reaped under it).
+func (c *Controller) aerDone(r *Request) {
+	if r.Err != nil {
+		return // aborted by a reset (re-armed after it) or refused
+	}
+	ev := spec.AsyncEvent(r.DW0)
+	if len(c.events) >= 64 {
+		c.events = c.events[1:]
+	}
+	c.events = append(c.events, AsyncEvent{Event: ev, At: time.Now()})
+	c.logf("nvme: asynchronous event %v", ev)
+	if epochState(c.epoch.Load()) == StateReady {
+		r.Reset()
+		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
+		_ = c.admin.Submit(r)
+	}
+}
+
+// Events returns the asynchronous events received so far (the last 64).
+// Any goroutine.
+func (c *Controller) Events() []AsyncEvent {
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	return append([]AsyncEvent(nil), c.events...)
+}
+
+// watch is the controller's background goroutine.
+func (c *Controller) watch() {
+	defer c.watchWG.Done()
+	t := time.NewTicker(c.opts.WatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case w := <-c.work:
+			if w.isAbrt {
+				c.abort(w.sqid, w.cid)
+			} else if err := c.reset(w.reset); err != nil {
+				c.logf("nvme: reset (%s): %v", w.reset, err)
+			}
+		case <-t.C:
+			c.tick()
+		}
+	}
+}
+
+// tick reaps admin completions (asynchronous events) and checks CSTS.
+func (c *Controller) tick() {
+	st := c.State()
+	if st != StateReady {
+		return
+	}
+	s := c.csts()
+	switch {
+	case s.Removed():
+		c.markRemoved()
+		return
+	case s.CFS():
+		c.logf("nvme: controller fatal status (CSTS %v): resetting", s)
+		if err := c.reset("controller fatal status"); err != nil {
+			c.logf("nvme: reset after fatal status: %v", err)
+		}
+		return
+	}
+	if c.adminMu.TryLock() {
+		c.admin.Poll()
+		c.adminMu.Unlock()
+	}
+}
+
+func (c *Controller) markRemoved() {
+	if c.State() != StateRemoved {
+		c.logf("nvme: controller removed")
+		c.setState(StateRemoved)
+	}
+}
+
+// requestAbort asks the watcher to abort a command. Any goroutine; never
+// blocks (if the watcher is swamped, the command's second deadline will
+// reset the controller anyway).
+func (c *Controller) requestAbort(sqid, cid uint16) {
+	select {
+	case c.work <- ctrlWork{isAbrt: true, sqid: sqid, cid: cid}:
+	default:
+	}
+}
+
+// requestReset asks the watcher to reset the controller. Any goroutine;
+// never blocks.
+func (c *Controller) requestReset(reason string) {
+	if c.work == nil {
+		return
+	}
+	select {
+	case c.work <- ctrlWork{reset: reason}:
+	default:
+	}
+}
+
+func (c *Controller) abort(sqid, cid uint16) {
+	dw0, err := c.adminSimple(spec.AdminAbort, 0, uint32(sqid)|uint32(cid)<<16, 0)
+	c.logf("nvme: abort queue %d cid %d: dw0 %#x err %v", sqid, cid, dw0, err)
+}
+
+// Reset resets the controller: it disables it (resetting the PCI function
+// if it does not stop), brings the admin queue back, and lets every queue
+// pair recreate its queues the next time its owner polls. Commands in
+// flight are resubmitted then, except those that timed out, which fail
+// with ErrTimeout. Nothing is completed twice.
+//
+// Any goroutine except a queue pair's owner inside a Done callback of an
+// admin command. It returns when the controller is ready again.
+func (c *Controller) Reset() error { return c.reset("requested") }
+
+func (c *Controller) reset(reason string) error {
+	c.resetMu.Lock()
+	defer c.resetMu.Unlock()
+	switch s := c.State(); s {
+	case StateClosed, StateRemoved, StateFailed:
+		return fmt.Errorf("reset: controller is %v", s)
+	}
+	c.logf("nvme: reset: %s", reason)
+	c.setState(StateResetting)
+	c.adminMu.Lock()
+	defer c.adminMu.Unlock()
+	for _, s := range resetSteps {
+		if err := s.run(c); err != nil {
+			if errors.Is(err, ErrRemoved) {
+				c.setState(StateRemoved)
+				return fmt.Errorf("reset: %s: %w", s.name, err)
+			}
+			c.setState(StateFailed)
+			return fmt.Errorf("reset: %s: %w", s.name, err)
+		}
+	}
+	e := c.epoch.Load()
+	c.epoch.Store(makeEpoch(epochGen(e)+1, StateReady))
+	return nil
+}
+
+// NewQueuePair creates an I/O queue pair of depth entries (0 for
+// Options.IOQueueDepth; clamped to what CAP.MQES allows). The caller
+// becomes its owner. Any goroutine.
+func (c *Controller) NewQueuePair(depth int) (*QueuePair, error) {
+	if depth <= 0 {
+		depth = c.opts.IOQueueDepth
+	}
+	depth = max(2, min(depth, int(c.cap.MQES())+1, 4096))
+	if s := c.State(); s != StateReady {
+		return nil, fmt.Errorf("new queue pair: controller is %v", s)
+	}
+	c.qmu.Lock()
+	qid := 0
+	for i, used := range c.qids {
+		if !used {
+			c.qids[i] = true
+			qid = i + 1
+			break
+		}
+	}
+	c.qmu.Unlock()
+	if qid == 0 {
+		return nil, fmt.Errorf("new queue pair: all %d I/O queues the controller granted are in use", c.ioQueues)
+	}
+	q, err := newQueuePair(c, uint16(qid), depth, false)
+	if err == nil {
+		err = c.createQueues(q)
+		if err != nil {
+			q.free_()
+		}
+	}
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if err != nil {
+		c.qids[qid-1] = false
+		return nil, err
+	}
+	c.qpairs[q] = struct{}{}
+	return q, nil
+}
+
+func (c *Controller) releaseQueue(q *QueuePair) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if _, ok := c.qpairs[q]; ok {
+		delete(c.qpairs, q)
+		if int(q.id) <= len(c.qids) {
+			c.qids[q.id-1] = false
+		}
+	}
+}
+
+// Close shuts the controller down (CC.SHN normal, waiting for the
+// shutdown to complete), frees its DMA memory and closes the bus. Every
+// queue pair's owner must have stopped using it; queue pairs not closed
+// are freed here. Any goroutine; later calls return nil.
+func (c *Controller) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	c.watchWG.Wait()
+	c.resetMu.Lock()
+	defer c.resetMu.Unlock()
+	var errs []error
+	if c.State() == StateReady {
+		c.qmu.Lock()
+		qs := make([]*QueuePair, 0, len(c.qpairs))
+		for q := range c.qpairs {
+			qs = append(qs, q)
+		}
+		c.qmu.Unlock()
+		for _, q := range qs {
+			errs = append(errs, c.deleteQueues(q))
+		}
+		errs = append(errs, c.shutdown())
+	}
+	c.setState(StateClosed)
+	c.releaseAll()
+	errs = append(errs, c.bus.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nvme: close: %w", err)
+	}
+	return nil
+}
+
+// shutdown performs a normal shutdown (NVMe Base 2.0, 3.6.2).
+func (c *Controller) shutdown() error {
+	cc := spec.CC(c.regs.Read32(spec.RegCC))
+	c.regs.Write32(spec.RegCC, uint32(cc.WithSHN(spec.SHNNormal)))
+	timeout := max(c.toutCAP, 5*time.Second)
+	if c.ident != nil && c.ident.RTD3E > 0 {
+		timeout = max(timeout, time.Duration(c.ident.RTD3E)*time.Microsecond)
+	}
+	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, timeout)
+}
+
+// releaseAll frees the DMA memory of every queue.
+func (c *Controller) releaseAll() {
+	c.qmu.Lock()
+	for q := range c.qpairs {
+		q.free_()
+	}
+	clear(c.qpairs)
+	c.qmu.Unlock()
+	if c.admin != nil {
+		c.admin.free_()
+		c.admin = nil
+	}
+	if c.scratch != nil {
+		c.mem.Free(c.scratch)
+		c.scratch = nil
+	}
+}
+
+// Capabilities returns CAP as read at bring-up.
+func (c *Controller) Capabilities() spec.CAP { return c.cap }
+
+// Version returns VS as read at bring-up.
+func (c *Controller) Version() spec.VS { return c.vs }
+
+// Identify returns the Identify Controller data read at bring-up.
+func (c *Controller) Identify() *spec.IdentifyController { return c.ident }
+
+// MaxTransfer returns the largest transfer in bytes one command may carry:
+// MDTS in units of CAP.MPSMIN, capped by Options.MaxTransfer.
+func (c *Controller) MaxTransfer() int { return c.maxXfer }
+
+// IOQueues returns how many I/O queue pairs the controller granted.
+func (c *Controller) IOQueues() int { return c.ioQueues }
+
+// Memory returns the DMA allocator data buffers must come from.
+func (c *Controller) Memory() *dma.Allocator { return c.mem }
+
+// Registers returns the controller's register window (for show-regs
+// style tools; the driver owns CC, the doorbells and the admin queue
+// registers, so write nothing).
+func (c *Controller) Registers() mmio.Region { return c.regs }
+
+// QueueMemory returns the DMA memory in bytes an I/O queue pair of depth
+// entries takes on this controller.
+func (c *Controller) QueueMemory(depth int) int {
+	return depth*(spec.CommandSize+spec.CompletionSize) + (depth-1)*prpStrideFor(c.maxXfer, c.pageSize)
+}

@@ -1,0 +1,40 @@
+// Package nvme is the NVMe protocol: controller bring-up, the admin and
+// I/O queue pairs, the NVM command set, PRP and SGL data pointers, and
+// status codes.
+//
+// It talks to hardware only through a Bus (the register window and a
+// function reset) and a *dma.Allocator (memory the device can reach), so
+// the same code runs over VFIO (package nvme/pcie) and over the in-process
+// controller of package nvme/nvmetest.
+//
+//	Controller ──admin queue (qid 0, serialized, synchronous)
+//	    │        watcher goroutine: async events, aborts, resets, removal
+//	    ├── QueuePair 1 ── owned by one goroutine (a poller)
+//	    ├── QueuePair 2 ── owned by another
+//	    └── Namespace n ── immutable geometry + request builders
+//
+// One I/O: a Namespace builder (Read, Write, ...) validates and fills a
+// caller-owned Request; QueuePair.Submit takes a command ID (a slot and a
+// generation, so a stale or duplicate completion never matches a newer
+// command), writes the 64-byte entry and its PRP list into DMA memory, and
+// leaves the doorbell to the next Ring or Poll; Poll reaps completions by
+// phase tag, checks each command ID, rings the CQ head doorbell once per
+// batch and calls Request.Done. When every command ID is taken, requests
+// wait in FIFO order on the queue pair and are issued as IDs free up.
+//
+// Deadlines: a command late by Options.CommandTimeout is aborted; one still
+// late Options.AbortTimeout later resets the controller. A reset disables
+// the controller and brings the admin queue back; each queue pair, the next
+// time its owner polls, recreates its queues and resubmits what was in
+// flight, failing only the commands that timed out (ErrTimeout). A
+// controller whose registers read all ones is removed: every queue pair
+// fails its requests with ErrRemoved.
+//
+// Goroutines: Controller methods may be called from any goroutine;
+// QueuePair methods only by its owner; Namespace methods from any
+// goroutine on Requests the caller owns. Nothing on the I/O path takes a
+// lock or allocates.
+//
+// Imports: dma, internal/mmio, nvme/spec and the standard library. Never
+// vfio.
+package nvme

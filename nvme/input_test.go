@@ -1,0 +1,140 @@
+package nvme_test
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+)
+
+// TestBadInput: requests the driver can judge are refused before they
+// reach the device, with errors that name the problem.
+func TestBadInput(t *testing.T) {
+	r := newRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1024}}}, &nvme.Options{MaxTransfer: 64 << 10})
+	q, ns := r.qp(8), r.ns(1)
+	dmaBuf := r.buf(128 << 10)
+	heap := make([]byte, 4096)
+	nop := func(*nvme.Request) {}
+	before := r.fake.Stats().TotalIO()
+
+	tests := []struct {
+		name  string
+		build func(*nvme.Request) error // nil: the builder succeeds, Submit refuses
+		want  error
+		words []string
+	}{
+		{"heap buffer", func(req *nvme.Request) error { return ns.Read(req, 0, heap, 0) }, nvme.ErrNotDMA, []string{"not DMA", "bounce"}},
+		{"not dword aligned", func(req *nvme.Request) error { return ns.Read(req, 0, dmaBuf[1:513], 0) }, nvme.ErrInvalid, []string{"dword aligned"}},
+		{"not a block multiple", func(req *nvme.Request) error { return ns.Write(req, 0, dmaBuf[:100], 0) }, nvme.ErrInvalid, []string{"multiple", "512-byte block"}},
+		{"past the end", func(req *nvme.Request) error { return ns.Read(req, 1020, dmaBuf[:8*512], 0) }, nvme.ErrInvalid, []string{"past the end", "1024 blocks"}},
+		{"lba beyond the end", func(req *nvme.Request) error { return ns.Read(req, 1<<40, dmaBuf[:512], 0) }, nvme.ErrInvalid, []string{"past the end"}},
+		{"zero length", func(req *nvme.Request) error { return ns.Read(req, 0, dmaBuf[:0], 0) }, nvme.ErrInvalid, []string{"zero length"}},
+		{"zero blocks", func(req *nvme.Request) error { return ns.WriteZeroes(req, 0, 0, 0) }, nvme.ErrInvalid, []string{"zero length"}},
+		{"too long", func(req *nvme.Request) error { return ns.Read(req, 0, dmaBuf[:128<<10], 0) }, nvme.ErrInvalid, []string{"maximum transfer"}},
+		{"raw too long", func(req *nvme.Request) error { req.Data = dmaBuf[:128<<10]; return nil }, nvme.ErrInvalid, []string{"maximum transfer"}},
+		{"no done", func(req *nvme.Request) error { req.Done = nil; return ns.Read(req, 0, dmaBuf[:512], 0) }, nvme.ErrInvalid, []string{"Done"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := &nvme.Request{Done: nop}
+			err := tt.build(req)
+			if err == nil {
+				err = q.Submit(req)
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+			for _, w := range tt.words {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if req.InFlight() {
+				t.Error("refused request is in flight")
+			}
+		})
+	}
+
+	// A request in flight cannot be submitted or rebuilt.
+	req := &nvme.Request{Done: nop}
+	if err := ns.Read(req, 0, dmaBuf[:512], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Submit(req); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Submit(req); !errors.Is(err, nvme.ErrBusy) {
+		t.Errorf("second submit: %v, want ErrBusy", err)
+	}
+	if err := ns.Read(req, 0, dmaBuf[:512], 0); !errors.Is(err, nvme.ErrBusy) {
+		t.Errorf("rebuild in flight: %v, want ErrBusy", err)
+	}
+	pollUntil(t, q, 2e9, func() bool { return !req.InFlight() })
+	if got := r.fake.Stats().TotalIO() - before; got != 1 {
+		t.Errorf("device saw %d I/O commands, want only the 1 valid one", got)
+	}
+
+	_, err := r.ctrl.Namespace(99)
+	if !errors.Is(err, nvme.ErrNoNamespace) || !strings.Contains(err.Error(), "namespace 99") || !strings.Contains(err.Error(), "[1]") {
+		t.Errorf("namespace 99: %v, want ErrNoNamespace listing the active ones", err)
+	}
+}
+
+// TestZeroAlloc: building, submitting and reaping a read allocates
+// nothing.
+func TestZeroAlloc(t *testing.T) {
+	r := newRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1024}}}, nil)
+	q, ns := r.qp(8), r.ns(1)
+	b := r.buf(4096)
+	done := false
+	req := &nvme.Request{Done: func(*nvme.Request) { done = true }}
+	cycle := func() {
+		if err := ns.Read(req, 8, b, 0); err != nil {
+			panic(err)
+		}
+		if err := q.Submit(req); err != nil {
+			panic(err)
+		}
+		for !done {
+			if q.Poll() == 0 {
+				runtime.Gosched() // AllocsPerRun runs with GOMAXPROCS 1: let the device goroutine in
+			}
+		}
+		done = false
+		if req.Err != nil {
+			panic(req.Err)
+		}
+	}
+	cycle()
+	if n := testing.AllocsPerRun(200, cycle); n != 0 {
+		t.Errorf("%v allocations per I/O, want 0", n)
+	}
+	// Failed commands allocate nothing either (the StatusError lives in
+	// the Request).
+	r.fake.InjectStatus(nvmetest.AnyIO(), 2, 0x81, -1)
+	fail := func() {
+		if err := ns.Read(req, 8, b, 0); err != nil {
+			panic(err)
+		}
+		if err := q.Submit(req); err != nil {
+			panic(err)
+		}
+		for !done {
+			if q.Poll() == 0 {
+				runtime.Gosched() // AllocsPerRun runs with GOMAXPROCS 1: let the device goroutine in
+			}
+		}
+		done = false
+	}
+	fail()
+	if n := testing.AllocsPerRun(100, fail); n != 0 {
+		t.Errorf("%v allocations per failed I/O, want 0", n)
+	}
+	if !errors.Is(req.Err, nvme.ErrMedia) {
+		t.Errorf("injected status: %v", req.Err)
+	}
+	r.fake.ClearFaults()
+}

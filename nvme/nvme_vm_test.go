@@ -1,0 +1,505 @@
+package nvme_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
+)
+
+// vmCtrl opens controller i of the guest's profile through VFIO.
+func vmCtrl(t *testing.T, env *vmtest.Env, i int, opts *nvme.Options) (*nvme.Controller, vmtest.Ctrl) {
+	t.Helper()
+	cs := env.Controllers()
+	if i >= len(cs) {
+		t.Fatalf("profile %s has %d controllers, want index %d", env.Profile(), len(cs), i)
+	}
+	addr := env.BindVFIO(t, cs[i])
+	c, err := pcie.Open(addr, opts)
+	if err != nil {
+		t.Fatalf("open %s: %v", addr, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close %s: %v", addr, err)
+		}
+	})
+	return c, cs[i]
+}
+
+// vmBuf allocates DMA memory freed when the test ends (before the
+// controller closes: cleanups run last-in first-out).
+func vmBuf(t *testing.T, c *nvme.Controller, n int) []byte {
+	t.Helper()
+	b, err := c.Memory().Alloc(n)
+	if err != nil {
+		t.Fatalf("alloc %d: %v", n, err)
+	}
+	t.Cleanup(func() { c.Memory().Free(b) })
+	return b.Bytes
+}
+
+func vmQP(t *testing.T, c *nvme.Controller, depth int) *nvme.QueuePair {
+	t.Helper()
+	qp, err := c.NewQueuePair(depth)
+	if err != nil {
+		t.Fatalf("new queue pair: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := qp.Close(); err != nil {
+			t.Errorf("close queue pair: %v", err)
+		}
+	})
+	return qp
+}
+
+// vmFill writes a pattern that names the LBA of every 8 bytes and a seed.
+func vmFill(b []byte, lba uint64, bs int, seed uint64) {
+	for off := 0; off+8 <= len(b); off += 8 {
+		binary.LittleEndian.PutUint64(b[off:], (lba+uint64(off/bs))<<20^uint64(off%bs)^seed<<48)
+	}
+}
+
+func checkBringUp(t *testing.T, profile string, env *vmtest.Env) {
+	c, want := vmCtrl(t, env, 0, nil)
+	if c.State() != nvme.StateReady {
+		t.Fatalf("state %v", c.State())
+	}
+	id := c.Identify()
+	if id.MN != "QEMU NVMe Ctrl" || id.SN != want.Serial {
+		t.Errorf("model %q serial %q, want QEMU NVMe Ctrl / %s", id.MN, id.SN, want.Serial)
+	}
+	if v := c.Version(); v.Major() != 1 || v.Minor() != 4 {
+		t.Errorf("version %v, want 1.4", v)
+	}
+	if got, exp := c.MaxTransfer(), min(4096<<want.MDTS, 1<<20); got != exp {
+		t.Errorf("max transfer %d, want %d (mdts %d)", got, exp, want.MDTS)
+	}
+	ids := c.Namespaces()
+	if len(ids) != len(want.Namespaces) {
+		t.Fatalf("%s: namespaces %v, want %d", profile, ids, len(want.Namespaces))
+	}
+	for _, w := range want.Namespaces {
+		ns, err := c.Namespace(w.NSID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ns.BlockSize() != w.BlockSize || ns.Blocks() != w.Blocks {
+			t.Errorf("ns %d: %d blocks of %d, want %d of %d", w.NSID, ns.Blocks(), ns.BlockSize(), w.Blocks, w.BlockSize)
+		}
+	}
+	if c.IOQueues() < 1 {
+		t.Errorf("io queues %d", c.IOQueues())
+	}
+	// A write and read on every namespace proves the queues work.
+	qp := vmQP(t, c, 0)
+	for _, w := range want.Namespaces {
+		ns, _ := c.Namespace(w.NSID)
+		buf := vmBuf(t, c, 8192)
+		vmFill(buf, 7, w.BlockSize, uint64(w.NSID))
+		if err := ns.WriteAt(qp, buf, 7); err != nil {
+			t.Fatalf("ns %d write: %v", w.NSID, err)
+		}
+		got := vmBuf(t, c, 8192)
+		if err := ns.ReadAt(qp, got, 7); err != nil {
+			t.Fatalf("ns %d read: %v", w.NSID, err)
+		}
+		if want.Null {
+			continue // null-co drops writes and reads zeros
+		}
+		if !bytes.Equal(buf, got) {
+			t.Errorf("ns %d: read back differs", w.NSID)
+		}
+	}
+}
+
+func TestVMBringUpDefault(t *testing.T) { checkBringUp(t, "default", vmtest.Require(t, "default")) }
+func TestVMBringUp4K(t *testing.T)      { checkBringUp(t, "4k", vmtest.Require(t, "4k")) }
+func TestVMBringUpMultiNS(t *testing.T) { checkBringUp(t, "multi-ns", vmtest.Require(t, "multi-ns")) }
+func TestVMBringUpNull(t *testing.T)    { checkBringUp(t, "null", vmtest.Require(t, "null")) }
+func TestVMBringUpSmallMDTS(t *testing.T) {
+	checkBringUp(t, "small-mdts", vmtest.Require(t, "small-mdts"))
+}
+
+func TestVMCommands(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, _ := vmCtrl(t, env, 0, nil)
+	ns, err := c.Namespace(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qp := vmQP(t, c, 0)
+	bs := ns.BlockSize()
+	buf := vmBuf(t, c, 16*bs)
+	got := vmBuf(t, c, 16*bs)
+	id := c.Identify()
+	const lba = 2048
+
+	vmFill(buf, lba, bs, 1)
+	if err := ns.WriteAt(qp, buf, lba); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := ns.ReadAt(qp, got, lba); err != nil || !bytes.Equal(buf, got) {
+		t.Fatalf("read back: err %v equal %v", err, bytes.Equal(buf, got))
+	}
+	// FUA write and read.
+	var r nvme.Request
+	vmFill(buf, lba, bs, 2)
+	if err := ns.Write(&r, lba, buf, nvme.FUA); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Exec(qp, &r); err != nil {
+		t.Fatalf("fua write: %v", err)
+	}
+	if err := ns.ReadAt(qp, got, lba); err != nil || !bytes.Equal(buf, got) {
+		t.Fatalf("read after fua write: %v", err)
+	}
+	if err := ns.Sync(qp); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+
+	// Compare: same data matches, other data is a Compare Failure.
+	if id.SupportsCompare() {
+		r = nvme.Request{}
+		if err := ns.Compare(&r, lba, buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Exec(qp, &r); err != nil {
+			t.Fatalf("compare of equal data: %v", err)
+		}
+		other := vmBuf(t, c, 16*bs)
+		vmFill(other, lba, bs, 99)
+		r = nvme.Request{}
+		ns.Compare(&r, lba, other, 0)
+		err := ns.Exec(qp, &r)
+		var se *nvme.StatusError
+		if !errors.As(err, &se) || !errors.Is(err, nvme.ErrMedia) {
+			t.Fatalf("compare of different data: %v, want a media StatusError", err)
+		}
+		t.Logf("compare mismatch: %v", err)
+	} else if err := ns.Compare(&nvme.Request{}, lba, buf, 0); !errors.Is(err, nvme.ErrInvalid) {
+		t.Fatalf("compare unsupported: %v", err)
+	}
+
+	// Write Zeroes reads back zeros.
+	r = nvme.Request{}
+	if err := ns.WriteZeroes(&r, lba, 16, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Exec(qp, &r); err != nil {
+		t.Fatalf("write zeroes: %v", err)
+	}
+	if err := ns.ReadAt(qp, got, lba); err != nil || !bytes.Equal(got, make([]byte, len(got))) {
+		t.Fatalf("after write zeroes: err %v, zeros %v", err, bytes.Equal(got, make([]byte, len(got))))
+	}
+
+	// Deallocate, then read: zeros where DLFEAT says deallocated blocks read as zeros.
+	vmFill(buf, lba, bs, 3)
+	ns.WriteAt(qp, buf, lba)
+	r = nvme.Request{}
+	if err := ns.Deallocate(&r, lba, 16); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Exec(qp, &r); err != nil {
+		t.Fatalf("deallocate: %v", err)
+	}
+	if err := ns.ReadAt(qp, got, lba); err != nil {
+		t.Fatalf("read after deallocate: %v", err)
+	}
+	if ns.Identify().DLFEAT&7 == 1 && !bytes.Equal(got, make([]byte, len(got))) {
+		t.Errorf("deallocated blocks do not read as zeros though DLFEAT=%#x", ns.Identify().DLFEAT)
+	}
+
+	// Verify.
+	r = nvme.Request{}
+	if id.SupportsVerify() {
+		if err := ns.Verify(&r, lba, 16, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Exec(qp, &r); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+	} else if err := ns.Verify(&r, lba, 16, 0); !errors.Is(err, nvme.ErrInvalid) {
+		t.Fatalf("verify unsupported: %v", err)
+	}
+
+	// Write Uncorrectable: the blocks fail to read until rewritten.
+	r = nvme.Request{}
+	if id.SupportsWriteUncorrectable() {
+		if err := ns.WriteUncorrectable(&r, lba, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Exec(qp, &r); err != nil {
+			t.Fatalf("write uncorrectable: %v", err)
+		}
+		if err := ns.ReadAt(qp, got[:bs], lba); !errors.Is(err, nvme.ErrMedia) {
+			t.Fatalf("read of an uncorrectable block: %v, want a media error", err)
+		}
+		if err := ns.WriteAt(qp, buf[:bs], lba); err != nil {
+			t.Fatalf("rewrite: %v", err)
+		}
+		if err := ns.ReadAt(qp, got[:bs], lba); err != nil {
+			t.Fatalf("read after rewrite: %v", err)
+		}
+	} else if err := ns.WriteUncorrectable(&r, lba, 1); !errors.Is(err, nvme.ErrInvalid) {
+		t.Fatalf("write uncorrectable unsupported: %v", err)
+	}
+}
+
+// TestVMTransferSizes moves every size up to MDTS through PRP lists, from
+// buffers at page offsets 0, 4, 512 and 4092, and checks the data.
+func TestVMTransferSizes(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, _ := vmCtrl(t, env, 0, nil)
+	transferSizes(t, c)
+}
+
+// TestVMTransferSizesSGL does the same with SGL data pointers.
+func TestVMTransferSizesSGL(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, _ := vmCtrl(t, env, 0, &nvme.Options{SGL: true})
+	if !c.Identify().SupportsSGL() {
+		t.Fatalf("QEMU's controller advertises SGL support (SGLS %#x) but identify says no", c.Identify().SGLS)
+	}
+	transferSizes(t, c)
+}
+
+func transferSizes(t *testing.T, c *nvme.Controller) {
+	ns, _ := c.Namespace(1)
+	qp := vmQP(t, c, 0)
+	bs, max := ns.BlockSize(), c.MaxTransfer()
+	src := vmBuf(t, c, max+8192)
+	dst := vmBuf(t, c, max+8192)
+	sizes := []int{}
+	for n := bs; n <= max; {
+		sizes = append(sizes, n)
+		switch {
+		case n < 16384:
+			n += bs
+		default:
+			n += 4096 + bs // a mix of page multiples and not
+		}
+	}
+	sizes = append(sizes, max)
+	count := 0
+	for _, off := range []int{0, 4, 512, 4092} {
+		for _, n := range sizes {
+			if off+n > len(src) {
+				continue
+			}
+			lba := uint64(count%64) * uint64(max/bs)
+			w, r := src[off:off+n], dst[off:off+n]
+			vmFill(w, lba, bs, uint64(n+off))
+			clear(r)
+			if err := ns.WriteAt(qp, w, lba); err != nil {
+				t.Fatalf("write %d bytes at page offset %d: %v", n, off, err)
+			}
+			if err := ns.ReadAt(qp, r, lba); err != nil {
+				t.Fatalf("read %d bytes at page offset %d: %v", n, off, err)
+			}
+			if !bytes.Equal(w, r) {
+				t.Fatalf("%d bytes at page offset %d: data differs", n, off)
+			}
+			count++
+		}
+	}
+	t.Logf("%d transfers verified, sizes %d..%d bytes", count, bs, max)
+}
+
+// TestVMFullQueue drives a 4-entry queue with 64 requests: they wait for
+// command IDs, and every one completes with its data.
+func TestVMFullQueue(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, _ := vmCtrl(t, env, 0, nil)
+	ns, _ := c.Namespace(1)
+	qp := vmQP(t, c, 4)
+	bs := ns.BlockSize()
+	const n = 64
+	bufs := vmBuf(t, c, n*4096)
+	reqs := make([]nvme.Request, n)
+	done := 0
+	for i := range reqs {
+		b := bufs[i*4096 : (i+1)*4096]
+		vmFill(b, uint64(i*8), bs, 5)
+		if err := ns.Write(&reqs[i], uint64(i*8), b, 0); err != nil {
+			t.Fatal(err)
+		}
+		reqs[i].Done = func(r *nvme.Request) {
+			if r.Err != nil {
+				t.Errorf("write %d: %v", i, r.Err)
+			}
+			done++
+		}
+		if err := qp.Submit(&reqs[i]); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	if qp.Waiting() == 0 {
+		t.Fatalf("nothing waited on a 4-entry queue with %d requests", n)
+	}
+	for done < n {
+		qp.Poll()
+	}
+	if s := qp.Stats(); s.Waits == 0 || s.Completed < n {
+		t.Errorf("stats %+v", s)
+	}
+	got := vmBuf(t, c, 4096)
+	for i := 0; i < n; i++ {
+		if err := ns.ReadAt(qp, got, uint64(i*8)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bufs[i*4096:(i+1)*4096]) {
+			t.Fatalf("request %d: data differs", i)
+		}
+	}
+}
+
+// TestVMResetInFlight resets the controller while writes are in flight:
+// each completes exactly once, and the data is all there afterwards.
+func TestVMResetInFlight(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, _ := vmCtrl(t, env, 0, nil)
+	ns, _ := c.Namespace(1)
+	qp := vmQP(t, c, 32)
+	bs := ns.BlockSize()
+	const n = 96
+	bufs := vmBuf(t, c, n*8192)
+	reqs := make([]nvme.Request, n)
+	calls := make([]int, n)
+	var errs []error
+	for i := range reqs {
+		b := bufs[i*8192 : (i+1)*8192]
+		vmFill(b, uint64(i*16), bs, 6)
+		ns.Write(&reqs[i], uint64(i*16), b, 0)
+		reqs[i].Done = func(r *nvme.Request) {
+			calls[i]++
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+			}
+		}
+		if err := qp.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qp.Ring()
+	var wg sync.WaitGroup
+	var resetErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); resetErr = c.Reset() }()
+	total := func() (s int) {
+		for _, c := range calls {
+			s += c
+		}
+		return s
+	}
+	for total() < n {
+		qp.Poll()
+	}
+	wg.Wait()
+	if resetErr != nil {
+		t.Fatalf("reset: %v", resetErr)
+	}
+	for i, k := range calls {
+		if k != 1 {
+			t.Errorf("request %d completed %d times", i, k)
+		}
+	}
+	if len(errs) > 0 {
+		t.Errorf("%d requests failed, first: %v", len(errs), errs[0])
+	}
+	t.Logf("requeued after reset: %d", qp.Stats().Requeued)
+	got := vmBuf(t, c, 8192)
+	for i := 0; i < n; i++ {
+		if err := ns.ReadAt(qp, got, uint64(i*16)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bufs[i*8192:(i+1)*8192]) {
+			t.Fatalf("request %d: data differs after reset", i)
+		}
+	}
+}
+
+// TestVMCloseReopen closes the controller (CC.SHN) and opens it again: the
+// data written before is still there.
+func TestVMCloseReopen(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	ctrl := env.Controllers()[0]
+	addr := env.BindVFIO(t, ctrl)
+	pattern := make([]byte, 4096)
+	vmFill(pattern, 300, 512, 7)
+	for round := 0; round < 2; round++ {
+		c, err := pcie.Open(addr, nil)
+		if err != nil {
+			t.Fatalf("round %d open: %v", round, err)
+		}
+		ns, _ := c.Namespace(1)
+		qp, err := c.NewQueuePair(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.Memory().Alloc(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			copy(b.Bytes, pattern)
+			if err := ns.WriteAt(qp, b.Bytes, 300); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if err := ns.ReadAt(qp, b.Bytes, 300); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b.Bytes, pattern) {
+				t.Fatal("data written before close is gone")
+			}
+		}
+		qp.Close()
+		c.Memory().Free(b)
+		if err := c.Close(); err != nil {
+			t.Fatalf("round %d close: %v", round, err)
+		}
+		if c.State() != nvme.StateClosed {
+			t.Fatalf("state after close %v", c.State())
+		}
+	}
+}
+
+// TestVMBadInput: requests the driver must refuse before the device sees them.
+func TestVMBadInput(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c, want := vmCtrl(t, env, 0, nil)
+	ns, _ := c.Namespace(1)
+	qp := vmQP(t, c, 0)
+	dmaBuf := vmBuf(t, c, 8192)
+	heap := make([]byte, 4096)
+	before := qp.Stats().Submitted
+	cases := []struct {
+		name string
+		err  error
+		run  func() error
+	}{
+		{"not dma memory", nvme.ErrNotDMA, func() error { return ns.ReadAt(qp, heap, 0) }},
+		{"misaligned", nvme.ErrInvalid, func() error { return ns.ReadAt(qp, dmaBuf[2:514], 0) }},
+		{"not a block multiple", nvme.ErrInvalid, func() error { return ns.ReadAt(qp, dmaBuf[:1000], 0) }},
+		{"past the end", nvme.ErrInvalid, func() error { return ns.ReadAt(qp, dmaBuf[:1024], want.Namespaces[0].Blocks-1) }},
+		{"zero length", nvme.ErrInvalid, func() error { return ns.ReadAt(qp, dmaBuf[:0], 0) }},
+		{"inactive namespace", nvme.ErrNoNamespace, func() error { _, err := c.Namespace(9); return err }},
+	}
+	for _, tc := range cases {
+		err := tc.run()
+		if !errors.Is(err, tc.err) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	if got := qp.Stats().Submitted; got != before {
+		t.Errorf("%d commands reached the device", got-before)
+	}
+	_ = dma.ErrNotDMA
+}
