@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// ciBootTimeout bounds each VM test boot in ci, which has about 20 minutes
+// on 2 cores for everything: a hung boot must not eat it all.
+const ciBootTimeout = 5 * time.Minute
+
 // ciVerb runs everything a fresh machine needs to trust a change: setup,
 // gofmt, go vet, host tests with -race, the harness selftest, VM tests.
 func ciVerb(args []string) error {
@@ -69,7 +73,7 @@ func ciVerb(args []string) error {
 	step("selftest", t0, p, f, err)
 
 	t0 = time.Now()
-	s, err := runVMTests(&testOptions{bootFlags: bootFlags{Timeout: 10 * time.Minute}, Patterns: []string{"./..."}, Out: out})
+	s, err := runVMTests(&testOptions{bootFlags: bootFlags{Timeout: ciBootTimeout}, Patterns: []string{"./..."}, Out: out})
 	if err == nil {
 		printSummary(out, s)
 	} else {

@@ -110,8 +110,8 @@ func TestQEMUArgs(t *testing.T) {
 	}{
 		{prof: "default", want: []string{
 			"-accel tcg", "-bios fw", "-machine q35", "-smp 2", "intel-iommu,intremap=on", "-no-reboot",
-			"isa-debug-exit,iobase=0xf4,iosize=0x04", "panic=-1 quiet foo=1",
-			"driver=file,node-name=nvme0n1-base,filename=/d/nvme0n1.img",
+			"isa-debug-exit,iobase=0xf4,iosize=0x04", "panic=-1 quiet no_timer_check foo=1",
+			"driver=file,node-name=nvme0n1-base,filename=/d/nvme0n1.img,cache.no-flush=on,discard=unmap",
 			"nvme,id=nvme0,serial=gonvme0,mdts=7,addr=0x4",
 			"nvme-ns,id=nvme0n1,bus=nvme0,drive=nvme0n1,nsid=1,logical_block_size=512", " -x",
 		}, not: []string{"-accel kvm", "nvme1"}},
@@ -336,6 +336,7 @@ func TestJudge(t *testing.T) {
 		{"no verdict", nil, 0, false, false, "without a verdict", 0},
 		{"qemu error", nil, 1, false, false, "QEMU exited 1", 0},
 		{"fail line", []string{"GONVME-GUEST: FAIL: load module vfio.ko: ENOENT"}, 3, false, false, "load module vfio.ko", 0},
+		{"test timeout", []string{"=== RUN   TestH", "panic: test timed out after 1m3s", "GONVME-GUEST: FAIL: tests failed in p"}, 3, false, false, "tests failed in p (panic: test timed out after 1m3s)", 0},
 	} {
 		v := judge(tc.lines, tc.code, tc.timedOut, time.Minute)
 		if v.Pass != tc.pass || !strings.Contains(v.Reason, tc.reason) || len(v.Passed) != tc.passed {

@@ -36,7 +36,7 @@ var (
 // pass code AND the guest's pass line, no panic, and no failed test.
 func judge(lines []string, exitCode int, timedOut bool, timeout time.Duration) verdict {
 	v := verdict{ExitStatus: -1}
-	var panicLine, failLine string
+	var panicLine, failLine, goPanic string
 	passLine := false
 	firstMsg := map[string]string{}
 	current := ""
@@ -60,6 +60,9 @@ func judge(lines []string, exitCode int, timedOut bool, timeout time.Duration) v
 		}
 		if panicLine == "" && strings.Contains(l, "Kernel panic") {
 			panicLine = strings.TrimSpace(l)
+		}
+		if goPanic == "" && strings.HasPrefix(l, "panic: ") {
+			goPanic = strings.TrimSpace(l) // a test binary crashed or timed out
 		}
 		if strings.HasPrefix(l, guest.PassLine) {
 			passLine = true
@@ -91,6 +94,9 @@ func judge(lines []string, exitCode int, timedOut bool, timeout time.Duration) v
 		v.Reason = "QEMU exited with the pass code but the guest printed no pass line"
 	case exitCode == exitFail && failLine != "":
 		v.Reason = "guest reported failure: " + failLine
+		if goPanic != "" {
+			v.Reason += " (" + goPanic + ")"
+		}
 	case exitCode == exitFail:
 		v.Reason = "guest reported failure (no reason printed)"
 	case exitCode == 0:

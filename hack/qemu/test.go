@@ -235,6 +235,11 @@ func runVMTests(o *testOptions) (testSummary, error) {
 	var timings []string
 	for _, prof := range profiles {
 		boot := &vmtest.Boot{}
+		if o.Timeout >= time.Minute {
+			// Let a hung test time out in the guest (goroutine dump, clean
+			// verdict) a little before the host kills QEMU.
+			boot.TestTimeout = (o.Timeout * 9 / 10).String()
+		}
 		var extra []ramFile
 		for _, p := range groups[prof] {
 			names := make([]string, len(p.Tests))
@@ -264,8 +269,10 @@ func runVMTests(o *testOptions) (testSummary, error) {
 			s.Problems = append(s.Problems, fmt.Sprintf("%s: tests skipped in their own boot: %s", prof, strings.Join(v.Skipped, ", ")))
 		}
 	}
-	for _, t := range timings {
-		fmt.Fprintln(o.Out, t)
+	if len(timings) > 1 {
+		for _, t := range timings {
+			fmt.Fprintln(o.Out, t)
+		}
 	}
 	return s, nil
 }

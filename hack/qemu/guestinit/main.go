@@ -105,7 +105,11 @@ func runTests(boot *vmtest.Boot) (bool, string) {
 		dir := filepath.Join("/tmp/work", filepath.Base(t.Binary))
 		_ = os.MkdirAll(dir, 0o755)
 		fmt.Printf("gonvme-init: %s -test.run '%s'\n", t.Package, t.Run)
-		cmd := exec.Command(t.Binary, "-test.v", "-test.run", t.Run)
+		args := []string{"-test.v", "-test.run", t.Run}
+		if boot.TestTimeout != "" {
+			args = append(args, "-test.timeout", boot.TestTimeout)
+		}
+		cmd := exec.Command(t.Binary, args...)
 		cmd.Dir = dir
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -21,6 +21,9 @@ type Boot struct {
 	NVMeModules []string `json:"nvme_modules"`
 	HugePages   int      `json:"huge_pages"` // 2 MiB pages to reserve
 	Tests       []Test   `json:"tests,omitempty"`
+	// TestTimeout is passed on as -test.timeout (Go syntax, "" for none) so
+	// that a hung test dumps its goroutines before the host kills QEMU.
+	TestTimeout string   `json:"test_timeout,omitempty"`
 	Command     []string `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
 	Bind        string   `json:"bind,omitempty"`    // run mode: vfio, kernel or none
 }
