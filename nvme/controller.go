@@ -230,9 +230,23 @@ var resetSteps = []step{
 	{"arm asynchronous events", (*Controller).armAER},
 }
 
-func (c *Controller) setState(s State) {
-	e := c.epoch.Load()
-	c.epoch.Store(makeEpoch(epochGen(e), s))
+// setState moves the controller to s, keeping the generation. Removed
+// and Closed are terminal (Closed may still follow Removed); a transition
+// out of them is refused and setState reports false.
+func (c *Controller) setState(s State) bool { return c.transition(s, 0) }
+
+// transition is setState that also adds genInc to the generation.
+func (c *Controller) transition(s State, genInc uint64) bool {
+	for {
+		e := c.epoch.Load()
+		cur := epochState(e)
+		if cur == StateClosed || (cur == StateRemoved && s != StateClosed) {
+			return false
+		}
+		if c.epoch.CompareAndSwap(e, makeEpoch(epochGen(e)+genInc, s)) {
+			return true
+		}
+	}
 }
 
 // State returns the controller's current state. Any goroutine.
@@ -493,6 +507,30 @@ func (c *Controller) markRemoved() {
 	}
 }
 
+// MarkRemoved tells the driver its device is gone or being taken away
+// (the transport learned it: a VFIO request interrupt, a surprise-removal
+// notice). From then on admin commands fail with ErrRemoved, and every
+// queue pair, the next time its owner polls, fails what it holds with
+// ErrRemoved and takes no more work. The caller should then Close the
+// controller, which skips the shutdown handshake. Any goroutine.
+func (c *Controller) MarkRemoved() {
+	for {
+		e := c.epoch.Load()
+		switch epochState(e) {
+		case StateRemoved, StateClosed:
+			return
+		}
+		if c.epoch.CompareAndSwap(e, makeEpoch(epochGen(e), StateRemoved)) {
+			c.logf("nvme: controller removed by the transport")
+			return
+		}
+	}
+}
+
+// Removed reports whether the controller is gone (StateRemoved), and is
+// there for transports and callers that poll for it. Any goroutine.
+func (c *Controller) Removed() bool { return c.State() == StateRemoved }
+
 // requestAbort asks the watcher to abort a command. Any goroutine; never
 // blocks (if the watcher is swamped, the command's second deadline will
 // reset the controller anyway).
@@ -551,8 +589,9 @@ func (c *Controller) reset(reason string) error {
 			return fmt.Errorf("reset: %s: %w", s.name, err)
 		}
 	}
-	e := c.epoch.Load()
-	c.epoch.Store(makeEpoch(epochGen(e)+1, StateReady))
+	if !c.transition(StateReady, 1) {
+		return fmt.Errorf("reset: %w", ErrRemoved)
+	}
 	return nil
 }
 

@@ -53,6 +53,7 @@ type Device struct {
 	irqs    uint32
 	bars    [6][]byte
 	msix    []int // eventfds while MSI-X is enabled
+	req     int   // request-notification eventfd, -1 when not set
 
 	cont  *Container
 	group *Group // set when the Device owns group and container (Open)
@@ -69,7 +70,7 @@ func newDevice(addr string, fd int, c *Container) (*Device, error) {
 	if info.NumRegions <= PCIConfigRegion || info.NumRegions > 64 {
 		return nil, fmt.Errorf("vfio device %s: %d regions, want %d..64", addr, info.NumRegions, PCIConfigRegion+1)
 	}
-	d := &Device{addr: addr, fd: fd, flags: info.Flags, irqs: info.NumIRQs, cont: c}
+	d := &Device{addr: addr, fd: fd, flags: info.Flags, irqs: info.NumIRQs, cont: c, req: -1}
 	for i := uint32(0); i < info.NumRegions; i++ {
 		r := regionInfo{ArgSz: sizeofRegionInfo, Index: i}
 		if _, err := ioctlPtr(fd, ioctlDeviceGetRegionInfo, unsafe.Pointer(&r)); err != nil {
@@ -449,6 +450,66 @@ func (d *Device) setIRQs(index, flags, start uint32, data []int32) error {
 	return err
 }
 
+// RequestNotify arms the device request interrupt
+// (VFIO_PCI_REQ_IRQ_INDEX) and returns its eventfd (blocking). The kernel
+// signals it when it wants the device back: the device is being unplugged
+// (surprise or orderly hot removal) or its driver is being unbound. The
+// kernel waits, repeating the signal, until the device fd is closed, so a
+// user must stop its I/O and Close. The eventfd belongs to the Device and
+// is closed by Close; a reader blocked on it is woken by Wake.
+func (d *Device) RequestNotify() (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd < 0 {
+		return -1, fmt.Errorf("vfio device %s: %w", d.addr, ErrClosed)
+	}
+	if d.req >= 0 {
+		return d.req, nil
+	}
+	info, err := d.irqInfo(PCIReqIRQ)
+	if err != nil {
+		return -1, err
+	}
+	if info.Count < 1 || info.Flags&IRQEventfd == 0 {
+		return -1, fmt.Errorf("vfio device %s: no request interrupt: %w", d.addr, ErrUnsupported)
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("vfio device %s: eventfd: %w", d.addr, err)
+	}
+	if err := d.setIRQs(PCIReqIRQ, vfioIRQSetDataEventfd|vfioIRQSetActionTrig, 0, []int32{int32(fd)}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("vfio device %s: arm request interrupt: %w", d.addr, err)
+	}
+	d.req = fd
+	return fd, nil
+}
+
+// WakeRequest adds one to the request eventfd, waking a reader blocked on
+// it; the reader tells a real request from a wake-up by its own state.
+func (d *Device) WakeRequest() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.req >= 0 {
+		var one [8]byte
+		one[0] = 1
+		_, _ = unix.Write(d.req, one[:])
+	}
+}
+
+func (d *Device) disableRequest() error {
+	if d.req < 0 {
+		return nil
+	}
+	err := d.setIRQs(PCIReqIRQ, vfioIRQSetDataNone|vfioIRQSetActionTrig, 0, nil)
+	unix.Close(d.req)
+	d.req = -1
+	if err != nil {
+		return fmt.Errorf("disable request interrupt: %w", err)
+	}
+	return nil
+}
+
 // Close disables interrupts, unmaps the BARs and closes the device fd; for
 // a Device from Open it also closes its group and container. Close is
 // idempotent. The slices MapBAR returned must not be used afterwards.
@@ -458,7 +519,7 @@ func (d *Device) Close() error {
 	if d.fd < 0 {
 		return nil
 	}
-	errs := []error{d.disableMSIX()}
+	errs := []error{d.disableMSIX(), d.disableRequest()}
 	for i, b := range d.bars {
 		if b != nil {
 			if err := unix.Munmap(b); err != nil {

@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/internal/mmio"
@@ -73,6 +75,7 @@ func (s *System) Open(addr string, opts *nvme.Options) (*nvme.Controller, error)
 		b.Close()
 		return nil, fmt.Errorf("pcie: open %s: %w", addr, err)
 	}
+	b.setController(c)
 	s.mu.Lock()
 	s.ctrls[c] = struct{}{}
 	s.mu.Unlock()
@@ -136,7 +139,12 @@ func (s *System) attach(addr string) (_ *bus, err error) {
 		dev.Close()
 		return nil, fmt.Errorf("pcie: open %s: %w", addr, err)
 	}
-	return &bus{sys: s, dev: dev, group: info.Group, regs: mmio.New(bar), mem: s.mem}, nil
+	b := &bus{sys: s, dev: dev, group: info.Group, regs: mmio.New(bar), mem: s.mem}
+	if fd, err := dev.RequestNotify(); err == nil {
+		b.watchDone = make(chan struct{})
+		go b.watchRequest(fd)
+	}
+	return b, nil
 }
 
 func (s *System) dropGroup(n int) {
@@ -213,6 +221,7 @@ func Open(addr string, opts *nvme.Options, dmaOpts ...dma.Option) (*nvme.Control
 		return nil, fmt.Errorf("pcie: open %s: %w", addr, err)
 	}
 	b.ctrl = c
+	b.setController(c)
 	return c, nil
 }
 
@@ -226,6 +235,46 @@ type bus struct {
 	ctrl  *nvme.Controller
 	owned bool // the System exists for this controller alone
 	once  sync.Once
+
+	live      atomic.Pointer[nvme.Controller] // for the request watcher
+	removed   atomic.Bool                     // the kernel asked for the device
+	closing   atomic.Bool
+	watchDone chan struct{}
+}
+
+// watchRequest waits on the device request eventfd. The kernel signals it
+// when the device is being hot-removed (or unbound) and waits, signalling
+// again every few seconds, until the device fd is closed. The controller
+// is marked removed, so its queue pairs fail their I/O with
+// nvme.ErrRemoved; the user's Close then lets the kernel finish.
+func (b *bus) watchRequest(fd int) {
+	defer close(b.watchDone)
+	var buf [8]byte
+	for {
+		_, err := syscall.Read(fd, buf[:])
+		if b.closing.Load() {
+			return
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		b.removed.Store(true)
+		if c := b.live.Load(); c != nil {
+			c.MarkRemoved()
+		}
+	}
+}
+
+// setController lets the request watcher reach c; a request that came
+// during bring-up marks it removed at once.
+func (b *bus) setController(c *nvme.Controller) {
+	b.live.Store(c)
+	if b.removed.Load() {
+		c.MarkRemoved()
+	}
 }
 
 func (b *bus) Registers() mmio.Region { return b.regs }
@@ -243,6 +292,11 @@ func (b *bus) Reset() error {
 func (b *bus) Close() error {
 	var err error
 	b.once.Do(func() {
+		if b.watchDone != nil {
+			b.closing.Store(true)
+			b.dev.WakeRequest()
+			<-b.watchDone
+		}
 		_ = b.dev.SetBusMaster(false)
 		err = b.dev.Close()
 		s := b.sys
