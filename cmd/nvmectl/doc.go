@@ -1,47 +1,165 @@
-// Command nvmectl manages NVMe controllers for gonvme's userspace driver.
+// Command nvmectl manages NVMe controllers for gonvme's userspace driver,
+// with the verbs storage engineers know from SPDK's setup.sh and nvme-cli.
 //
-// Usage:
+// Controllers are named by PCI address (0000:01:00.0), namespaces with
+// -n/--namespace-id. Every verb that prints data takes -o normal|json
+// (default normal) and -H/--human-readable (decodes fields in normal
+// output; JSON is the same with or without it).
 //
-//	nvmectl [-o normal|json] list
+// # Setup (setup.sh)
 //
-// list prints every NVMe controller (PCI class 0x010802) with its PCI
-// address, vendor:device IDs, bound driver, IOMMU group, and whether the
-// group is viable for VFIO once the controller is bound to vfio-pci (every
-// other device in the group on vfio-pci, on no driver, or a PCI bridge).
-// When it is not, the group's other members are listed with their drivers.
+//	nvmectl list
+//	nvmectl setup [ADDR...] [--hugemem MiB] [--allow A,B] [--deny A,B] [--force]
+//	nvmectl reset [ADDR...] [--allow A,B] [--deny A,B] [--driver nvme]
+//	nvmectl status
 //
-// # JSON output
+// list prints every NVMe controller (PCI class 0x010802): address,
+// vendor:device, driver, IOMMU group and whether the group is viable for
+// VFIO, then serial, firmware, namespaces ("nsid:size/block size") and
+// model. A controller on vfio-pci that no process holds is opened briefly
+// (a controller reset) to read them; one on the kernel's nvme driver is
+// read from sysfs (/sys/bus/pci/devices/ADDR/nvme/nvmeX, /sys/block).
+// Notes below the table say which controller is in use and which IOMMU
+// group holds devices on other drivers.
 //
-// With -o json, list prints one object. The keys are stable; new keys may
-// be added, none will be renamed or removed:
+// setup binds the named controllers (all without arguments; --allow keeps
+// only those, --deny drops those, like PCI_ALLOWED and PCI_BLOCKED) to
+// vfio-pci. With --hugemem it first writes nr_hugepages of 2 MiB pages
+// (0, the default, keeps the reservation). It stops with a fix when the
+// kernel has no IOMMU groups or vfio-pci is not loaded, and warns when
+// RLIMIT_MEMLOCK is below 64 MiB. It refuses a controller on nvme whose
+// namespaces or partitions are in use — a mounted file system (by
+// major:minor in /proc/self/mountinfo), active swap (/proc/swaps), or a
+// holder in /sys/block/*/holders (LVM, MD, device mapper) — and does
+// nothing to it, unless --force. reset gives controllers on vfio-pci back
+// to nvme (--driver) and leaves the others alone. status prints the
+// hugepage reservation, the IOMMU, vfio-pci, the memlock limit and each
+// controller's driver, block devices and what uses them.
 //
-//	{
-//	  "controllers": [              // sorted by address; [] when none
-//	    {
-//	      "address": "0000:00:04.0", // PCI domain:bus:device.function
-//	      "vendor_id": "1b36",       // 4 lowercase hex digits
-//	      "device_id": "0010",       // 4 lowercase hex digits
-//	      "driver": "nvme",          // bound driver, "" for none
-//	      "iommu_group": 3,          // null without an IOMMU
-//	      "viable": true,            // usable through VFIO once bound to vfio-pci
-//	      "group_members": [         // the other devices in the group; [] when alone
-//	        {"address": "0000:00:1e.0", "driver": "", "bridge": true, "blocks": false}
-//	      ]
-//	    }
-//	  ]
-//	}
+// # Admin commands (nvme-cli)
 //
-// "blocks" is true for a member that keeps the group from being viable.
+//	nvmectl id-ctrl ADDR                  Identify Controller
+//	nvmectl id-ns ADDR [-n NSID]          Identify Namespace (default 1)
+//	nvmectl list-ns ADDR                  active namespace IDs
+//	nvmectl ns-descs ADDR [-n NSID]       Namespace Identification Descriptors
+//	nvmectl smart-log ADDR                SMART / Health Information
+//	nvmectl error-log ADDR [-e N]         Error Information (default ELPE+1 entries)
+//	nvmectl fw-log ADDR                   Firmware Slot Information
+//	nvmectl effects-log ADDR              Commands Supported and Effects
+//	nvmectl get-feature ADDR -f FID [-s SEL] [--cdw11 V] [-n NSID] [-l LEN]
+//	nvmectl set-feature ADDR -f FID -v VALUE [--save] [-n NSID]
+//	nvmectl show-regs ADDR                controller registers
+//	nvmectl format ADDR -n NSID [-l LBAF] [--ses 0|1|2] --force
+//
+// Numbers take decimal or 0x hex. Every run brings the controller up,
+// which is a controller reset: a device that follows the spec then reverts
+// features set without --save to their saved or default values, so
+// set-feature without --save may not outlive the nvmectl run (QEMU keeps
+// them). format erases the namespace and never prompts: without --force it
+// refuses (exit 1). show-regs reads the registers of the controller as
+// nvmectl brought it up (CC.EN=1, the admin queue nvmectl made).
+//
+// JSON keys follow nvme-cli's (nvme-print-json.c) where it prints the
+// same data:
+//
+//	id-ctrl      "vid" "ssvid" "sn" "mn" "fr" "rab" "ieee" "cmic" "mdts" "cntlid" "ver"
+//	             "rtd3r" "rtd3e" "oaes" "ctratt" "rrls" "cntrltype" "fguid" "crdt1".."crdt3"
+//	             "nvmsr" "vwci" "mec" "oacs" "acl" "aerl" "frmw" "lpa" "elpe" "npss" "avscc"
+//	             "apsta" "wctemp" "cctemp" "mtfa" "hmpre" "hmmin" "tnvmcap" "unvmcap" "rpmbs"
+//	             "edstt" "dsto" "fwug" "kas" "hctma" "mntmt" "mxtmt" "sanicap" "hmminds"
+//	             "hmmaxd" "nsetidmax" "endgidmax" "anatt" "anacap" "anagrpmax" "nanagrpid"
+//	             "pels" "domainid" "megcap" "sqes" "cqes" "maxcmd" "nn" "oncs" "fuses" "fna"
+//	             "vwc" "awun" "awupf" "icsvscc" "nwpc" "acwu" "ocfs" "sgls" "mnan" "maxdna"
+//	             "maxcna" "subnqn" "ioccsz" "iorcsz" "icdoff" "fcatt" "msdbd" "ofcs"
+//	             "psds": [{"max_power" "max_power_scale" "non-operational_state" "entry_lat"
+//	             "exit_lat" "read_tput" "read_lat" "write_tput" "write_lat" "idle_power"
+//	             "idle_scale" "active_power" "active_power_work" "active_scale"}]
+//	id-ns        "nsze" "ncap" "nuse" "nsfeat" "nlbaf" "flbas" "mc" "dpc" "dps" "nmic"
+//	             "rescap" "fpi" "dlfeat" "nawun" "nawupf" "nacwu" "nabsn" "nabo" "nabspf"
+//	             "noiob" "nvmcap" ("npwg" "npwa" "npdg" "npda" "nows") "mssrl" "mcl" "msrc"
+//	             "anagrpid" "nsattr" "nvmsetid" "endgid" "nguid" "eui64"
+//	             "lbafs": [{"lbaf" "ms" "ds" "rp" "in_use"}]
+//	list-ns      {"nsid_list": [{"nsid": 1}, ...]}
+//	ns-descs     "eui64" "nguid" "uuid" "csi" (those the device reports)
+//	smart-log    "critical_warning" "temperature" (kelvin) "avail_spare" "spare_thresh"
+//	             "percent_used" "endurance_grp_critical_warning_summary" "data_units_read"
+//	             "data_units_written" "host_read_commands" "host_write_commands"
+//	             "controller_busy_time" "power_cycles" "power_on_hours" "unsafe_shutdowns"
+//	             "media_errors" "num_err_log_entries" "warning_temp_time" "critical_comp_time"
+//	             "temperature_sensor_N" (non-zero sensors) "thm_temp1_trans_count"
+//	             "thm_temp2_trans_count" "thm_temp1_total_time" "thm_temp2_total_time"
+//	error-log    {"errors": [{"error_count" "sqid" "cmdid" "status_field" "status_name"
+//	             "parm_error_location" "lba" "nsid" "vs" "trtype" "cs" "trtype_spec_info"
+//	             "log_page_version"}]}
+//	fw-log       {"ADDR": {"Active Firmware Slot (afi)": N, "Firmware Rev Slot N": "U64 (REV)"}}
+//	effects-log  {"admin_cmd_set": {"ACS_6 (Identify)": EFFECTS, ...}, "io_cmd_set": {"IOCS_2 (Read)": ...}}
+//	show-regs    "cap" "vs" "intms" "intmc" "cc" "csts" "nssr" "aqa" "asq" "acq" "cmbloc"
+//	             "cmbsz" "bpinfo" "bprsel" "bpmbl" "cmbmsc" "cmbsts" "pmrcap" "pmrctl"
+//	             "pmrsts" "pmrebs" "pmrswtp" "pmrmscl" "pmrmscu" (as numbers)
+//
+// 128-bit counters are JSON numbers, as nvme-cli prints them. nvmectl's own
+// keys (nvme-cli has no equivalent):
+//
+//	get-feature  "feature_id" "feature_name" "sel" "value" ("saveable" "per_namespace"
+//	             "changeable" with -s 3; "data" in hex for features with a data structure)
+//	set-feature  "feature_id" "feature_name" "value" "save" "result"
+//	format       "nsid" "lbaf" "ses" "block_size" "metadata_size" "nsze" "usable"
+//	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "iommu_group"
+//	             (null without an IOMMU) "viable" "group_members": [{"address" "driver"
+//	             "bridge" "blocks"}] "model" "serial" "firmware" "namespaces": [{"nsid"
+//	             "blocks" "block_size" "bytes" "device"}] "note"}]}
+//	setup, reset {"controllers": [{"address" "previous_driver" "driver" "action" "reasons"}]}
+//	             (setup adds "hugepages"); action is bound, already-bound, refused,
+//	             failed, released or left-alone
+//	status       {"hugepages": [{"size_kb" "total" "free"}] "iommu": {"enabled" "groups"}
+//	             "vfio_pci" "memlock": {"soft" "hard" "unlimited"} "controllers": [{"address"
+//	             "vendor_id" "device_id" "driver" "iommu_group" "block_devices" "in_use"}]}
+//
+// Keys are stable: new ones may be added, none renamed or removed.
+//
+// # I/O commands (nvme-cli)
+//
+//	nvmectl read ADDR [-n NSID] -s LBA [-c N | -z BYTES] [-d FILE]    default: stdout
+//	nvmectl write ADDR [-n NSID] -s LBA [-c N | -z BYTES] [-d FILE]   default: stdin
+//	nvmectl compare ADDR [-n NSID] -s LBA [-c N | -z BYTES] [-d FILE]
+//	nvmectl write-zeroes ADDR [-n NSID] -s LBA [-c N]
+//	nvmectl verify ADDR [-n NSID] -s LBA [-c N]
+//	nvmectl dsm ADDR [-n NSID] --deallocate --slbs L1,L2 --blocks N1,N2
+//	nvmectl flush ADDR [-n NSID]
+//
+// -c/--block-count is 0's based like nvme-cli's (-c 0 is one block);
+// -z/--data-size is in bytes and must be a multiple of the block size;
+// neither means one block. --blocks of dsm are counts (1-based), one per
+// --slbs entry. Transfers larger than the controller's maximum (MDTS) are
+// split. Everything is checked before the first command is sent: the
+// namespace, the size, the range against the namespace's size, and for
+// write and compare the input, which is read whole first, so a short file
+// writes nothing. "<verb>: Success ..." goes to standard error (standard
+// output carries read's data). A compare mismatch exits 2 with the status
+// name, Compare Failure.
 //
 // # Exit status
 //
 //	0  success
-//	1  usage error (unknown command or flag, bad -o value)
-//	2  device or driver error (sysfs unreadable, bind failed, ...)
+//	1  usage error: unknown verb or flag, malformed value or address, no
+//	   controller at that address, inactive namespace, size not a block
+//	   multiple, range past the end, input shorter than asked, format
+//	   without --force. Nothing was sent to the device.
+//	2  device or driver error: the controller is not bound to vfio-pci
+//	   (the message says `nvmectl setup ADDR`), is in use, VFIO or sysfs
+//	   failed, the device completed a command with an error status
+//	   (printed by name), or setup refused or failed to bind a controller.
 //
-// The command logic lives in functions that write to an io.Writer, so tests
-// run it in-process. nvmectl is built on github.com/spf13/cobra: the CLI
-// framework is not the driver, so a well-kept library does that part.
+// Every non-zero exit prints "nvmectl: <reason>" on standard error.
 //
-// Imports: the standard library, cobra, and gonvme's vfio package.
+// The verbs run in-process through run(args, stdout, stderr, app), which
+// tests call directly (host tests against nvme/nvmetest and fake sysfs
+// trees; VM tests against QEMU's controller). nvmectl is built on
+// github.com/spf13/cobra: the CLI framework is not the driver, so a
+// well-kept library does that part. The perf verb arrives with the
+// pollers.
+//
+// Imports: the standard library, cobra, golang.org/x/sys/unix
+// (RLIMIT_MEMLOCK, device numbers), and gonvme's vfio, nvme, nvme/pcie and
+// nvme/spec packages.
 package main

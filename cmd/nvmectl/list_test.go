@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -27,7 +28,7 @@ type fakeDev struct {
 
 func fakeSysfs(t *testing.T, devs ...fakeDev) string {
 	t.Helper()
-	sys := t.TempDir()
+	sys := filepath.Join(t.TempDir(), "sys")
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -60,7 +61,13 @@ func fakeSysfs(t *testing.T, devs ...fakeDev) string {
 }
 
 func fromSysfs(sys string) app {
-	return app{list: func() ([]vfio.Controller, error) { return vfio.ListFrom(sys) }}
+	return app{
+		list: func() ([]vfio.Controller, error) { return vfio.ListFrom(sys) },
+		open: func(addr string) (*nvme.Controller, error) {
+			return nil, fmt.Errorf("open %s: %w", addr, vfio.ErrBusy)
+		},
+		root: filepath.Dir(sys),
+	}
 }
 
 func sharedGroupSys(t *testing.T) string {
@@ -84,16 +91,16 @@ func TestListText(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant a header, three controllers and one note", out.String())
 	}
 	for i, want := range [][]string{
-		{"ADDRESS", "VENDOR:DEVICE", "DRIVER", "IOMMU", "GROUP", "VIABLE"},
-		{"0000:00:04.0", "1b36:0010", "nvme", "3", "yes"},
-		{"0000:01:01.0", "1b36:0010", "vfio-pci", "5", "no"},
-		{"0000:01:02.0", "1b36:0010", "nvme", "5", "yes"},
+		{"ADDRESS", "VENDOR:DEVICE", "DRIVER", "GROUP", "VIABLE", "SERIAL", "FW", "NAMESPACES", "MODEL"},
+		{"0000:00:04.0", "1b36:0010", "nvme", "3", "yes", "-", "-", "-", "-"},
+		{"0000:01:01.0", "1b36:0010", "vfio-pci", "5", "no", "-", "-", "-", "-"},
+		{"0000:01:02.0", "1b36:0010", "nvme", "5", "yes", "-", "-", "-", "-"},
 	} {
 		if got := strings.Fields(lines[i]); !reflect.DeepEqual(got, want) {
 			t.Errorf("line %d = %q, want fields %q", i, lines[i], want)
 		}
 	}
-	note := lines[4]
+	note := lines[len(lines)-1]
 	for _, s := range []string{"0000:01:01.0", "group 5", "0000:01:02.0 (nvme)", "0000:00:1e.0 (no driver, bridge)", "vfio-pci"} {
 		if !strings.Contains(note, s) {
 			t.Errorf("note %q lacks %q", note, s)
@@ -118,7 +125,8 @@ func TestListJSON(t *testing.T) {
 	if len(cs) != 3 {
 		t.Fatalf("%d controllers in %s", len(cs), out.String())
 	}
-	keys := []string{"address", "vendor_id", "device_id", "driver", "iommu_group", "viable", "group_members"}
+	keys := []string{"address", "vendor_id", "device_id", "driver", "iommu_group", "viable", "group_members",
+		"model", "serial", "firmware", "namespaces", "note"}
 	for _, c := range cs {
 		for _, k := range keys {
 			if _, ok := c[k]; !ok {
@@ -155,7 +163,7 @@ func TestListNoIOMMU(t *testing.T) {
 	}
 	out.Reset()
 	run([]string{"list"}, &out, &errb, fromSysfs(sys))
-	if f := strings.Fields(strings.Split(out.String(), "\n")[1]); len(f) < 4 || f[2] != "-" || f[3] != "none" {
+	if f := strings.Fields(strings.Split(out.String(), "\n")[1]); len(f) < 5 || f[2] != "-" || f[3] != "none" || f[4] != "no-iommu" {
 		t.Errorf("text without iommu or driver: %q", out.String())
 	}
 }
