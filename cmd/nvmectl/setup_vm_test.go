@@ -178,8 +178,8 @@ func TestVMSetupRefusesInUse(t *testing.T) {
 		t.Helper()
 		if hasFS("ext2") {
 			writeDev(t, dev, ext2Image())
-			if err := unix.Mount(dev, mnt, "ext2", flags, ""); err != nil {
-				t.Fatalf("mount %s (ext2): %v", dev, err)
+			if err := unix.Mount(dev, mnt, "ext4", flags, ""); err != nil {
+				t.Fatalf("mount %s (ext2 image, ext4 driver): %v\nkernel log:\n%s", dev, err, kernelLog(20))
 			}
 			return
 		}
@@ -247,4 +247,31 @@ func TestVMSetupRefusesInUse(t *testing.T) {
 		t.Errorf("id-ctrl after setup --force: %q", out)
 	}
 	_ = unix.Unmount(mnt, unix.MNT_DETACH)
+}
+
+// kernelLog returns the last n kernel log records (from /dev/kmsg), for
+// failures whose reason only the kernel prints.
+func kernelLog(n int) string {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err.Error()
+	}
+	defer unix.Close(fd)
+	var recs []string
+	buf := make([]byte, 8192)
+	for {
+		k, err := unix.Read(fd, buf)
+		if err != nil || k <= 0 {
+			break
+		}
+		rec := string(buf[:k])
+		if i := strings.IndexByte(rec, ';'); i >= 0 {
+			rec = rec[i+1:]
+		}
+		recs = append(recs, strings.TrimSpace(rec))
+	}
+	if len(recs) > n {
+		recs = recs[len(recs)-n:]
+	}
+	return strings.Join(recs, "\n")
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -18,9 +19,16 @@ import (
 // .ko's modinfo adds what is missing and fixes the order (QEMU.md).
 var (
 	vfioModules = []string{"vfio", "vfio_iommu_type1", "vfio_virqfd", "irqbypass", "vfio-pci-core", "vfio-pci"}
+	// ext4 rides along with the kernel nvme driver: it mounts ext2, so
+	// tests can put a file system on a kernel-driven namespace (nvmectl
+	// setup must refuse a controller with a mounted file system).
 	nvmeModules = []string{"crct10dif_common", "crct10dif_generic", "crc-t10dif", "crc64",
-		"crc64_rocksoft_generic", "crc64-rocksoft", "t10-pi", "nvme-core", "nvme"}
+		"crc64_rocksoft_generic", "crc64-rocksoft", "t10-pi", "nvme-core", "nvme", "crc32c_generic", "ext4"}
 )
+
+// moduleRoots is what the cached module set was made from: a change to the
+// lists above makes setup build the cache again.
+func moduleRoots() []string { return append(append([]string{}, vfioModules...), nvmeModules...) }
 
 // Assets is what setup leaves in the cache for a boot: recorded in
 // assets.json, the stamp that makes setup idempotent.
@@ -31,6 +39,7 @@ type Assets struct {
 	ModuleDir   string   `json:"module_dir"`   // holds the .ko files below
 	VFIOModules []string `json:"vfio_modules"` // file names in load order
 	NVMeModules []string `json:"nvme_modules"` // file names in load order
+	ModuleRoots []string `json:"module_roots"` // the module lists the set was made from
 	QEMU        string   `json:"-"`
 	Firmware    string   `json:"-"`
 }
@@ -198,7 +207,7 @@ func setup(log io.Writer) (*Assets, error) {
 			return nil, err
 		}
 	}
-	if cacheErr == nil && cached.Kernel == pkg {
+	if cacheErr == nil && cached.Kernel == pkg && slices.Equal(cached.ModuleRoots, moduleRoots()) {
 		fmt.Fprintf(log, "setup: kernel %s cached in %s\n", pkg, dir)
 		return cached, nil
 	}
@@ -280,7 +289,7 @@ func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Assets{Kernel: pkg, Release: release, Vmlinux: vmlinux, ModuleDir: modOut}
+	a := &Assets{Kernel: pkg, Release: release, Vmlinux: vmlinux, ModuleDir: modOut, ModuleRoots: moduleRoots()}
 	for _, set := range []struct {
 		roots []string
 		dst   *[]string
