@@ -410,7 +410,10 @@ func (q *QueuePair) Poll() int {
 		q.issue(q.popWait())
 	}
 	q.Ring()
-	if q.inflight > 0 && q.stats.Polls&63 == 0 {
+	// The admin queue has no per-command deadlines here: synchronous
+	// admin commands bound their own wait, and Asynchronous Event
+	// Requests are meant to stay outstanding indefinitely.
+	if q.inflight > 0 && !q.admin && q.stats.Polls&63 == 0 {
 		q.checkDeadlines(monotonic())
 	}
 	return n

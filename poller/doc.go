@@ -1,0 +1,101 @@
+// Package poller runs the per-core pollers of gonvme: goroutines locked to
+// an OS thread pinned to one CPU, each owning one I/O queue pair per
+// controller, that take submissions from any goroutine, ring doorbells,
+// reap completions and run the completion callbacks (where package ddi
+// runs biodone). Nothing on the I/O path takes a lock or allocates.
+//
+//	submitters (any goroutine)           pollers (one per CPU, thread pinned)
+//	  Handle.Submit(r) ─ getcpu ─┐
+//	     │ caller is the poller ─┼─────────────────────────┐ direct
+//	     ▼                       ▼                         ▼
+//	  MPSC ring (poller 0) ──► poller 0 ─ take ─ Submit ─► QueuePair (ctrl A, qid 1) ─┐
+//	  MPSC ring (poller 1) ──► poller 1        Ring once   QueuePair (ctrl B, qid 1) ─┤ Poll: reap,
+//	                                                       QueuePair (ctrl A, qid 2)  │ deadlines
+//	                                                                                  ▼
+//	                                                  Request.Done (caller's callback, on the poller)
+//
+// # Routing
+//
+// Handle.Submit sends a request to the pollers in round-robin order (one
+// atomic add). With Options.RouteByCPU it sends it to the poller on the
+// caller's CPU when one runs there and owns a queue pair on the controller
+// (learned with the getcpu system call: BenchmarkGetcpu measures about
+// 120 ns on an AMD EPYC host, gettid about 100 ns; a VM under TCG pays
+// more), and when the caller is the poller goroutine itself (a Done
+// callback that resubmits) the request goes straight to the queue pair:
+// the poller's thread is locked to it, so a CPU match confirmed by the
+// kernel thread ID (gettid, compared with the ID the poller recorded at
+// start) identifies it exactly. Those two system calls per submission cost
+// more than the rest of the path, so CPU routing is opt-in; a Done
+// callback that resubmits should call Poller.SubmitLocal, which skips
+// detection entirely, as SPDK's perf submits to the qpair it polls
+// (BenchmarkOverhead reports both paths).
+//
+// # Inbound rings and backpressure
+//
+// Each poller has a bounded lock-free MPSC ring (Vyukov's bounded queue
+// with per-cell sequence numbers; Options.RingSize cells of 32 bytes). A
+// poller takes from its ring only while the target queue pair has fewer
+// than 2*(depth-1) requests in flight or waiting, so a device slower than
+// its submitters fills the ring, and submitters then wait (FullWait) or
+// get ErrBusy (FullFail). Nothing is ever dropped. A poller never waits
+// for another poller's ring (two pollers resubmitting into each other's
+// full rings would deadlock): it submits to its own queue pair instead.
+//
+// # Goroutine contract
+//
+// New, Stop, Close, Stats, Handle.Submit and Group.Submit: any goroutine
+// (Stop not from a Done callback). Poller.SubmitLocal: only the poller's
+// goroutine. Request.Done runs on the poller goroutine; it must not block
+// and may submit again. A queue pair is touched only by its poller, except
+// before the pollers start (New creates them).
+//
+// # Idle policies
+//
+// IdleBusy polls without pause: reaction to a submission or a completion
+// is one pass of the loop (tens of ns on nvmetest), and the poller spends
+// 100% of a CPU and keeps one Go P busy at all times, idle or not; give
+// the process GOMAXPROCS greater than the number of busy pollers. With
+// IdleAdaptive (the default), an idle poller spins for SpinTime (50 µs),
+// then yields with runtime.Gosched on each pass for YieldTime (1 ms), then,
+// if nothing is in flight, parks on a channel; a submitter that finds it
+// parked (one atomic load per submission) wakes it. A parked poller costs
+// no CPU (TestIdleCPU measures the thread's getrusage time over a second:
+// about 100% busy, about 0% adaptive once parked); the first submission
+// after a park pays the wake-up: the parked thread sleeps in futex(2) and
+// the submitter wakes it directly (one extra system call, only when the
+// poller is parked), then the thread needs a P again (TestWakeLatency). With requests in flight an adaptive poller never
+// parks: it yields between passes, so completions are still seen within a
+// scheduler round.
+//
+// # Counters
+//
+// Each poller counts its passes, idle passes, submissions, completions,
+// parks, and per queue pair the nvme.QueueStats (doorbell writes, waits on
+// full queues, ...) plus a latency histogram (HDR-style: powers of two
+// split in 8 linear sub-buckets, ns to 34 s) from the submitter's call to
+// the Done callback. The poller publishes copies every StatsInterval (and
+// before parking and at exit) through a seqlock of atomic words; Stats
+// readers retry on a torn read and never block the poller.
+//
+// # Stop
+//
+// Stop closes every ring (new submissions fail with ErrStopped), lets
+// the pollers drain what they accepted, closes the queue pairs on their
+// pollers and ends the goroutines, restoring the thread's CPU mask and
+// unlocking it. If Stop's context ends first, what remains fails:
+// ErrStopped for requests still in a ring, a *StopError (Is ErrStopped)
+// for requests on the device, after their queue pair is deleted so no DMA
+// is outstanding. Every accepted request completes exactly once.
+//
+// # Memory per poller
+//
+// RingSize*32 bytes of ring (32 KiB by default), a side table of 32 bytes
+// per slot with at least twice as many slots as requests the poller may
+// hold (4*(depth-1) per queue pair, rounded up to a power of two: 32 KiB
+// for one queue pair of depth 256), and per queue pair about 4.4 KiB of
+// counters (the histogram and its published copy) plus the queue pair's
+// DMA memory, nvme.Controller.QueueMemory(depth).
+//
+// Imports: nvme, golang.org/x/sys/unix and the standard library.
+package poller

@@ -1,0 +1,96 @@
+package poller
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The system calls of package poller: where the caller runs, and pinning
+// a poller's thread. x/sys/unix has no getcpu wrapper; Go does not use the
+// vDSO getcpu, so this is a raw system call (see BenchmarkGetcpu for its
+// cost). RawSyscall is enough: getcpu(2) never blocks.
+
+// currentCPU returns the CPU the calling thread runs on, or -1 when the
+// kernel will not say. The answer may be stale by the time it returns
+// (the thread can migrate); routing only needs a good guess.
+func currentCPU() int {
+	var cpu uint32
+	_, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0)
+	if e != 0 {
+		return -1
+	}
+	return int(cpu)
+}
+
+// threadID returns the calling thread's kernel ID.
+func threadID() int32 { return int32(unix.Gettid()) }
+
+// pinThread binds the calling OS thread (which must be locked to its
+// goroutine) to cpu.
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin thread to cpu %d: sched_setaffinity: %w", cpu, err)
+	}
+	return nil
+}
+
+// allowedCPUs returns the CPUs the process may run on.
+func allowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	var cpus []int
+	for i := 0; i < len(set)*64; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus, nil
+}
+
+// cpuTime returns the user and system CPU time of the calling thread in
+// ns (getrusage RUSAGE_THREAD), for idle cost measurements.
+func cpuTime() (int64, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano(), nil
+}
+
+// threadAffinity returns the calling thread's CPU mask.
+func threadAffinity() (unix.CPUSet, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return set, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	return set, nil
+}
+
+// restoreAffinity gives the calling thread its mask back.
+func restoreAffinity(set unix.CPUSet) error { return unix.SchedSetaffinity(0, &set) }
+
+// futex(2) operations, from include/uapi/linux/futex.h (x/sys/unix does
+// not define them).
+const (
+	_FUTEX_WAIT         = 0
+	_FUTEX_WAKE         = 1
+	_FUTEX_PRIVATE_FLAG = 128
+)
+
+// futexWait sleeps while *addr == val (or until a wake-up or a signal).
+// It is a blocking system call: the runtime may hand the thread's P to
+// other goroutines meanwhile.
+func futexWait(addr *uint32, val uint32) {
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), _FUTEX_WAIT|_FUTEX_PRIVATE_FLAG, uintptr(val), 0, 0, 0)
+}
+
+// futexWake wakes one thread sleeping on addr.
+func futexWake(addr *uint32) {
+	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), _FUTEX_WAKE|_FUTEX_PRIVATE_FLAG, 1, 0, 0, 0)
+}
