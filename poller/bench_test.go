@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
@@ -153,13 +154,81 @@ func BenchmarkOverhead(b *testing.B) {
 			opts := poller.Options{CPUs: []int{1}, Idle: poller.IdleBusy, StatsInterval: time.Millisecond}
 			full, st := pollerLoop(b, ctrl, mem, opts, false, qd, n)
 			local, _ := pollerLoop(b, ctrl, mem, opts, true, qd, n)
+			withDDI := ddiLoop(b, ctrl, mem, opts, qd, n)
 			b.ReportMetric(float64(bare.Nanoseconds()), "bare-ns/op")
 			b.ReportMetric(float64(full.Nanoseconds()), "poller-ns/op")
 			b.ReportMetric(float64(full)/float64(bare), "ratio")
 			b.ReportMetric(float64(local)/float64(bare), "local-ratio")
+			b.ReportMetric(float64(withDDI.Nanoseconds()), "ddi-ns/op")
+			b.ReportMetric(float64(withDDI)/float64(bare), "ddi-ratio")
 			if st.Local+st.Taken < uint64(n) {
 				b.Fatalf("poller counted %d submissions, want %d", st.Local+st.Taken, n)
 			}
 		})
 	}
+}
+
+// ddiLoop runs n 4 KiB reads at depth qd through the whole stack: a ddi
+// Buf per slot whose Iodone (run on the poller) sends it down Strategy
+// again, Strategy building the command into the Buf's embedded request,
+// Handle.Submit, the poller, the queue pair.
+func ddiLoop(b *testing.B, ctrl *nvme.Controller, mem *dma.Allocator, opts poller.Options, qd, n int) time.Duration {
+	g, err := poller.New([]*nvme.Controller{ctrl}, &opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	ns, _ := ctrl.Namespace(1)
+	dev, err := ddi.Register(ns, g.Handle(ctrl))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ddi.Unregister(dev)
+	buf, err := mem.Alloc(qd * 4096)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mem.Free(buf)
+	var issued, completed atomic.Int64
+	finished := make(chan struct{})
+	var failure atomic.Pointer[error]
+	bufs := make([]ddi.Buf, qd)
+	var start func(bp *ddi.Buf, k int64)
+	iodone := func(bp *ddi.Buf) int {
+		if err := ddi.Geterror(bp); err != nil {
+			failure.Store(&err)
+		}
+		if c := completed.Add(1); c == int64(n) {
+			close(finished)
+		}
+		if k := issued.Add(1); k <= int64(n) {
+			start(bp, k)
+		}
+		return 0
+	}
+	start = func(bp *ddi.Buf, k int64) {
+		data := bp.Addr
+		ddi.Bioreset(bp)
+		bp.Flags |= ddi.BRead
+		bp.Edev = dev
+		bp.Addr = data
+		bp.Bcount = 4096
+		bp.Blkno = (k % 8192) * 8
+		bp.Iodone = iodone
+		ddi.Strategy(bp)
+	}
+	t0 := time.Now()
+	for i := range bufs {
+		ddi.Bioinit(&bufs[i])
+		bufs[i].Addr = buf.Bytes[i*4096 : (i+1)*4096]
+		if k := issued.Add(1); k <= int64(n) {
+			start(&bufs[i], k)
+		}
+	}
+	<-finished
+	el := time.Since(t0) / time.Duration(n)
+	if e := failure.Load(); e != nil {
+		b.Fatal(*e)
+	}
+	return el
 }
