@@ -7,6 +7,7 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -26,38 +27,11 @@ type rig struct {
 
 func newRig(t testing.TB, cfg nvmetest.Config) *rig {
 	t.Helper()
-	fake, err := nvmetest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := dma.NewAllocator(fake.Mapper())
-	if err != nil {
-		fake.Close()
-		t.Fatal(err)
-	}
-	r := &rig{t: t, fake: fake, mem: mem}
-	r.ctrl, err = nvme.Open(fake, mem, &nvme.Options{Logf: func(string, ...any) {}})
-	if err != nil {
-		fake.Close()
-		mem.Close()
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := r.ctrl.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		fake.Close()
-		if err := mem.Close(); err != nil {
-			t.Errorf("dma memory leaked: %v", err)
-		}
-	})
-	r.qp, err = r.ctrl.NewQueuePair(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.qp.Close() })
+	tr := testrig.Open(t, cfg, &nvme.Options{Logf: func(string, ...any) {}})
+	r := &rig{t: t, fake: tr.Fake, mem: tr.Mem, ctrl: tr.Ctrl}
+	r.qp = tr.QueuePair(t, 64)
 	r.sync = ddi.NewSyncSubmitter(r.qp)
-	r.rec = &recorder{sub: r.sync, mem: mem}
+	r.rec = &recorder{sub: r.sync, mem: r.mem}
 	return r
 }
 

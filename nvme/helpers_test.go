@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 )
@@ -49,16 +50,7 @@ func (l *logBuf) contains(s string) bool {
 // checks that no DMA memory leaked.
 func newRig(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *rig {
 	t.Helper()
-	fake, err := nvmetest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := dma.NewAllocator(fake.Mapper())
-	if err != nil {
-		fake.Close()
-		t.Fatal(err)
-	}
-	r := &rig{t: t, fake: fake, mem: mem, logs: &logBuf{}}
+	r := &rig{t: t, logs: &logBuf{}}
 	o := nvme.Options{}
 	if opts != nil {
 		o = *opts
@@ -66,21 +58,8 @@ func newRig(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *rig {
 	if o.Logf == nil {
 		o.Logf = r.logs.logf
 	}
-	r.ctrl, err = nvme.Open(fake, mem, &o)
-	if err != nil {
-		fake.Close()
-		mem.Close()
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := r.ctrl.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		fake.Close()
-		if err := mem.Close(); err != nil {
-			t.Errorf("dma memory leaked: %v", err)
-		}
-	})
+	tr := testrig.Open(t, cfg, &o)
+	r.fake, r.mem, r.ctrl = tr.Fake, tr.Mem, tr.Ctrl
 	return r
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/poller"
@@ -24,32 +25,10 @@ type rig struct {
 
 func newRig(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *rig {
 	t.Helper()
-	fake, err := nvmetest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := dma.NewAllocator(fake.Mapper())
-	if err != nil {
-		fake.Close()
-		t.Fatal(err)
-	}
-	ctrl, err := nvme.Open(fake, mem, opts)
-	if err != nil {
-		fake.Close()
-		mem.Close()
-		t.Fatalf("open: %v", err)
-	}
-	r := &rig{t: t, fake: fake, mem: mem, ctrl: ctrl}
-	t.Cleanup(func() {
-		if err := ctrl.Close(); err != nil {
-			t.Errorf("close controller: %v", err)
-		}
-		fake.Close()
-		if err := mem.Close(); err != nil {
-			t.Errorf("dma memory leaked: %v", err)
-		}
-	})
-	if r.ns, err = ctrl.Namespace(1); err != nil {
+	tr := testrig.Open(t, cfg, opts)
+	r := &rig{t: t, fake: tr.Fake, mem: tr.Mem, ctrl: tr.Ctrl}
+	var err error
+	if r.ns, err = r.ctrl.Namespace(1); err != nil {
 		t.Fatal(err)
 	}
 	return r
