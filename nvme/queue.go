@@ -466,6 +466,14 @@ func (q *QueuePair) release(slot uint16) {
 
 func (q *QueuePair) timeoutError(cid uint16, status error) error {
 	if status != nil {
+		if se, ok := status.(*StatusError); ok {
+			// status is r.serr, storage the request's owner reuses (a
+			// ddi piece's header goes back to its pool before the
+			// original is delivered): wrap a copy. An error path, so
+			// the allocation is fine.
+			cp := *se
+			status = &cp
+		}
 		return fmt.Errorf("%w: queue %d cid %d: aborted after %v: %w", ErrTimeout, q.id, cid, time.Duration(q.timeout), status)
 	}
 	return fmt.Errorf("%w: queue %d cid %d: no completion within %v", ErrTimeout, q.id, cid, time.Duration(q.timeout))
