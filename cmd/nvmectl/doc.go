@@ -138,6 +138,30 @@
 // output carries read's data). A compare mismatch exits 2 with the status
 // name, Compare Failure.
 //
+// # Performance (SPDK's perf)
+//
+//	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [--warmup SEC]
+//	                     [-c CORES] [--qpairs-per-ns N] [-n NSID] [--verify]
+//
+// SPDK perf's -q -o -w -M -t -a -c -P are -q/--queue-depth,
+// -s/--io-size (K/M suffixes), -w/--workload, -M/--rwmixread, -t/--time,
+// --warmup, -c/--cores (a count "2", a list "0,1" or "[2]", or a mask
+// "0x3") and --qpairs-per-ns (a poller owns one queue pair per controller,
+// so N queue pairs are N pollers). Each poller drives every active
+// namespace (or -n) with QD requests. A live line a second goes to
+// standard error; the table (per namespace and total: IOPS, MiB/s, latency
+// avg, min, p50, p90, p99, p99.9, p99.99, max in µs) to standard output.
+// --verify writes a tagged pattern for --time seconds, then runs the
+// workload within it and checks every read. Failed I/O or a mismatch
+// exits 2 after the results. JSON:
+//
+//	perf         "workload" "io_size" "queue_depth" "rwmixread" "pollers" "cpus" "seconds"
+//	             "warmup_seconds" "results": [{"controller" "nsid" "workload" "io_size"
+//	             "queue_depth" "pollers" "ios" "reads" "writes" "errors" "seconds" "iops"
+//	             "mibps" "latency_us": {"avg" "min" "max" "p50" "p90" "p99" "p99_9"
+//	             "p99_99"}}] "total": {the same keys; "controller": "total"}
+//	             "verify": {"enabled" "seed" "blocks" "checked" "mismatches" ("first_mismatch")}
+//
 // # Exit status
 //
 //	0  success
@@ -156,10 +180,9 @@
 // tests call directly (host tests against nvme/nvmetest and fake sysfs
 // trees; VM tests against QEMU's controller). nvmectl is built on
 // github.com/spf13/cobra: the CLI framework is not the driver, so a
-// well-kept library does that part. The perf verb arrives with the
-// pollers.
+// well-kept library does that part.
 //
 // Imports: the standard library, cobra, golang.org/x/sys/unix
-// (RLIMIT_MEMLOCK, device numbers), and gonvme's vfio, nvme, nvme/pcie and
-// nvme/spec packages.
+// (RLIMIT_MEMLOCK, device numbers, CPU affinity), and gonvme's vfio, dma,
+// nvme, nvme/pcie, nvme/spec and poller packages.
 package main

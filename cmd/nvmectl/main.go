@@ -205,5 +205,6 @@ func newRoot(a app) *cobra.Command {
 		c.GroupID = "io"
 		root.AddCommand(c)
 	}
+	root.AddCommand(perfCmd(a, g))
 	return root
 }

@@ -1,0 +1,1292 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
+	"github.com/seedb8fa28ef/gonvme/poller"
+	"github.com/seedb8fa28ef/gonvme/vfio"
+)
+
+// nvmectl perf: SPDK's perf (examples/nvme/perf) on gonvme's pollers.
+//
+// The model, SPDK's: a job is one namespace driven by one poller (SPDK: a
+// namespace context of a worker core). Each job owns QD requests with a
+// data buffer each; a request's Done callback, which runs on the job's
+// poller, takes the next offset and resubmits the same request with
+// Poller.SubmitLocal. Nothing is allocated per I/O: requests, buffers and
+// the Done callbacks are made before the run, and the per-job counters and
+// latency histogram are plain fields that only the job's poller writes.
+//
+// Jobs are bound to pollers by seeding each poller's requests from a
+// thread pinned to that poller's CPU, with poller.Options.RouteByCPU: the
+// first submission goes through that poller's ring, and from then on every
+// resubmission stays on it (SubmitLocal). The run checks the binding at
+// the end: each poller's own completion counter must equal the completions
+// its jobs counted.
+//
+// Phases: (with --verify) write, then warmup, then measure, then stop.
+// A phase change is one atomic store; counters only count completions
+// seen in the measure phase, so the warmup needs no reset. Between the
+// write phase and the workload every job drains (each request stops
+// instead of resubmitting), so the workload starts on blocks whose writes
+// all completed.
+
+// perfWorkload is a value of -w.
+type perfWorkload struct {
+	name    string
+	random  bool
+	readPct int // -1: taken from -M (rw, randrw)
+}
+
+var perfWorkloads = []perfWorkload{
+	{"read", false, 100}, {"write", false, 0}, {"randread", true, 100},
+	{"randwrite", true, 0}, {"rw", false, -1}, {"randrw", true, -1},
+}
+
+// perfFlags are perf's command-line values before validation.
+type perfFlags struct {
+	qd       int
+	ioSize   string
+	workload string
+	mix      int
+	seconds  float64
+	warmup   float64
+	cores    string
+	qpairs   int
+	nsid     uint32
+	verify   bool
+}
+
+// perfConfig is a validated perf run.
+type perfConfig struct {
+	addrs   []string
+	nsid    uint32 // 0: every active namespace
+	qd      int
+	ioSize  int
+	wl      perfWorkload
+	readPct int
+	dur     time.Duration
+	warmup  time.Duration
+	cpus    []int
+	verify  bool
+	seed    uint64 // tag of --verify's pattern; 0 picks one
+
+	// Test hooks, nil in nvmectl: called when the measure phase starts
+	// and when it ends (before the drain).
+	onMeasure, onMeasureEnd func()
+}
+
+// Limits on the flags.
+const (
+	perfMaxQD     = 4096
+	perfMaxSize   = 16 << 20
+	perfDrainWait = 90 * time.Second // command timeout (30 s) + abort + reset, with margin
+)
+
+func perfCmd(a app, g *globals) *cobra.Command {
+	var f perfFlags
+	cmd := &cobra.Command{
+		Use:   "perf ADDR [ADDR...]",
+		Short: "Measure IOPS, bandwidth and latency, like SPDK's perf",
+		Long: `perf drives the namespaces of one or more controllers with a synthetic workload from
+gonvme's per-core pollers, as SPDK's perf does, and prints IOPS, MiB/s and latency (average,
+min, max and the 50th, 90th, 99th, 99.9th and 99.99th percentiles) per namespace and in total.
+
+Each poller (-c) drives every selected namespace with its own queue depth (-q), through the one
+queue pair it owns on that namespace's controller: in flight at once are pollers x namespaces x
+QD requests. Latency runs from the submission to the completion callback, on the poller. A
+queue pair holds at most the controller's MQES+1 entries (4096 at most); requests beyond that
+wait in the driver, and the wait counts in their latency.
+
+SPDK perf's flags and these:
+  -q  --io-depth       -q, --queue-depth      requests per namespace and poller (default 32)
+  -o  --io-size        -s, --io-size          bytes per I/O, K/M/G suffixes are binary (4096, 4K, 128KiB)
+  -w  --io-pattern     -w, --workload         read, write, randread, randwrite, rw, randrw
+  -M  --rwmixread      -M, --rwmixread        percent reads of rw and randrw (required there)
+  -t  --time           -t, --time             seconds measured (default 10; fractions allowed)
+  -a  --warmup-time        --warmup           seconds run before measuring, not counted (default 0)
+  -c  --core-mask      -c, --cores            pollers: a count ("2": the first 2 CPUs this process
+                                              may use), a list or ranges ("0,1", "0-3", "[2]"),
+                                              or SPDK's mask ("0x3"); default 1
+  -P  --num-qpairs         --qpairs-per-ns    queue pairs per namespace. A gonvme poller owns one
+                                              queue pair per controller, so N queue pairs are N
+                                              pollers: it sets the poller count when -c is not
+                                              given and must agree with -c when it is
+  -r  (transport ID)   ADDR...                PCI addresses of controllers bound to vfio-pci
+  -n  --nsid?          -n, --namespace-id     one namespace (default: all active ones)
+                           --verify           check the data (below)
+                       -o normal|json         output format
+
+Sequential workloads start each poller at its own offset (poller k of N at k/N of the
+namespace) and wrap at the end; random ones pick aligned offsets over the whole namespace. For
+rw and randrw each I/O is a read with probability M/100.
+
+--verify first writes a tagged pattern (a hash of a per-run seed, the namespace and the LBA, in
+every 8-byte word) sequentially for --time seconds, each poller in its own slice of each
+namespace, and waits for every write to complete. The workload then runs within the blocks
+written; its writes write the same tags, and every read is compared with the tag its LBA must
+hold. A mismatch (stale, misplaced or corrupt data) is counted and the first one described;
+any mismatch exits 2. The workload must read (not write or randwrite). A device that drops
+writes (QEMU's null-co) fails verification by design.
+
+A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in
+place on a terminal). Ctrl-C ends the measurement early and prints what was measured. Exit
+status 2 when any I/O failed or any read mismatched, after printing the results.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config(cmd, args)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return perfMain(ctx, a, g, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.GroupID = "io"
+	fl := cmd.Flags()
+	fl.IntVarP(&f.qd, "queue-depth", "q", 32, "requests in flight per namespace and poller (SPDK -q)")
+	fl.StringVarP(&f.ioSize, "io-size", "s", "4096", "bytes per I/O, with K, M or G (binary) suffixes (SPDK -o)")
+	fl.StringVarP(&f.workload, "workload", "w", "randread", "read, write, randread, randwrite, rw or randrw (SPDK -w)")
+	fl.IntVarP(&f.mix, "rwmixread", "M", 0, "percent of reads for rw and randrw (SPDK -M)")
+	fl.Float64VarP(&f.seconds, "time", "t", 10, "seconds to measure (SPDK -t)")
+	fl.Float64Var(&f.warmup, "warmup", 0, "seconds to run before measuring, not counted (SPDK -a)")
+	fl.StringVarP(&f.cores, "cores", "c", "1", `pollers: a count ("2"), a CPU list or ranges ("0,1", "0-3", "[2]") or a mask ("0x3") (SPDK -c)`)
+	fl.IntVar(&f.qpairs, "qpairs-per-ns", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count (SPDK -P)")
+	nsFlag(cmd, &f.nsid, 0, "namespace to drive (default 0: every active namespace)")
+	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
+	return cmd
+}
+
+// config validates the flags; every error is a usage error.
+func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
+	c := &perfConfig{nsid: f.nsid, verify: f.verify}
+	seen := map[string]bool{}
+	for _, a := range args {
+		a = strings.ToLower(a)
+		if !validAddr(a) {
+			return nil, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", a)
+		}
+		if seen[a] {
+			return nil, usagef("controller %s is named twice", a)
+		}
+		seen[a] = true
+		c.addrs = append(c.addrs, a)
+	}
+	if f.qd < 1 || f.qd > perfMaxQD {
+		return nil, usagef("--queue-depth %d: want 1 to %d", f.qd, perfMaxQD)
+	}
+	size, err := parseSize(f.ioSize)
+	if err != nil {
+		return nil, usagef("--io-size: %v", err)
+	}
+	if size < 512 || size > perfMaxSize {
+		return nil, usagef("--io-size %s: want 512 bytes to %s", f.ioSize, humanBytes(perfMaxSize))
+	}
+	c.ioSize = size
+	c.qd = f.qd
+	i := slices.IndexFunc(perfWorkloads, func(w perfWorkload) bool { return w.name == f.workload })
+	if i < 0 {
+		return nil, usagef("--workload %q: want read, write, randread, randwrite, rw or randrw", f.workload)
+	}
+	c.wl = perfWorkloads[i]
+	mixSet := cmd.Flags().Changed("rwmixread")
+	switch {
+	case c.wl.readPct >= 0 && mixSet:
+		return nil, usagef("--rwmixread applies to rw and randrw only, not %s", c.wl.name)
+	case c.wl.readPct >= 0:
+		c.readPct = c.wl.readPct
+	case !mixSet:
+		return nil, usagef("--workload %s needs --rwmixread (-M), the percent of reads", c.wl.name)
+	case f.mix < 0 || f.mix > 100:
+		return nil, usagef("--rwmixread %d: want 0 to 100", f.mix)
+	default:
+		c.readPct = f.mix
+	}
+	if c.verify && c.readPct == 0 {
+		return nil, usagef("--verify checks what reads return: %s with %d%% reads reads nothing", c.wl.name, c.readPct)
+	}
+	if math.IsNaN(f.seconds) || f.seconds <= 0 || f.seconds > 1e6 {
+		return nil, usagef("--time %v: want more than 0 seconds", f.seconds)
+	}
+	if math.IsNaN(f.warmup) || f.warmup < 0 || f.warmup > 1e6 {
+		return nil, usagef("--warmup %v: want 0 or more seconds", f.warmup)
+	}
+	c.dur = time.Duration(f.seconds * float64(time.Second))
+	c.warmup = time.Duration(f.warmup * float64(time.Second))
+	allowed, err := allowedCPUList()
+	if err != nil {
+		return nil, deviceError{err}
+	}
+	coresSet, qpSet := cmd.Flags().Changed("cores"), cmd.Flags().Changed("qpairs-per-ns")
+	spec := f.cores
+	if qpSet && !coresSet {
+		spec = strconv.Itoa(f.qpairs)
+	}
+	if f.qpairs < 1 {
+		return nil, usagef("--qpairs-per-ns %d: want 1 or more", f.qpairs)
+	}
+	c.cpus, err = parseCores(spec, allowed)
+	if err != nil {
+		return nil, usagef("--cores %s: %v", spec, err)
+	}
+	if qpSet && coresSet && f.qpairs != len(c.cpus) {
+		return nil, usagef("--qpairs-per-ns %d with %d poller(s) from --cores %s: each gonvme poller owns one queue pair per controller, so a namespace has as many queue pairs as there are pollers; give one of the two flags, or make them agree",
+			f.qpairs, len(c.cpus), f.cores)
+	}
+	return c, nil
+}
+
+// parseSize parses a byte count with an optional binary suffix: 4096,
+// 4k, 4K, 4KiB, 4KB, 1M, 1G.
+func parseSize(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	mult := 1
+	lower := strings.ToLower(t)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(lower, u.suffix) {
+			t, mult = t[:len(t)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(t), 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a size in bytes (like 4096, 4K, 128KiB or 1M)", s)
+	}
+	if n > uint64(math.MaxInt32/mult) {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int(n) * mult, nil
+}
+
+// parseCores turns -c into the pollers' CPUs: a bare number is a count
+// (the first n CPUs of allowed), "0x.." a mask, anything else a list of
+// CPUs and ranges, optionally in brackets.
+func parseCores(s string, allowed []int) ([]int, error) {
+	s = strings.TrimSpace(s)
+	var cpus []int
+	switch {
+	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
+		m, err := strconv.ParseUint(s[2:], 16, 64)
+		if err != nil || m == 0 {
+			return nil, fmt.Errorf("%q is not a CPU mask", s)
+		}
+		for i := range 64 {
+			if m&(1<<i) != 0 {
+				cpus = append(cpus, i)
+			}
+		}
+	case s != "" && strings.Trim(s, "0123456789") == "":
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q pollers: want 1 or more", s)
+		}
+		if n > len(allowed) {
+			return nil, fmt.Errorf("%d pollers, but this process may run on %d CPU(s) (%s)", n, len(allowed), cpuList(allowed))
+		}
+		return slices.Clone(allowed[:n]), nil
+	default:
+		body := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+		for _, part := range strings.Split(body, ",") {
+			part = strings.TrimSpace(part)
+			lo, hi, isRange := strings.Cut(part, "-")
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := a, error(nil)
+			if isRange {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil || a < 0 || b < a || b > 1023 {
+				return nil, fmt.Errorf("%q is not a CPU, a range or a list of them (like 0,1 or 0-3)", part)
+			}
+			for c := a; c <= b; c++ {
+				cpus = append(cpus, c)
+			}
+		}
+	}
+	slices.Sort(cpus)
+	for i, c := range cpus {
+		if i > 0 && cpus[i-1] == c {
+			return nil, fmt.Errorf("cpu %d is listed twice", c)
+		}
+		if !slices.Contains(allowed, c) {
+			return nil, fmt.Errorf("cpu %d is not one this process may run on (%s)", c, cpuList(allowed))
+		}
+	}
+	return cpus, nil
+}
+
+func cpuList(cpus []int) string {
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
+}
+
+// allowedCPUList returns the CPUs the process may run on.
+func allowedCPUList() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	var cpus []int
+	for i := 0; i < len(set)*64; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus, nil
+}
+
+// perfOpen opens the controllers perf drives with opts and returns a
+// function that closes them. nvmectl opens them in one pcie.System, so
+// they share a VFIO container and a DMA allocator; the other verbs' app.open
+// gives each controller a single I/O queue, and perf needs one per
+// poller. Host tests replace it with one over nvmetest.
+var perfOpen = func(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
+	sys, err := pcie.NewSystem()
+	if err != nil {
+		return nil, nil, devicef("open vfio container: %w", err)
+	}
+	var ctrls []*nvme.Controller
+	for _, addr := range addrs {
+		c, err := sys.Open(addr, opts)
+		if err != nil {
+			sys.Close()
+			if errors.Is(err, vfio.ErrBusy) {
+				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
+			}
+			return nil, nil, devicef("open %s: %w", addr, err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	return ctrls, sys.Close, nil
+}
+
+// perfTarget is one namespace the run drives.
+type perfTarget struct {
+	addr string
+	ctrl *nvme.Controller
+	ns   *nvme.Namespace
+}
+
+func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, stderr io.Writer) (err error) {
+	for _, addr := range cfg.addrs {
+		info, err := findCtrl(a, addr)
+		if err != nil {
+			return err
+		}
+		if info.Driver != "vfio-pci" {
+			drv := info.Driver
+			if drv == "" {
+				drv = "no driver"
+			}
+			return devicef("controller %s is bound to %s, not vfio-pci: run `nvmectl setup %s` first", addr, drv, addr)
+		}
+	}
+	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeAll(); cerr != nil && err == nil {
+			err = devicef("close: %w", cerr)
+		}
+	}()
+	targets, err := perfTargets(cfg, ctrls)
+	if err != nil {
+		return err
+	}
+	rep, err := perfExec(ctx, cfg, targets, stderr)
+	if err != nil {
+		return classify(err)
+	}
+	if g.out == formatJSON {
+		if err := writeJSON(stdout, rep); err != nil {
+			return deviceError{err}
+		}
+	} else {
+		rep.writeTable(stdout)
+	}
+	return rep.failure()
+}
+
+// perfTargets picks the namespaces and checks the I/O size against each.
+func perfTargets(cfg *perfConfig, ctrls []*nvme.Controller) ([]perfTarget, error) {
+	var ts []perfTarget
+	for i, c := range ctrls {
+		ids := c.Namespaces()
+		if cfg.nsid != 0 {
+			if !slices.Contains(ids, cfg.nsid) {
+				return nil, usagef("namespace %d is not active on %s (active: %s)", cfg.nsid, cfg.addrs[i], nsList(ids))
+			}
+			ids = []uint32{cfg.nsid}
+		}
+		if len(ids) == 0 {
+			return nil, usagef("controller %s has no active namespace", cfg.addrs[i])
+		}
+		for _, id := range ids {
+			ns, err := c.Namespace(id)
+			if err != nil {
+				return nil, usagef("namespace %d of %s: %v", id, cfg.addrs[i], err)
+			}
+			bs := ns.BlockSize()
+			if cfg.ioSize%bs != 0 {
+				return nil, usagef("--io-size %d is not a multiple of the %d-byte block size of namespace %d on %s", cfg.ioSize, bs, id, cfg.addrs[i])
+			}
+			if most := int(ns.MaxBlocks()) * bs; cfg.ioSize > most {
+				return nil, usagef("--io-size %d exceeds the largest transfer of namespace %d on %s (%s); perf does not split I/O", cfg.ioSize, id, cfg.addrs[i], humanBytes(uint64(most)))
+			}
+			if chunks := ns.Blocks() / uint64(cfg.ioSize/bs); chunks < uint64(len(cfg.cpus)) {
+				return nil, usagef("namespace %d on %s holds %d I/Os of %d bytes, fewer than the %d poller(s)", id, cfg.addrs[i], chunks, cfg.ioSize, len(cfg.cpus))
+			}
+			ts = append(ts, perfTarget{addr: cfg.addrs[i], ctrl: c, ns: ns})
+		}
+	}
+	return ts, nil
+}
+
+// Phases of a run, in perfRun.phase.
+const (
+	phaseIdle     uint32 = iota
+	phaseFill            // --verify: write the tagged pattern, not counted
+	phaseFillStop        // the fill is over: requests stop instead of resubmitting
+	phaseWarmup          // the workload, not counted
+	phaseMeasure         // the workload, counted
+	phaseStop            // the run is over: requests stop
+)
+
+// perfRun is one run: the shared state of every job.
+type perfRun struct {
+	cfg     *perfConfig
+	phase   atomic.Uint32
+	active  atomic.Int64  // requests still cycling
+	drained chan struct{} // receives when active reaches 0
+	seed    uint64
+	jobs    []*perfJob
+	g       *poller.Group
+}
+
+// perfJob is one namespace on one poller. After seeding, only that
+// poller's goroutine touches it, until the run has drained.
+type perfJob struct {
+	run     *perfRun
+	row     int // result row (its target)
+	target  perfTarget
+	nsid    uint32
+	p       *poller.Poller
+	h       *poller.Handle
+	bs      int
+	perIO   uint64 // blocks per I/O
+	start   uint64 // first chunk (I/O-sized unit) of the job's region
+	span    uint64 // chunks in the region
+	cursor  uint64 // next sequential chunk, relative to start
+	rng     uint64
+	readPct uint64
+	random  bool
+	verify  bool
+	slots   []perfSlot
+	mem     *dma.Buffer
+
+	// Counters, written by the job's poller only.
+	completions uint64 // every completion, any phase
+	failed      uint64 // completions with an error, any phase
+	firstErr    string
+	ios         uint64 // measure phase from here on
+	reads       uint64
+	writes      uint64
+	errors      uint64
+	minNS       int64
+	maxNS       int64
+	hist        poller.Histogram
+	checked     uint64 // reads compared with the pattern (any phase after the fill)
+	mismatches  uint64
+	bad         perfMismatch // the first mismatch
+}
+
+// perfMismatch describes the first word that differed.
+type perfMismatch struct {
+	found     bool
+	lba       uint64
+	off       int
+	want, got uint64
+}
+
+// perfSlot is one request of a job with its buffer.
+type perfSlot struct {
+	req   nvme.Request
+	job   *perfJob
+	buf   []byte
+	lba   uint64
+	read  bool
+	stamp int64
+}
+
+var perfClock = time.Now()
+
+func perfNow() int64 { return int64(time.Since(perfClock)) }
+
+// errSlotDone stops a slot whose fill region is written.
+var errSlotDone = errors.New("perf: fill region written")
+
+// rand is xorshift64*.
+func (j *perfJob) rand() uint64 {
+	j.rng ^= j.rng >> 12
+	j.rng ^= j.rng << 25
+	j.rng ^= j.rng >> 27
+	return j.rng * 0x2545F4914F6CDD1D
+}
+
+// prepare picks the next I/O of s for phase ph and builds its command.
+func (j *perfJob) prepare(s *perfSlot, ph uint32) error {
+	var chunk uint64
+	read := false
+	if ph == phaseFill {
+		if j.cursor >= j.span {
+			return errSlotDone
+		}
+		chunk = j.cursor
+		j.cursor++
+	} else {
+		if j.random {
+			chunk = j.rand() % j.span
+		} else {
+			chunk = j.cursor
+			if j.cursor++; j.cursor >= j.span {
+				j.cursor = 0
+			}
+		}
+		read = j.readPct == 100 || (j.readPct > 0 && j.rand()%100 < j.readPct)
+	}
+	s.lba = (j.start + chunk) * j.perIO
+	s.read = read
+	ns := j.target.ns
+	if read {
+		return ns.Read(&s.req, s.lba, s.buf, 0)
+	}
+	if j.verify {
+		j.fill(s.buf, s.lba)
+	}
+	return ns.Write(&s.req, s.lba, s.buf, 0)
+}
+
+// perfTag returns the pattern's word i of block lba.
+func perfTag(seed uint64, nsid uint32, lba uint64, i int) uint64 {
+	x := seed ^ uint64(nsid)<<48 ^ lba*0x9E3779B97F4A7C15
+	x ^= x >> 30
+	x *= 0xBF58476D1CE4E5B9
+	x ^= x >> 27
+	x *= 0x94D049BB133111EB
+	x ^= x >> 31
+	return x + uint64(i)*0xD6E8FEB86659FD93
+}
+
+// fill writes the pattern of the blocks at lba into b.
+func (j *perfJob) fill(b []byte, lba uint64) {
+	seed := j.run.seed
+	for blk := 0; blk*j.bs < len(b); blk++ {
+		w := b[blk*j.bs : (blk+1)*j.bs]
+		for i := 0; i < len(w); i += 8 {
+			binary.LittleEndian.PutUint64(w[i:], perfTag(seed, j.nsid, lba+uint64(blk), i/8))
+		}
+	}
+}
+
+// check compares what a read returned with the pattern.
+func (j *perfJob) check(s *perfSlot) {
+	j.checked++
+	seed := j.run.seed
+	for blk := 0; blk*j.bs < len(s.buf); blk++ {
+		w := s.buf[blk*j.bs : (blk+1)*j.bs]
+		lba := s.lba + uint64(blk)
+		for i := 0; i < len(w); i += 8 {
+			want := perfTag(seed, j.nsid, lba, i/8)
+			if got := binary.LittleEndian.Uint64(w[i:]); got != want {
+				j.mismatches++
+				if !j.bad.found {
+					j.bad = perfMismatch{found: true, lba: lba, off: i, want: want, got: got}
+				}
+				return
+			}
+		}
+	}
+}
+
+// done is every slot's Done callback, on the job's poller.
+func (s *perfSlot) done(r *nvme.Request) {
+	j := s.job
+	now := perfNow()
+	ph := j.run.phase.Load()
+	j.completions++
+	if r.Err != nil {
+		j.failed++
+		if j.firstErr == "" {
+			op := "write"
+			if s.read {
+				op = "read"
+			}
+			j.firstErr = fmt.Sprintf("%s of namespace %d at lba %d: %v", op, j.nsid, s.lba, r.Err)
+		}
+	} else if s.read && j.verify {
+		j.check(s)
+	}
+	if ph == phaseMeasure {
+		lat := now - s.stamp
+		j.ios++
+		if s.read {
+			j.reads++
+		} else {
+			j.writes++
+		}
+		if r.Err != nil {
+			j.errors++
+		}
+		j.minNS = min(j.minNS, lat)
+		j.maxNS = max(j.maxNS, lat)
+		histRecord(&j.hist, lat)
+	}
+	if ph == phaseFillStop || ph == phaseStop || (ph == phaseFill && r.Err != nil) {
+		j.run.slotStopped()
+		return
+	}
+	if err := j.prepare(s, ph); err != nil {
+		j.slotFailed(s, err)
+		return
+	}
+	s.stamp = perfNow()
+	if err := j.p.SubmitLocal(j.target.ctrl, &s.req); err != nil {
+		j.slotFailed(s, err)
+	}
+}
+
+// slotFailed stops a slot that could not go on; an error other than the
+// end of the fill counts as a failure unless the run is stopping.
+func (j *perfJob) slotFailed(s *perfSlot, err error) {
+	if err != errSlotDone && j.run.phase.Load() != phaseStop && j.run.phase.Load() != phaseFillStop {
+		j.failed++
+		if j.firstErr == "" {
+			j.firstErr = fmt.Sprintf("submit to namespace %d at lba %d: %v", j.nsid, s.lba, err)
+		}
+	}
+	j.run.slotStopped()
+}
+
+func (r *perfRun) slotStopped() {
+	if r.active.Add(-1) == 0 {
+		select {
+		case r.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// histRecord adds ns to h in the poller's buckets (the bucket is found by
+// binary search over poller.BucketLow, so the boundaries are the poller
+// package's own).
+func histRecord(h *poller.Histogram, ns int64) {
+	v := uint64(max(ns, 0))
+	lo, hi := 0, poller.NumBuckets-1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if poller.BucketLow(mid) <= v {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	h.Buckets[lo]++
+	h.Count++
+	h.Sum += v
+}
+
+// perfExec runs the workload on the targets and returns the report. live
+// receives the progress lines.
+func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live io.Writer) (rep *perfReport, err error) {
+	var ctrls []*nvme.Controller
+	perCtrl := map[*nvme.Controller]int{}
+	for _, t := range targets {
+		if perCtrl[t.ctrl] == 0 {
+			ctrls = append(ctrls, t.ctrl)
+		}
+		perCtrl[t.ctrl]++
+	}
+	most := 0
+	for _, n := range perCtrl {
+		most = max(most, n)
+	}
+	// Each poller's queue pair on a controller carries QD requests per
+	// namespace; one more entry because a ring of n holds n-1.
+	depth := min(most*cfg.qd+1, 4096)
+	ring := 1024
+	for ring < most*len(ctrls)*cfg.qd {
+		ring <<= 1
+	}
+	if prev := runtime.GOMAXPROCS(0); prev <= len(cfg.cpus) {
+		// Busy pollers hold a P each; leave one for the rest (timers,
+		// this goroutine, nvmetest's device).
+		runtime.GOMAXPROCS(len(cfg.cpus) + 1)
+		defer runtime.GOMAXPROCS(prev)
+	}
+	g, err := poller.New(ctrls, &poller.Options{CPUs: cfg.cpus, QueueDepth: depth, RingSize: ring,
+		Idle: poller.IdleBusy, RouteByCPU: true})
+	if err != nil {
+		return nil, deviceError{fmt.Errorf("start pollers: %w", err)}
+	}
+	run := &perfRun{cfg: cfg, g: g, drained: make(chan struct{}, 1), seed: cfg.seed}
+	stopped := false
+	defer func() {
+		if !stopped {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			g.Stop(sctx)
+			cancel()
+		}
+		run.freeBuffers()
+	}()
+	if run.seed == 0 {
+		run.seed = uint64(time.Now().UnixNano())*0x9E3779B97F4A7C15 | 1
+	}
+	if err := run.makeJobs(targets, ctrls); err != nil {
+		return nil, err
+	}
+
+	if cfg.verify {
+		run.phase.Store(phaseFill)
+		if err := run.seedAll(); err != nil {
+			return nil, err
+		}
+		run.wait(ctx, live, "write", cfg.dur)
+		run.phase.Store(phaseFillStop)
+		if err := run.waitDrained(); err != nil {
+			return nil, err
+		}
+		for _, j := range run.jobs {
+			if j.failed > 0 {
+				return nil, deviceError{fmt.Errorf("verify: %d writes of the pattern failed, first: %s", j.failed, j.firstErr)}
+			}
+			if j.cursor == 0 {
+				return nil, deviceError{fmt.Errorf("verify: no block of namespace %d was written on poller %d", j.nsid, j.p.ID())}
+			}
+			j.span, j.cursor = j.cursor, 0
+		}
+		if ctx.Err() != nil {
+			return nil, usagef("interrupted while writing the pattern")
+		}
+	}
+	first := phaseMeasure
+	if cfg.warmup > 0 {
+		first = phaseWarmup
+	}
+	run.phase.Store(first)
+	if err := run.seedAll(); err != nil {
+		return nil, err
+	}
+	if first == phaseWarmup {
+		run.wait(ctx, live, "warmup", cfg.warmup)
+		run.phase.Store(phaseMeasure)
+	}
+	if cfg.onMeasure != nil {
+		cfg.onMeasure()
+	}
+	start := time.Now()
+	if ctx.Err() == nil {
+		run.wait(ctx, live, "run", cfg.dur)
+	}
+	if cfg.onMeasureEnd != nil {
+		cfg.onMeasureEnd()
+	}
+	run.phase.Store(phaseStop)
+	elapsed := time.Since(start)
+	if err := run.waitDrained(); err != nil {
+		return nil, err
+	}
+	stopped = true
+	if err := g.Close(); err != nil {
+		return nil, deviceError{fmt.Errorf("stop pollers: %w", err)}
+	}
+	if err := run.checkBinding(); err != nil {
+		return nil, err
+	}
+	return run.report(targets, elapsed), nil
+}
+
+// makeJobs creates a job for every namespace on every poller that owns a
+// queue pair on its controller, with QD slots and their buffers.
+func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error {
+	cfg := r.cfg
+	onTarget := make([]int, len(targets)) // jobs per target so far
+	perTarget := make([]int, len(targets))
+	type pj struct {
+		p  *poller.Poller
+		ti int
+	}
+	var plan []pj
+	for _, p := range r.g.Pollers() {
+		for _, q := range p.Stats().Queues {
+			c := ctrls[q.Controller]
+			for ti, t := range targets {
+				if t.ctrl == c {
+					plan = append(plan, pj{p, ti})
+					perTarget[ti]++
+				}
+			}
+		}
+	}
+	for _, x := range plan {
+		t := targets[x.ti]
+		bs := t.ns.BlockSize()
+		perIO := uint64(cfg.ioSize / bs)
+		chunks := t.ns.Blocks() / perIO
+		part := chunks / uint64(perTarget[x.ti])
+		k := uint64(onTarget[x.ti])
+		onTarget[x.ti]++
+		j := &perfJob{
+			run: r, row: x.ti, target: t, nsid: t.ns.ID(), p: x.p, h: r.g.Handle(t.ctrl),
+			bs: bs, perIO: perIO, readPct: uint64(cfg.readPct), random: cfg.wl.random, verify: cfg.verify,
+			minNS: math.MaxInt64,
+			rng:   r.seed ^ (uint64(len(r.jobs))+1)*0xD1B54A32D192ED03,
+		}
+		if j.rng == 0 {
+			j.rng = 1
+		}
+		if cfg.verify {
+			// Each job writes, then works in, a slice of its own.
+			j.start, j.span = k*part, part
+		} else {
+			j.start, j.span, j.cursor = 0, chunks, k*part
+		}
+		mem, err := t.ctrl.Memory().Alloc(cfg.qd * cfg.ioSize)
+		if err != nil {
+			return deviceError{fmt.Errorf("dma buffers for namespace %d (%d x %d bytes): %w", j.nsid, cfg.qd, cfg.ioSize, err)}
+		}
+		j.mem = mem
+		j.slots = make([]perfSlot, cfg.qd)
+		for i := range j.slots {
+			s := &j.slots[i]
+			s.job = j
+			s.buf = mem.Bytes[i*cfg.ioSize : (i+1)*cfg.ioSize]
+			s.req.Done = s.done
+		}
+		r.jobs = append(r.jobs, j)
+	}
+	return nil
+}
+
+// freeBuffers gives every job's buffers back; the pollers are stopped.
+func (r *perfRun) freeBuffers() {
+	for _, j := range r.jobs {
+		if j.mem != nil {
+			j.target.ctrl.Memory().Free(j.mem)
+			j.mem = nil
+		}
+	}
+}
+
+// seedAll starts every request of every job on its poller: from a thread
+// pinned to the poller's CPU, with RouteByCPU, Handle.Submit puts it in
+// that poller's ring. Every slot's first command is built before any is
+// submitted: once one is, the poller owns the job.
+func (r *perfRun) seedAll() error {
+	ph := r.phase.Load()
+	n := 0
+	for _, j := range r.jobs {
+		n += len(j.slots)
+	}
+	select {
+	case <-r.drained:
+	default:
+	}
+	r.active.Store(int64(n))
+	for _, p := range r.g.Pollers() {
+		var mine []*perfJob
+		for _, j := range r.jobs {
+			if j.p == p {
+				mine = append(mine, j)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		var serr error
+		err := onCPU(p.CPU(), func() {
+			var ready []*perfSlot
+			for _, j := range mine {
+				for i := range j.slots {
+					s := &j.slots[i]
+					if err := j.prepare(s, ph); err != nil {
+						if err != errSlotDone {
+							serr = deviceError{fmt.Errorf("namespace %d: %w", j.nsid, err)}
+						}
+						r.slotStopped()
+						continue
+					}
+					ready = append(ready, s)
+				}
+			}
+			now := perfNow()
+			for _, s := range ready {
+				s.stamp = now
+				if err := s.job.h.Submit(&s.req); err != nil {
+					if serr == nil {
+						serr = deviceError{fmt.Errorf("submit to namespace %d: %w", s.job.nsid, err)}
+					}
+					r.slotStopped()
+				}
+			}
+		})
+		if err != nil {
+			return deviceError{err}
+		}
+		if serr != nil {
+			return serr
+		}
+	}
+	return nil
+}
+
+// onCPU runs f on a thread pinned to cpu, then gives the thread its mask
+// back.
+func onCPU(cpu int, f func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("sched_getaffinity: %w", err)
+			return
+		}
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("pin to cpu %d: sched_setaffinity: %w", cpu, err)
+			return
+		}
+		f()
+		if unix.SchedSetaffinity(0, &old) == nil {
+			runtime.UnlockOSThread()
+		} // else the goroutine ends locked and the runtime drops the thread
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// wait lets a phase run for d, printing the live line once a second. It
+// returns early on ctx (Ctrl-C) or when every request has stopped (the
+// fill wrote its whole region, or every request failed to resubmit).
+func (r *perfRun) wait(ctx context.Context, live io.Writer, name string, d time.Duration) {
+	tty := isTerminal(live)
+	start := time.Now()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, lastAt := r.completed(), start
+	defer func() {
+		if tty {
+			fmt.Fprint(live, "\n")
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-r.drained:
+			// Put it back for waitDrained.
+			select {
+			case r.drained <- struct{}{}:
+			default:
+			}
+			return
+		case now := <-tick.C:
+			c := r.completed()
+			sec := now.Sub(lastAt).Seconds()
+			iops := float64(c-last) / sec
+			left := max(0, d-now.Sub(start))
+			line := fmt.Sprintf("perf %-6s %10.0f IOPS %10.2f MiB/s %6.0f s left", name, iops,
+				iops*float64(r.cfg.ioSize)/(1<<20), math.Round(left.Seconds()))
+			if tty {
+				fmt.Fprintf(live, "\r%s\x1b[K", line)
+			} else {
+				fmt.Fprintln(live, line)
+			}
+			last, lastAt = c, now
+		}
+	}
+}
+
+// completed sums the completions the pollers published.
+func (r *perfRun) completed() uint64 {
+	var n uint64
+	for _, s := range r.g.Stats() {
+		n += s.Completed
+	}
+	return n
+}
+
+// waitDrained waits until every request has stopped.
+func (r *perfRun) waitDrained() error {
+	if r.active.Load() == 0 {
+		return nil
+	}
+	select {
+	case <-r.drained:
+		return nil
+	case <-time.After(perfDrainWait):
+		return deviceError{fmt.Errorf("%d requests still outstanding %v after the run ended", r.active.Load(), perfDrainWait)}
+	}
+}
+
+// checkBinding compares each poller's completion counter with what its
+// jobs counted: they differ if a request ran on a poller other than its
+// job's (the seeding did not land where it was pinned).
+func (r *perfRun) checkBinding() error {
+	for _, s := range r.g.Stats() {
+		var n uint64
+		for _, j := range r.jobs {
+			if j.p.ID() == s.ID {
+				n += j.completions
+			}
+		}
+		if n != s.Completed {
+			return deviceError{fmt.Errorf("internal error: poller %d completed %d requests, its jobs counted %d", s.ID, s.Completed, n)}
+		}
+	}
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// perfLatency is a latency summary in µs.
+type perfLatency struct {
+	Avg   float64 `json:"avg"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p99_9"`
+	P9999 float64 `json:"p99_99"`
+}
+
+// perfResult is one row: a namespace (all its pollers) or the total.
+type perfResult struct {
+	Controller string      `json:"controller"`
+	NSID       uint32      `json:"nsid"`
+	Workload   string      `json:"workload"`
+	IOSize     int         `json:"io_size"`
+	QueueDepth int         `json:"queue_depth"`
+	Pollers    int         `json:"pollers"`
+	IOs        uint64      `json:"ios"`
+	Reads      uint64      `json:"reads"`
+	Writes     uint64      `json:"writes"`
+	Errors     uint64      `json:"errors"`
+	Seconds    float64     `json:"seconds"`
+	IOPS       float64     `json:"iops"`
+	MiBps      float64     `json:"mibps"`
+	Latency    perfLatency `json:"latency_us"`
+
+	hist       poller.Histogram
+	minNS      int64
+	maxNS      int64
+	failed     uint64
+	firstError string
+}
+
+// perfVerify is the --verify summary.
+type perfVerify struct {
+	Enabled       bool   `json:"enabled"`
+	Seed          uint64 `json:"seed"`
+	Blocks        uint64 `json:"blocks"`
+	Checked       uint64 `json:"checked"`
+	Mismatches    uint64 `json:"mismatches"`
+	FirstMismatch string `json:"first_mismatch,omitempty"`
+}
+
+// perfReport is what perf prints; doc.go lists its JSON keys.
+type perfReport struct {
+	Workload      string       `json:"workload"`
+	IOSize        int          `json:"io_size"`
+	QueueDepth    int          `json:"queue_depth"`
+	RWMixRead     int          `json:"rwmixread"`
+	Pollers       int          `json:"pollers"`
+	CPUs          []int        `json:"cpus"`
+	Seconds       float64      `json:"seconds"`
+	WarmupSeconds float64      `json:"warmup_seconds"`
+	Results       []perfResult `json:"results"`
+	Total         perfResult   `json:"total"`
+	Verify        perfVerify   `json:"verify"`
+
+	failedIOs  uint64
+	firstError string
+}
+
+func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
+	cfg := r.cfg
+	rep := &perfReport{
+		Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, RWMixRead: cfg.readPct,
+		Pollers: len(cfg.cpus), CPUs: cfg.cpus, Seconds: round3(elapsed.Seconds()), WarmupSeconds: round3(cfg.warmup.Seconds()),
+		Verify: perfVerify{Enabled: cfg.verify},
+	}
+	base := perfResult{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds(), minNS: math.MaxInt64}
+	rows := make([]perfResult, len(targets))
+	for i, t := range targets {
+		rows[i] = base
+		rows[i].Controller, rows[i].NSID = t.addr, t.ns.ID()
+	}
+	tot := base
+	tot.Controller = "total"
+	for _, j := range r.jobs {
+		for _, x := range []*perfResult{&rows[j.row], &tot} {
+			x.Pollers++
+			x.IOs += j.ios
+			x.Reads += j.reads
+			x.Writes += j.writes
+			x.Errors += j.errors
+			x.hist.Add(&j.hist)
+			x.minNS = min(x.minNS, j.minNS)
+			x.maxNS = max(x.maxNS, j.maxNS)
+		}
+		rep.failedIOs += j.failed
+		if rep.firstError == "" {
+			rep.firstError = j.firstErr
+		}
+		if cfg.verify {
+			rep.Verify.Blocks += j.span * j.perIO
+			rep.Verify.Checked += j.checked
+			rep.Verify.Mismatches += j.mismatches
+			if j.bad.found && rep.Verify.FirstMismatch == "" {
+				rep.Verify.FirstMismatch = fmt.Sprintf("%s namespace %d lba %d byte %d: read %#016x, want %#016x",
+					j.target.addr, j.nsid, j.bad.lba, j.bad.off, j.bad.got, j.bad.want)
+			}
+		}
+	}
+	tot.Pollers = len(cfg.cpus)
+	if cfg.verify {
+		rep.Verify.Seed = r.seed
+	}
+	for i := range rows {
+		rows[i].finish(elapsed)
+	}
+	tot.finish(elapsed)
+	rep.Results, rep.Total = rows, tot
+	return rep
+}
+
+// finish turns the counts into rates and the latency summary.
+func (x *perfResult) finish(elapsed time.Duration) {
+	sec := elapsed.Seconds()
+	if sec > 0 {
+		x.IOPS = round3(float64(x.IOs) / sec)
+		x.MiBps = round3(float64(x.IOs) * float64(x.IOSize) / (1 << 20) / sec)
+	}
+	x.Seconds = round3(sec)
+	if x.hist.Count == 0 {
+		return
+	}
+	us := func(ns int64) float64 { return round3(float64(ns) / 1e3) }
+	// A bucket's midpoint can lie outside [min, max]; the true quantile
+	// cannot.
+	q := func(p float64) float64 { return us(min(max(int64(x.hist.Quantile(p)), x.minNS), x.maxNS)) }
+	x.Latency = perfLatency{
+		Avg: us(int64(x.hist.Mean())), Min: us(x.minNS), Max: us(x.maxNS),
+		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
+	}
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// perfColumns is the table header; the VM tests look for it.
+var perfColumns = []string{"IOPS", "MiB/s", "Avg(us)", "Min(us)", "p50(us)", "p90(us)", "p99(us)", "p99.9(us)", "p99.99(us)", "Max(us)"}
+
+func (rep *perfReport) writeTable(w io.Writer) {
+	mix := ""
+	if rep.Workload == "rw" || rep.Workload == "randrw" {
+		mix = fmt.Sprintf(" (%d%% reads)", rep.RWMixRead)
+	}
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s, %.2f s measured (%.2f s warmup)\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuList(rep.CPUs), rep.Seconds, rep.WarmupSeconds)
+	fmt.Fprintf(w, "%-12s %5s %6s", "Controller", "NSID", "Read%")
+	for i, c := range perfColumns {
+		width := 10
+		if i < 2 {
+			width = 11
+		}
+		fmt.Fprintf(w, " %*s", width, c)
+	}
+	fmt.Fprintln(w)
+	row := func(x *perfResult, name, nsid string) {
+		readPct := 0.0
+		if x.IOs > 0 {
+			readPct = 100 * float64(x.Reads) / float64(x.IOs)
+		}
+		l := x.Latency
+		fmt.Fprintf(w, "%-12s %5s %6.1f %11.2f %11.2f", name, nsid, readPct, x.IOPS, x.MiBps)
+		for _, v := range []float64{l.Avg, l.Min, l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max} {
+			fmt.Fprintf(w, " %10.2f", v)
+		}
+		fmt.Fprintln(w)
+	}
+	for i := range rep.Results {
+		x := &rep.Results[i]
+		row(x, x.Controller, strconv.Itoa(int(x.NSID)))
+	}
+	row(&rep.Total, "Total", "")
+	if e := rep.Total.Errors; e > 0 {
+		fmt.Fprintf(w, "errors: %d of %d I/Os failed\n", e, rep.Total.IOs)
+	}
+	if v := rep.Verify; v.Enabled {
+		fmt.Fprintf(w, "verify: %d reads checked against the pattern of %d blocks, %d mismatches\n", v.Checked, v.Blocks, v.Mismatches)
+		if v.FirstMismatch != "" {
+			fmt.Fprintf(w, "verify: first mismatch: %s\n", v.FirstMismatch)
+		}
+	}
+}
+
+// failure is the error perf exits with after printing: failed I/O or a
+// verify mismatch (exit 2).
+func (rep *perfReport) failure() error {
+	var errs []error
+	if rep.failedIOs > 0 {
+		errs = append(errs, fmt.Errorf("perf: %d I/Os failed, first: %s", rep.failedIOs, rep.firstError))
+	}
+	if rep.Verify.Mismatches > 0 {
+		errs = append(errs, fmt.Errorf("perf: verify: %d of %d reads returned data that was not written (first: %s)",
+			rep.Verify.Mismatches, rep.Verify.Checked, rep.Verify.FirstMismatch))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return deviceError{errors.Join(errs...)}
+}
