@@ -175,10 +175,13 @@ func countTestEvents(r io.Reader, out io.Writer) (passed, failed int) {
 			}
 			delete(pending, key)
 		case e.Action == "fail" && e.Test != "":
+			// A failing subtest's output is where the reason is: print
+			// it as it fails, as plain go test does; count only
+			// top-level tests.
+			fmt.Fprint(out, strings.Join(pending[key], ""))
 			if !strings.Contains(e.Test, "/") {
 				failed++
 				failedIn[e.Package]++
-				fmt.Fprint(out, strings.Join(pending[key], ""))
 			}
 			delete(pending, key)
 		case e.Action == "skip" && e.Test != "":

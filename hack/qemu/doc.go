@@ -11,6 +11,9 @@
 //	selftest  fixtures under testdata/ prove that failures, panics, hangs and
 //	          missing devices all fail the run
 //	ci        setup, gofmt, vet, go test -race, selftest, VM tests
+//	bench     one boot: fio (io_uring, irq and polled) on the kernel nvme driver, nvmectl perf
+//	          on gonvme and qemu-img bench on QEMU's nvme://, carried in with their libraries
+//	          (carry.go); the guest half is ./guestbench; a markdown table of medians
 //
 // A boot: qemu-system-x86_64 (tcg, qboot, q35, intel-iommu) with the
 // profile's controllers; the guest init (./guestinit) mounts proc, sysfs and
@@ -22,7 +25,8 @@
 // human-monitor-command.
 //
 // Profiles are declared in package vmtest, shared by both sides. This
-// command may import vmtest and hack/qemu/internal/guest (for shared
-// constants), the standard library and u-root's pkg/cpio; it is a single
+// command may import vmtest, hack/qemu/internal/guest (for shared
+// constants), hack/qemu/internal/bench (bench's result lines and parsers),
+// the standard library and u-root's pkg/cpio; it is a single
 // goroutine program apart from the monitor relay and the timer of a boot.
 package main

@@ -355,16 +355,21 @@ func TestCountTestEvents(t *testing.T) {
 {"Action":"fail","Package":"p","Test":"TestA"}
 {"Action":"pass","Package":"p","Test":"TestB"}
 {"Action":"pass","Package":"p","Test":"TestB/sub"}
+{"Action":"output","Package":"p","Test":"TestC/sub","Output":"    why the subtest failed\n"}
+{"Action":"fail","Package":"p","Test":"TestC/sub"}
+{"Action":"output","Package":"p","Test":"TestC","Output":"--- FAIL: TestC\n"}
+{"Action":"fail","Package":"p","Test":"TestC"}
 {"Action":"output","Package":"p","Output":"FAIL\tp\t0.1s\n"}
 {"Action":"fail","Package":"p"}
 {"Action":"fail","Package":"q"}
 `
 	var out bytes.Buffer
 	p, f := countTestEvents(strings.NewReader(in), &out)
-	if p != 1 || f != 2 {
-		t.Errorf("passed %d failed %d, want 1 and 2", p, f)
+	if p != 1 || f != 3 {
+		t.Errorf("passed %d failed %d, want 1 and 3", p, f)
 	}
-	if !strings.Contains(out.String(), "boom") || !strings.Contains(out.String(), "FAIL\tp") {
+	if !strings.Contains(out.String(), "boom") || !strings.Contains(out.String(), "FAIL\tp") ||
+		!strings.Contains(out.String(), "why the subtest failed") {
 		t.Errorf("output %q lacks the failure", out.String())
 	}
 }

@@ -16,6 +16,7 @@ verbs:
   run [flags] -- CMD ARGS     build ./cmd/CMD, boot a guest, run it there, exit with its status
   selftest                    prove the harness catches failures, panics, hangs and missing devices
   ci                          setup, gofmt, vet, host tests with -race, selftest, VM tests
+  bench [flags]               one boot: fio on the kernel nvme driver vs nvmectl perf (gonvme), a table
 `
 
 // exitError carries an exit status out of a verb.
@@ -41,6 +42,8 @@ func main() {
 		err = selftestVerb(args)
 	case "ci":
 		err = ciVerb(args)
+	case "bench":
+		err = benchVerb(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -187,6 +187,7 @@ func setup(log io.Writer) (*Assets, error) {
 	if err := ensureCC(log); err != nil {
 		return nil, err
 	}
+	ensureBenchTools(log)
 	dir, err := cacheDir()
 	if err != nil {
 		return nil, err
@@ -240,6 +241,34 @@ func ensureCC(log io.Writer) error {
 	}
 	fmt.Fprintln(log, "setup: installing gcc for the race detector")
 	return aptGet(log, "install", "-y", "--no-install-recommends", "gcc", "libc6-dev")
+}
+
+// benchTools are the host packages `bench` carries into the guest: fio for
+// the kernel driver's rows, qemu-img (qemu-utils) for QEMU's nvme:// row.
+var benchTools = []struct{ bin, pkg string }{{"fio", "fio"}, {"qemu-img", "qemu-utils"}}
+
+// ensureBenchTools installs fio and qemu-utils when they are missing and
+// setup runs as root. Only `bench` needs them, so a failure is reported and
+// not fatal.
+func ensureBenchTools(log io.Writer) {
+	var pkgs []string
+	for _, t := range benchTools {
+		if _, err := exec.LookPath(t.bin); err != nil {
+			pkgs = append(pkgs, t.pkg)
+		}
+	}
+	if len(pkgs) == 0 {
+		return
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(log, "setup: %s missing; `bench` needs them: sudo apt-get install -y --no-install-recommends %s\n",
+			strings.Join(pkgs, " "), strings.Join(pkgs, " "))
+		return
+	}
+	fmt.Fprintf(log, "setup: installing %s for bench\n", strings.Join(pkgs, " "))
+	if err := aptGet(log, append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...); err != nil {
+		fmt.Fprintf(log, "setup: %v (bench will not run)\n", err)
+	}
 }
 
 func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {

@@ -216,6 +216,22 @@ func TestHotplugProfile(t *testing.T) {
 	if out := env.Monitor(t, "info pci"); strings.Contains(out, c.ID) {
 		t.Errorf("info pci still lists %s after removal", c.ID)
 	}
+	// Later tests in this boot need the controller: add it back (the
+	// backing node is still there; drive= makes namespace 1) and wait for
+	// the guest to see it.
+	if out := env.Monitor(t, "device_add nvme,id="+c.ID+",serial="+c.Serial+",drive="+c.ID+"n1,bus=rp0"); strings.TrimSpace(out) != "" {
+		t.Fatalf("device_add: %q", out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat("/sys/bus/pci/devices/" + c.Addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come back after device_add", c.Addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func waitGone(path string, d time.Duration) error {
