@@ -339,9 +339,10 @@ func (q *QueuePair) issue(r *Request) {
 	default:
 		// No data buffer: keep the caller's PRP1/PRP2. Create I/O
 		// CQ/SQ carry the queue's base address in PRP1 (the builders
-		// and AdminPassthru zero them themselves). [nvmetest helper fix:
-		// zeroing them here made every queue creation point at IOVA 0.]
+		// and AdminPassthru zero them themselves); zeroing them here
+		// would point every queue creation at IOVA 0.
 	}
+	q.traceSubmit(cmd, len(r.Data)) // uprobe attach point (trace.go)
 	q.sqTail++
 	if q.sqTail == q.size {
 		q.sqTail = 0
@@ -439,6 +440,7 @@ func (q *QueuePair) complete(cid uint16, st spec.Status, dw0 uint32, sqHead uint
 	aborted := t.aborting
 	q.release(slot)
 	r.DW0, r.Status = dw0, st
+	q.traceComplete(cid, st) // uprobe attach point (trace.go)
 	q.stats.Completed++
 	if !st.Success() {
 		q.stats.Errors++

@@ -206,5 +206,7 @@ func newRoot(a app) *cobra.Command {
 		root.AddCommand(c)
 	}
 	root.AddCommand(perfCmd(a, g))
+	root.AddCommand(serveCmd(a, g))
+	root.AddCommand(traceCmd(a, g))
 	return root
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/seedb8fa28ef/gonvme/metrics"
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
+	"github.com/seedb8fa28ef/gonvme/poller"
+	"github.com/seedb8fa28ef/gonvme/vfio"
+)
+
+// nvmectl serve: open controllers, run pollers, export their counters.
+
+// serveOpen opens the controllers serve runs, with opts, and returns a
+// function that closes them. Tests replace it.
+var serveOpen = func(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
+	sys, err := pcie.NewSystem()
+	if err != nil {
+		return nil, nil, devicef("open vfio container: %w", err)
+	}
+	var ctrls []*nvme.Controller
+	for _, addr := range addrs {
+		c, err := sys.Open(addr, opts)
+		if err != nil {
+			sys.Close()
+			if errors.Is(err, vfio.ErrBusy) {
+				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
+			}
+			return nil, nil, devicef("open %s: %w", addr, err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	return ctrls, sys.Close, nil
+}
+
+// serveOpts are serve's flags.
+type serveOpts struct {
+	listen  string
+	pollers int
+}
+
+func serveCmd(a app, g *globals) *cobra.Command {
+	o := serveOpts{listen: metrics.DefaultListen}
+	cmd := &cobra.Command{
+		Use:   "serve ADDR... [--listen 127.0.0.1:9111]",
+		Short: "Run pollers on controllers and export Prometheus metrics (/metrics, /healthz)",
+		Long: "serve opens the controllers (bound to vfio-pci), runs gonvme's pollers on them (idle\n" +
+			"adaptive: a poller with nothing to do parks and costs no CPU) and serves, until Ctrl-C or\n" +
+			"SIGTERM, /metrics (Prometheus text format: queue, poller and controller counters, latency\n" +
+			"histograms, state, SMART temperature and spare, read at most every 10 s) and /healthz (200\n" +
+			"when every controller is ready, else 503 saying which is not). It listens on loopback\n" +
+			"unless --listen says otherwise. The controller label is the PCI address.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, _, err := net.SplitHostPort(o.listen); err != nil {
+				return usagef("--listen %q: want host:port (%v)", o.listen, err)
+			}
+			if o.pollers < 0 {
+				return usagef("--pollers must not be negative")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serveMain(ctx, a, args, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", o.listen, "address to serve /metrics and /healthz on (host:port)")
+	f.IntVar(&o.pollers, "pollers", 1, "pollers to run, on the first CPUs this process may use (0: one per CPU)")
+	return cmd
+}
+
+func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io.Writer) (err error) {
+	addrs := make([]string, len(args))
+	for i, arg := range args {
+		info, err := findCtrl(a, arg)
+		if err != nil {
+			return err
+		}
+		if info.Driver != "vfio-pci" {
+			drv := info.Driver
+			if drv == "" {
+				drv = "no driver"
+			}
+			return devicef("controller %s is bound to %s, not vfio-pci: run `nvmectl setup %s` first", info.Addr, drv, info.Addr)
+		}
+		addrs[i] = info.Addr
+	}
+	var cpus []int
+	if o.pollers > 0 {
+		all, err := allowedCPUList()
+		if err != nil {
+			return deviceError{err}
+		}
+		cpus = all[:min(o.pollers, len(all))]
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return usagef("--listen %s: %v", o.listen, err)
+	}
+	defer ln.Close()
+	nq := o.pollers
+	if nq == 0 {
+		nq = 16
+	}
+	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeAll(); cerr != nil && err == nil {
+			err = devicef("close: %w", cerr)
+		}
+	}()
+	grp, err := poller.New(ctrls, &poller.Options{CPUs: cpus, Idle: poller.IdleAdaptive})
+	if err != nil {
+		return deviceError{fmt.Errorf("start pollers: %w", err)}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
+		defer cancel()
+		if serr := grp.Stop(sctx); serr != nil && err == nil {
+			err = devicef("stop pollers: %w", serr)
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := metrics.RegisterWith(reg, grp, &metrics.Options{Names: addrs}, ctrls...); err != nil {
+		return deviceError{err}
+	}
+	fmt.Fprintf(stdout, "Serving metrics of %d controller(s) on http://%s/metrics and /healthz (%d poller(s)); Ctrl-C to stop.\n",
+		len(ctrls), ln.Addr(), len(grp.Pollers()))
+	if err := metrics.ServeListener(ctx, ln, reg, metrics.Healthy(addrs, ctrls...)); err != nil {
+		return deviceError{err}
+	}
+	return nil
+}
