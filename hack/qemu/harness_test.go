@@ -110,7 +110,7 @@ func TestQEMUArgs(t *testing.T) {
 	}{
 		{prof: "default", want: []string{
 			"-accel tcg", "-bios fw", "-machine q35", "-smp 2", "intel-iommu,intremap=on", "-no-reboot",
-			"isa-debug-exit,iobase=0xf4,iosize=0x04", "panic=-1 quiet no_timer_check foo=1",
+			"isa-debug-exit,iobase=0xf4,iosize=0x04", "panic=-1 quiet no_timer_check clocksource=tsc tsc=reliable foo=1",
 			"driver=file,node-name=nvme0n1-base,filename=/d/nvme0n1.img,cache.no-flush=on,discard=unmap",
 			"nvme,id=nvme0,serial=gonvme0,mdts=7,addr=0x4",
 			"nvme-ns,id=nvme0n1,bus=nvme0,drive=nvme0n1,nsid=1,logical_block_size=512", " -x",
@@ -371,5 +371,15 @@ func TestCountTestEvents(t *testing.T) {
 	if !strings.Contains(out.String(), "boom") || !strings.Contains(out.String(), "FAIL\tp") ||
 		!strings.Contains(out.String(), "why the subtest failed") {
 		t.Errorf("output %q lacks the failure", out.String())
+	}
+}
+
+func TestSplitCommands(t *testing.T) {
+	got := splitCommands([]string{"nvmectl", "id-ctrl", "X", ";", "nvmectl", "perf", "-t", "3", ";"})
+	if len(got) != 2 || strings.Join(got[0], " ") != "nvmectl id-ctrl X" || strings.Join(got[1], " ") != "nvmectl perf -t 3" {
+		t.Fatalf("splitCommands = %q", got)
+	}
+	if got := splitCommands([]string{"nvmectl", "list"}); len(got) != 1 || len(got[0]) != 2 {
+		t.Fatalf("one command: %q", got)
 	}
 }

@@ -23,7 +23,7 @@ func runVerb(args []string) error {
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
-		return fmt.Errorf("run: usage: go run ./hack/qemu run [--profile p] [--bind vfio|kernel|none] -- COMMAND ARGS")
+		return fmt.Errorf("run: usage: go run ./hack/qemu run [--profile p] [--bind vfio|kernel|none] -- COMMAND ARGS [';' COMMAND ARGS ...]")
 	}
 	switch *bind {
 	case "vfio", "kernel", "none":
@@ -53,8 +53,30 @@ func runVerb(args []string) error {
 	if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, name), modulePath+"/cmd/"+name); err != nil {
 		return err
 	}
-	bt := &vmtest.Boot{Command: append([]string{guest.BinDir + "/" + name}, argv[1:]...), Bind: *bind}
-	extra := []ramFile{{Name: strings.TrimPrefix(guest.BinDir, "/") + "/" + name, Src: filepath.Join(work, name), Perm: 0o755}}
+	cmds := splitCommands(argv)
+	bt := &vmtest.Boot{Bind: *bind}
+	var extra []ramFile
+	built := map[string]bool{}
+	for i, c := range cmds {
+		if strings.ContainsAny(c[0], "/.") {
+			return fmt.Errorf("run: %q: name a command under ./cmd (e.g. nvmectl)", c[0])
+		}
+		if !built[c[0]] {
+			if c[0] != name {
+				if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, c[0]), modulePath+"/cmd/"+c[0]); err != nil {
+					return err
+				}
+			}
+			extra = append(extra, ramFile{Name: strings.TrimPrefix(guest.BinDir, "/") + "/" + c[0], Src: filepath.Join(work, c[0]), Perm: 0o755})
+			built[c[0]] = true
+		}
+		full := append([]string{guest.BinDir + "/" + c[0]}, c[1:]...)
+		if i == 0 {
+			bt.Command = full
+		} else {
+			bt.Then = append(bt.Then, full)
+		}
+	}
 	v, elapsed, err := bootProfile(os.Stdout, a, work, f.Profile, bt, extra, &f)
 	if err != nil {
 		return err
@@ -70,4 +92,25 @@ func runVerb(args []string) error {
 		return exitError{v.ExitStatus}
 	}
 	return nil
+}
+
+// splitCommands splits argv at lone ";" arguments (quote it for the shell:
+// ';'), so one boot can run several commands in order.
+func splitCommands(argv []string) [][]string {
+	var out [][]string
+	cur := []string{}
+	for _, a := range argv {
+		if a == ";" {
+			if len(cur) > 0 {
+				out = append(out, cur)
+			}
+			cur = []string{}
+			continue
+		}
+		cur = append(cur, a)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }

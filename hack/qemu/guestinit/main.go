@@ -141,18 +141,28 @@ func runCommand(boot *vmtest.Boot) (bool, string) {
 			fmt.Printf("gonvme-init: %s is /dev/%s\n", c.Addr, name)
 		}
 	}
-	cmd := exec.Command(boot.Command[0], boot.Command[1:]...)
-	cmd.Dir = "/tmp"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	// The commands run in order, like a shell's &&: the first that
+	// exits non-zero ends the run with its status.
 	code := 0
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return false, fmt.Sprintf("run %s: %v", boot.Command[0], err)
+	for _, argv := range append([][]string{boot.Command}, boot.Then...) {
+		if len(boot.Then) > 0 {
+			fmt.Printf("gonvme-init: $ %s\n", strings.Join(append([]string{filepath.Base(argv[0])}, argv[1:]...), " "))
 		}
-		code = ee.ExitCode()
-		if code < 0 {
-			code = 128 + int(ee.Sys().(unix.WaitStatus).Signal())
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = "/tmp"
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				return false, fmt.Sprintf("run %s: %v", argv[0], err)
+			}
+			code = ee.ExitCode()
+			if code < 0 {
+				code = 128 + int(ee.Sys().(unix.WaitStatus).Signal())
+			}
+		}
+		if code != 0 {
+			break
 		}
 	}
 	fmt.Printf("%s%d\n", guest.ExitPrefix, code)

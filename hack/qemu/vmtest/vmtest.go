@@ -23,9 +23,10 @@ type Boot struct {
 	Tests       []Test   `json:"tests,omitempty"`
 	// TestTimeout is passed on as -test.timeout (Go syntax, "" for none) so
 	// that a hung test dumps its goroutines before the host kills QEMU.
-	TestTimeout string   `json:"test_timeout,omitempty"`
-	Command     []string `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
-	Bind        string   `json:"bind,omitempty"`    // run mode: vfio, kernel or none
+	TestTimeout string     `json:"test_timeout,omitempty"`
+	Command     []string   `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
+	Then        [][]string `json:"then,omitempty"`    // run mode: further commands, run while each exits 0
+	Bind        string     `json:"bind,omitempty"`    // run mode: vfio, kernel or none
 }
 
 // Test is one test binary to run in the guest with -test.run Run.
