@@ -129,7 +129,9 @@ var (
 
 	dQSubmitted = desc("queue_submitted_commands_total", "Commands written to the submission queue.", queueLabels...)
 	dQCompleted = desc("queue_completed_commands_total", "Completions with a device status (any status).", queueLabels...)
-	dQErrors    = desc("queue_errors_total", "Completions with a status other than success.", queueLabels...)
+	dQErrors    = desc("queue_errors_total", "Requests completed with an error, by status: the device's status name, \"driver\" for an error without a device status (timeout, removal, close, stop), \"other\" past the poller's table of distinct statuses.", append(slices.Clone(queueLabels), "status")...)
+	dQCommands  = desc("queue_commands_total", "Requests completed through the poller (any status), by operation.", append(slices.Clone(queueLabels), "op")...)
+	dQBytes     = desc("queue_bytes_total", "Data bytes of the read and write requests completed through the poller (any status).", append(slices.Clone(queueLabels), "op")...)
 	dQFailed    = desc("queue_failed_commands_total", "Requests failed without a device status (timeout, removal, close).", queueLabels...)
 	dQTimeouts  = desc("queue_timeouts_total", "Commands past their deadline (an Abort was sent).", queueLabels...)
 	dQRequeued  = desc("queue_requeued_commands_total", "Commands resubmitted after a controller reset.", queueLabels...)
@@ -171,7 +173,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var allDescs = []*prometheus.Desc{
-	dQSubmitted, dQCompleted, dQErrors, dQFailed, dQTimeouts, dQRequeued, dQBogus, dQFullWaits,
+	dQSubmitted, dQCompleted, dQErrors, dQCommands, dQBytes, dQFailed, dQTimeouts, dQRequeued, dQBogus, dQFullWaits,
 	dQPolls, dQIdlePolls, dQDoorbells, dQInFlight, dQWaiting, dQDepth, dQLatency,
 	dPLoops, dPIdleLoops, dPSubmit, dPCompleted, dPFailed, dPParks, dPYields, dPFullWaits,
 	dPBusy, dPMisuse, dPInFlight, dPCPU,
@@ -239,7 +241,7 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 		ql := []string{c.ctrlName(q.Controller), strconv.Itoa(int(q.QID)), pl[0]}
 		counter(ch, dQSubmitted, q.Submitted, ql...)
 		counter(ch, dQCompleted, q.Completed, ql...)
-		counter(ch, dQErrors, q.Errors, ql...)
+		collectOps(ch, q, ql)
 		counter(ch, dQFailed, q.Failed, ql...)
 		counter(ch, dQTimeouts, q.Timeouts, ql...)
 		counter(ch, dQRequeued, q.Requeued, ql...)
@@ -255,6 +257,42 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 		gauge(ch, dQDepth, float64(q.Depth), ql...)
 		count, sum, buckets := LatencyBuckets(&q.Latency)
 		ch <- prometheus.MustNewConstHistogram(dQLatency, count, sum, buckets, ql...)
+	}
+}
+
+// opNames are the values of the op label, indexed like QueueStats.Ops.
+var opNames = [poller.NumOps]string{poller.OpRead: "read", poller.OpWrite: "write", poller.OpOther: "other"}
+
+// collectOps sends the per-operation and per-status counters of one queue
+// pair. The "driver" series is always sent (0 when none), so the family
+// exists before the first error; device statuses appear once seen. Codes
+// that share a name (the reserved and vendor-specific ranges of different
+// status code types) are added together.
+func collectOps(ch chan<- prometheus.Metric, q *poller.QueueStats, ql []string) {
+	for op, o := range q.Ops {
+		counter(ch, dQCommands, o.Commands, ql[0], ql[1], ql[2], opNames[op])
+		if op != poller.OpOther {
+			counter(ch, dQBytes, o.Bytes, ql[0], ql[1], ql[2], opNames[op])
+		}
+	}
+	byName := map[string]uint64{"driver": 0}
+	names := []string{"driver"}
+	for _, sc := range q.Statuses {
+		name := "driver"
+		if sc.Status != poller.StatusDriver {
+			name = spec.StatusName(sc.Status.SCT(), sc.Status.SC())
+		}
+		if _, ok := byName[name]; !ok {
+			names = append(names, name)
+		}
+		byName[name] += sc.Count
+	}
+	if q.OtherStatuses != 0 {
+		names = append(names, "other")
+		byName["other"] += q.OtherStatuses
+	}
+	for _, name := range names {
+		counter(ch, dQErrors, byName[name], ql[0], ql[1], ql[2], name)
 	}
 }
 

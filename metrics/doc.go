@@ -18,7 +18,10 @@
 //
 //	gonvme_queue_submitted_commands_total   commands written to the submission queue
 //	gonvme_queue_completed_commands_total   completions with a device status
-//	gonvme_queue_errors_total               of those, status other than success
+//	gonvme_queue_commands_total             {op="read"|"write"|"other"}: requests completed, any status
+//	gonvme_queue_bytes_total                {op="read"|"write"}: their data bytes
+//	gonvme_queue_errors_total               {status="<spec status name>"|"driver"|"other"}: requests
+//	                                        completed with an error (see below)
 //	gonvme_queue_failed_commands_total      failed without a device status (timeout, removal, close)
 //	gonvme_queue_timeouts_total             commands past their deadline (aborted)
 //	gonvme_queue_requeued_commands_total    resubmitted after a controller reset
@@ -51,8 +54,16 @@
 // gonvme_controller_critical_warning (the bit field), and
 // gonvme_controller_smart_reads_total{result="ok"|"error"}.
 //
-// The poller's counters do not (yet) split commands and bytes by operation
-// or errors by status: the queue metrics carry what exists.
+// The op and status series come from counters the poller keeps on its
+// completion path (poller.QueueStats.Ops and Statuses): op is the opcode
+// class (Read 0x02, Write 0x01, anything else); status is
+// spec.StatusName(sct, sc) of the device's status, "driver" for an error
+// without a device status (timeout, removal, close, a stopped poller;
+// always exported, 0 until one happens), and "other" for statuses past the
+// 16 distinct ones a queue pair counts one by one. Codes that share a name
+// (reserved and vendor-specific ranges) share a series. The sum over
+// status is the number of requests that completed with an error: device
+// statuses plus driver-side failures.
 //
 // # Latency buckets
 //

@@ -22,6 +22,7 @@ import (
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
@@ -78,6 +79,41 @@ func load(t testing.TB, r *testrig.Rig, g *poller.Group, qd, n int) {
 	if e := failure.Load(); e != nil {
 		t.Fatal(*e)
 	}
+}
+
+// writes runs n 4 KiB writes through g on ctrl, one at a time, each after
+// inject (if not nil) was called with its index, and returns how many
+// failed.
+func writes(t testing.TB, r *testrig.Rig, g *poller.Group, n int, inject func(i int)) int {
+	t.Helper()
+	ns, err := r.Ctrl.Namespace(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := r.Buf(t, 4096)
+	done := make(chan error, 1)
+	req := &nvme.Request{Done: func(q *nvme.Request) { done <- q.Err }}
+	failed := 0
+	for i := range n {
+		if inject != nil {
+			inject(i)
+		}
+		if err := ns.Write(req, uint64(i)*8, buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Handle(r.Ctrl).Submit(req); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				failed++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("write %d: no completion in 10 s", i)
+		}
+	}
+	return failed
 }
 
 func newGroup(t testing.TB, r *testrig.Rig, opts *poller.Options) *poller.Group {
@@ -169,7 +205,21 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	}
 	const n = 3000
 	load(t, r, g, 16, n)
-	waitPublished(t, g, n)
+	// Writes: 3 of 10 fail with Write Fault, then 16 more each with a
+	// status of its own, the last of which finds the poller's table of
+	// 16 statuses full.
+	const nw, faults, distinct = 10, 3, 16
+	r.Fake.InjectStatus(nvmetest.IO(spec.IOWrite), spec.SCTMediaError, spec.SCWriteFault, faults)
+	if f := writes(t, r, g, nw, nil); f != faults {
+		t.Fatalf("%d writes failed, want %d", f, faults)
+	}
+	if f := writes(t, r, g, distinct, func(i int) {
+		r.Fake.InjectStatus(nvmetest.IO(spec.IOWrite), spec.SCTGeneric, uint8(spec.SCInvalidField+i), 1)
+	}); f != distinct {
+		t.Fatalf("%d writes failed, want %d", f, distinct)
+	}
+	const nWrites, nErrors = nw + distinct, faults + distinct
+	waitPublished(t, g, n+nWrites)
 
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
@@ -182,11 +232,13 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	mf := gather(t, c)
 	q := map[string]string{"controller": "SN-METRICS", "qid": "1", "poller": "0"}
 	for name, want := range map[string]float64{
-		"gonvme_queue_submitted_commands_total": n,
-		"gonvme_queue_completed_commands_total": n,
-		"gonvme_queue_errors_total":             0,
+		"gonvme_queue_submitted_commands_total": n + nWrites,
+		"gonvme_queue_completed_commands_total": n + nWrites,
+		"gonvme_queue_errors_total":             nErrors,
+		"gonvme_queue_commands_total":           n + nWrites,
+		"gonvme_queue_bytes_total":              (n + nWrites) * 4096,
 		"gonvme_queue_inflight_commands":        0,
-		"gonvme_poller_completions_total":       n,
+		"gonvme_poller_completions_total":       n + nWrites,
 		"gonvme_poller_inflight_requests":       0,
 	} {
 		if mf[name] == nil {
@@ -201,8 +253,40 @@ func TestCollectorCountsAndLint(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", name, labels, got, want)
 		}
 	}
-	if sub := sum(mf["gonvme_poller_submissions_total"], nil); sub != n {
-		t.Errorf("poller submissions %v, want %d", sub, n)
+	if sub := sum(mf["gonvme_poller_submissions_total"], nil); sub != n+nWrites {
+		t.Errorf("poller submissions %v, want %d", sub, n+nWrites)
+	}
+	with := func(k, v string) map[string]string {
+		l := map[string]string{k: v}
+		for a, b := range q {
+			l[a] = b
+		}
+		return l
+	}
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"gonvme_queue_commands_total", "op", "read", n},
+		{"gonvme_queue_commands_total", "op", "write", nWrites},
+		{"gonvme_queue_commands_total", "op", "other", 0},
+		{"gonvme_queue_bytes_total", "op", "read", n * 4096},
+		{"gonvme_queue_bytes_total", "op", "write", nWrites * 4096},
+		{"gonvme_queue_errors_total", "status", "Write Fault", faults},
+		{"gonvme_queue_errors_total", "status", "Invalid Field in Command", 1},
+		{"gonvme_queue_errors_total", "status", "driver", 0},
+		{"gonvme_queue_errors_total", "status", "other", 1},
+	} {
+		l := with(c.label, c.value)
+		if got := sum(mf[c.name], l); got != c.want || !has(mf[c.name], l) {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, l, got, has(mf[c.name], l), c.want)
+		}
+	}
+	if k := len(mf["gonvme_queue_errors_total"].GetMetric()); k != 1+poller.MaxStatuses+1 {
+		t.Errorf("%d error series, want driver, %d statuses and other", k, poller.MaxStatuses)
+	}
+	if k := len(mf["gonvme_queue_bytes_total"].GetMetric()); k != 2 {
+		t.Errorf("%d bytes series, want read and write", k)
 	}
 	sqdb := sum(mf["gonvme_queue_doorbell_writes_total"], map[string]string{"doorbell": "sq"})
 	if sqdb < 1 || sqdb > n {
@@ -212,11 +296,11 @@ func TestCollectorCountsAndLint(t *testing.T) {
 		t.Errorf("polls %v, idle polls %v", p, sum(mf["gonvme_queue_idle_polls_total"], q))
 	}
 	h := mf["gonvme_queue_latency_seconds"].GetMetric()[0].GetHistogram()
-	if h.GetSampleCount() != n || h.GetSampleSum() <= 0 {
-		t.Errorf("latency histogram count %d sum %v, want %d and > 0", h.GetSampleCount(), h.GetSampleSum(), n)
+	if h.GetSampleCount() != n+nWrites || h.GetSampleSum() <= 0 {
+		t.Errorf("latency histogram count %d sum %v, want %d and > 0", h.GetSampleCount(), h.GetSampleSum(), n+nWrites)
 	}
-	if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() != n {
-		t.Errorf("latency buckets %d, last cumulative %d; want 26 and %d", len(bs), bs[len(bs)-1].GetCumulativeCount(), n)
+	if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() != n+nWrites {
+		t.Errorf("latency buckets %d, last cumulative %d; want 26 and %d", len(bs), bs[len(bs)-1].GetCumulativeCount(), n+nWrites)
 	}
 	if v := sum(mf["gonvme_controller_state"], map[string]string{"state": "ready"}); v != 1 {
 		t.Errorf("state ready = %v", v)
@@ -230,6 +314,24 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	if v := sum(mf["gonvme_controller_info"], map[string]string{"serial": "SN-METRICS"}); v != 1 {
 		t.Errorf("info{serial=SN-METRICS} = %v", v)
 	}
+}
+
+// has reports whether a sample of mf has labels including want.
+func has(mf *dto.MetricFamily, want map[string]string) bool {
+	for _, m := range mf.GetMetric() {
+		ok := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == k && l.GetValue() == v)
+			}
+			ok = ok && found
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 func TestLatencyBuckets(t *testing.T) {

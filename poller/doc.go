@@ -74,7 +74,11 @@
 // parks, and per queue pair the nvme.QueueStats (doorbell writes, waits on
 // full queues, ...) plus a latency histogram (HDR-style: powers of two
 // split in 8 linear sub-buckets, ns to 34 s) from the submitter's call to
-// the Done callback. The poller publishes copies every StatsInterval (and
+// the Done callback, and what completed per queue pair: requests and data
+// bytes by operation (read, write, other; QueueStats.Ops) and failed
+// requests by status (a fixed table of 16 statuses and an overflow count,
+// StatusDriver for errors without a device status; QueueStats.Statuses).
+// The poller publishes copies every StatsInterval (and
 // before parking and at exit) through a seqlock of atomic words; Stats
 // readers retry on a torn read and never block the poller.
 //
@@ -93,9 +97,9 @@
 // RingSize*32 bytes of ring (32 KiB by default), a side table of 32 bytes
 // per slot with at least twice as many slots as requests the poller may
 // hold (4*(depth-1) per queue pair, rounded up to a power of two: 32 KiB
-// for one queue pair of depth 256), and per queue pair about 4.4 KiB of
-// counters (the histogram and its published copy) plus the queue pair's
-// DMA memory, nvme.Controller.QueueMemory(depth).
+// for one queue pair of depth 256), and per queue pair about 5.3 KiB of
+// counters (the histogram, the op and status counts, and their published
+// copy) plus the queue pair's DMA memory, nvme.Controller.QueueMemory(depth).
 //
-// Imports: nvme, golang.org/x/sys/unix and the standard library.
+// Imports: nvme, nvme/spec, golang.org/x/sys/unix and the standard library.
 package poller

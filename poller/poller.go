@@ -30,6 +30,8 @@ type qstate struct {
 	depth int
 	limit int // most requests (in flight + waiting) taken from the ring
 	hist  Histogram
+	ops   opCounts     // completions by operation (stats.go)
+	st    statusCounts // failed completions by status (stats.go)
 }
 
 // Poller is one polling goroutine, locked to an OS thread pinned to one
@@ -158,7 +160,9 @@ func (p *Poller) complete(r *nvme.Request) {
 	r.Done = e.done
 	p.inflight--
 	p.c.completed++
-	p.qps[e.qp].hist.record(monotonic() - e.stamp)
+	q := p.qps[e.qp]
+	q.hist.record(monotonic() - e.stamp)
+	q.count(r)
 	if r.Err != nil && p.state.Load() == stateAborting {
 		r.Err = &StopError{Cause: r.Err}
 		p.c.failed++

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
 // counters are a poller's own counters: plain integers, written only by
@@ -60,13 +61,102 @@ type QueueStats struct {
 	InFlight uint64    // commands outstanding on the device
 	Waiting  uint64    // requests waiting for a command ID
 	Latency  Histogram // submission (by the caller) to completion (Done), ns
+
+	// Ops counts the requests the queue pair completed (Done called,
+	// any status) by operation, indexed by OpRead, OpWrite and OpOther.
+	Ops [NumOps]OpStats
+	// Statuses counts the requests that completed with an error, by
+	// status, in the order each status was first seen (nil when none
+	// did): the device's status with CRD, More and DNR cleared
+	// (spec.Status.Code), or StatusDriver for an error without a device
+	// status (timeout, removal, close, stop). A queue pair counts at most
+	// MaxStatuses distinct statuses; the errors with a status seen after
+	// that are counted in OtherStatuses.
+	Statuses      []StatusCount
+	OtherStatuses uint64
+}
+
+// Operation classes of QueueStats.Ops, by I/O command opcode.
+const (
+	OpRead  = iota // Read (opcode 0x02)
+	OpWrite        // Write (opcode 0x01)
+	OpOther        // every other opcode (Flush, Write Zeroes, Dataset Management, ...)
+	NumOps
+)
+
+// OpStats counts the requests of one operation class.
+type OpStats struct {
+	Commands uint64 // requests completed, any status
+	Bytes    uint64 // len(Request.Data) of those requests (reads and writes only)
+}
+
+// StatusCount is the number of requests that completed with one status.
+type StatusCount struct {
+	Status spec.Status // spec.Status.Code(), or StatusDriver
+	Count  uint64
+}
+
+// StatusDriver is the status QueueStats.Statuses counts errors under that
+// carry no device status (Request.Err set, Request.Status success): a
+// timeout, a removed or closed controller, a stopped poller. It is outside
+// the 15-bit status field, so no device status equals it.
+const StatusDriver spec.Status = 0xffff
+
+// MaxStatuses is the number of distinct statuses a queue pair counts one
+// by one (QueueStats.Statuses); the rest go to QueueStats.OtherStatuses.
+const MaxStatuses = 16
+
+// opCounts and statusCounts are a queue pair's per-operation and
+// per-status counters, written by the poller goroutine only.
+type opCounts [NumOps]struct{ cmds, bytes uint64 }
+
+type statusCounts struct {
+	tab   [MaxStatuses]struct{ st, n uint64 } // n == 0: free slot
+	other uint64
+}
+
+// count records a completed request: its operation, its size, and its
+// status when it failed. Poller goroutine only; no allocation.
+func (q *qstate) count(r *nvme.Request) {
+	op := OpOther
+	switch spec.Opcode(r.Cmd.Opcode) {
+	case spec.IORead:
+		op = OpRead
+	case spec.IOWrite:
+		op = OpWrite
+	}
+	q.ops[op].cmds++
+	if op != OpOther {
+		q.ops[op].bytes += uint64(len(r.Data))
+	}
+	var st spec.Status
+	switch {
+	case !r.Status.Success():
+		st = r.Status.Code()
+	case r.Err != nil:
+		st = StatusDriver
+	default:
+		return
+	}
+	for i := range q.st.tab {
+		e := &q.st.tab[i]
+		if e.n == 0 {
+			e.st, e.n = uint64(st), 1
+			return
+		}
+		if e.st == uint64(st) {
+			e.n++
+			return
+		}
+	}
+	q.st.other++
 }
 
 // Words of a published snapshot: the poller's counters, then per queue
 // pair the fixed words and the histogram.
 const (
 	pollerWords = 12
-	queueWords  = 15 + NumBuckets + 2
+	queueWords  = 15 + NumBuckets + 2 + 2*NumOps + 2*MaxStatuses + 1
 )
 
 // publish copies the counters into the published words under the seqlock.
@@ -88,6 +178,13 @@ func (p *Poller) publish(now int64) {
 			uint64(q.qp.InFlight()), uint64(q.qp.Waiting()))
 		w = append(w, q.hist.Buckets[:]...)
 		w = append(w, q.hist.Count, q.hist.Sum)
+		for _, o := range q.ops {
+			w = append(w, o.cmds, o.bytes)
+		}
+		for _, e := range q.st.tab {
+			w = append(w, e.st, e.n)
+		}
+		w = append(w, q.st.other)
 	}
 	p.pubSeq.Add(1) // odd: writing
 	for i, v := range w {
@@ -138,6 +235,18 @@ func (p *Poller) Stats() PollerStats {
 		i += NumBuckets
 		qs.Latency.Count, qs.Latency.Sum = w[i], w[i+1]
 		i += 2
+		for k := range qs.Ops {
+			qs.Ops[k] = OpStats{Commands: w[i], Bytes: w[i+1]}
+			i += 2
+		}
+		for range MaxStatuses {
+			if n := w[i+1]; n != 0 {
+				qs.Statuses = append(qs.Statuses, StatusCount{Status: spec.Status(w[i]), Count: n})
+			}
+			i += 2
+		}
+		qs.OtherStatuses = w[i]
+		i++
 		s.Queues = append(s.Queues, qs)
 	}
 	return s

@@ -142,6 +142,7 @@
 //
 //	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [--warmup SEC]
 //	                     [-c CORES] [--qpairs-per-ns N] [-n NSID] [--verify]
+//	                     [--metrics-addr 127.0.0.1:9112]
 //
 // SPDK perf's -q -o -w -M -t -a -c -P are -q/--queue-depth,
 // -s/--io-size (K/M suffixes), -w/--workload, -M/--rwmixread, -t/--time,
@@ -152,7 +153,12 @@
 // standard error; the table (per namespace and total: IOPS, MiB/s, latency
 // avg, min, p50, p90, p99, p99.9, p99.99, max in µs) to standard output.
 // --verify writes a tagged pattern for --time seconds, then runs the
-// workload within it and checks every read. Failed I/O or a mismatch
+// workload within it and checks every read. --metrics-addr HOST:PORT
+// (default off) serves /metrics and /healthz, as serve does, for the
+// length of the run, so Prometheus or curl can watch the pollers'
+// counters while perf drives them (for example perf ADDR -t 60
+// --metrics-addr 127.0.0.1:9112, then curl 127.0.0.1:9112/metrics); a
+// port that cannot be listened on exits 1. Failed I/O or a mismatch
 // exits 2 after the results. JSON:
 //
 //	perf         "workload" "io_size" "queue_depth" "rwmixread" "pollers" "cpus" "seconds"
@@ -161,6 +167,38 @@
 //	             "mibps" "latency_us": {"avg" "min" "max" "p50" "p90" "p99" "p99_9"
 //	             "p99_99"}}] "total": {the same keys; "controller": "total"}
 //	             "verify": {"enabled" "seed" "blocks" "checked" "mismatches" ("first_mismatch")}
+//
+// # Metrics (Prometheus)
+//
+//	nvmectl serve ADDR... [--listen 127.0.0.1:9111] [--pollers N]
+//
+// serve opens the controllers (bound to vfio-pci), runs N pollers on them
+// (default 1, on the first CPUs the process may use; 0: one per CPU; idle
+// adaptive, so a poller with nothing to do parks and costs no CPU) and
+// serves /metrics (package metrics: queue, poller and controller counters,
+// commands and bytes by operation, errors by status, latency histograms,
+// state, SMART temperature and spare read at most every 10 s) and /healthz
+// (200 when every controller is ready, else 503 naming the one that is
+// not) until Ctrl-C or SIGTERM. It listens on loopback unless --listen
+// says otherwise; the controller label is the PCI address. A program that
+// embeds gonvme exports the same with metrics.Register and metrics.Serve.
+//
+// # Tracing (eBPF)
+//
+//	nvmectl trace (--pid PID | --binary PATH | --kernel) [--interval 1s] [--duration D]
+//
+// trace attaches eBPF uprobes to the entry of the trace hooks
+// nvme.TraceSubmit and nvme.TraceComplete of a running gonvme program
+// (--pid, or every process of --binary), or to the kernel nvme driver's
+// tracepoints nvme:nvme_setup_cmd and nvme:nvme_complete_rq (--kernel),
+// and prints each --interval the completions per second and log2
+// histograms of latency (µs) per operation (read, write, other), until
+// Ctrl-C or --duration (0: no limit), then the totals. Only function
+// entries are probed (a uretprobe corrupts Go's movable stacks); detaching
+// leaves the traced process running. Needs root (CAP_BPF, CAP_PERFMON).
+// The BPF programs are built at run time with cilium/ebpf's asm package,
+// not compiled from C, so building and testing nvmectl (CI included)
+// needs no clang or kernel headers.
 //
 // # Exit status
 //
@@ -183,6 +221,8 @@
 // well-kept library does that part.
 //
 // Imports: the standard library, cobra, golang.org/x/sys/unix
-// (RLIMIT_MEMLOCK, device numbers, CPU affinity), and gonvme's vfio, dma,
-// nvme, nvme/pcie, nvme/spec and poller packages.
+// (RLIMIT_MEMLOCK, device numbers, CPU affinity),
+// github.com/prometheus/client_golang (serve, perf --metrics-addr),
+// github.com/cilium/ebpf (trace), and gonvme's vfio, dma, nvme,
+// nvme/pcie, nvme/spec, poller and metrics packages.
 package main

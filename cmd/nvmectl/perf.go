@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -16,10 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/poller"
@@ -74,6 +77,7 @@ type perfFlags struct {
 	qpairs   int
 	nsid     uint32
 	verify   bool
+	metrics  string
 }
 
 // perfConfig is a validated perf run.
@@ -89,6 +93,7 @@ type perfConfig struct {
 	cpus    []int
 	verify  bool
 	seed    uint64 // tag of --verify's pattern; 0 picks one
+	metrics string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
 
 	// Test hooks, nil in nvmectl: called when the measure phase starts
 	// and when it ends (before the drain).
@@ -148,6 +153,10 @@ hold. A mismatch (stale, misplaced or corrupt data) is counted and the first one
 any mismatch exits 2. The workload must read (not write or randwrite). A device that drops
 writes (QEMU's null-co) fails verification by design.
 
+--metrics-addr 127.0.0.1:9112 serves Prometheus metrics (/metrics, the gonvme_ families of
+nvmectl serve, controller label = PCI address) and /healthz on that address while the run lasts;
+a port that cannot be listened on is a usage error. Off by default.
+
 A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in
 place on a terminal). Ctrl-C ends the measurement early and prints what was measured. Exit
 status 2 when any I/O failed or any read mismatched, after printing the results.`,
@@ -174,12 +183,13 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	fl.IntVar(&f.qpairs, "qpairs-per-ns", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count (SPDK -P)")
 	nsFlag(cmd, &f.nsid, 0, "namespace to drive (default 0: every active namespace)")
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
+	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
 	return cmd
 }
 
 // config validates the flags; every error is a usage error.
 func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
-	c := &perfConfig{nsid: f.nsid, verify: f.verify}
+	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics}
 	seen := map[string]bool{}
 	for _, a := range args {
 		a = strings.ToLower(a)
@@ -726,10 +736,12 @@ func histRecord(h *poller.Histogram, ns int64) {
 // receives the progress lines.
 func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live io.Writer) (rep *perfReport, err error) {
 	var ctrls []*nvme.Controller
+	var names []string // PCI address of each of ctrls
 	perCtrl := map[*nvme.Controller]int{}
 	for _, t := range targets {
 		if perCtrl[t.ctrl] == 0 {
 			ctrls = append(ctrls, t.ctrl)
+			names = append(names, t.addr)
 		}
 		perCtrl[t.ctrl]++
 	}
@@ -765,6 +777,13 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		}
 		run.freeBuffers()
 	}()
+	if cfg.metrics != "" {
+		stopMetrics, err := perfServeMetrics(cfg.metrics, g, ctrls, names, live)
+		if err != nil {
+			return nil, err
+		}
+		defer stopMetrics() // before the pollers stop (deferred earlier)
+	}
 	if run.seed == 0 {
 		run.seed = uint64(time.Now().UnixNano())*0x9E3779B97F4A7C15 | 1
 	}
@@ -830,6 +849,30 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		return nil, err
 	}
 	return run.report(targets, elapsed), nil
+}
+
+// perfServeMetrics serves g's and ctrls' metrics (controller label: names)
+// and /healthz on addr until the returned function is called, which stops
+// the server and waits for it. A listen error is a usage error.
+func perfServeMetrics(addr string, g *poller.Group, ctrls []*nvme.Controller, names []string, live io.Writer) (func(), error) {
+	reg := prometheus.NewRegistry()
+	if err := metrics.RegisterWith(reg, g, &metrics.Options{Names: names}, ctrls...); err != nil {
+		return nil, deviceError{err}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef("--metrics-addr %s: %v", addr, err)
+	}
+	fmt.Fprintf(live, "perf: serving /metrics and /healthz on http://%s\n", ln.Addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- metrics.ServeListener(ctx, ln, reg, metrics.Healthy(names, ctrls...)) }()
+	return func() {
+		cancel()
+		if err := <-served; err != nil {
+			fmt.Fprintf(live, "perf: %v\n", err)
+		}
+	}, nil
 }
 
 // makeJobs creates a job for every namespace on every poller that owns a

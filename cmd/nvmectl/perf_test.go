@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -535,5 +537,117 @@ func TestPerfNoAllocs(t *testing.T) {
 				t.Errorf("verify %+v", rep.Verify)
 			}
 		})
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago (listen on port 0, close).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// perfScrape runs perf -o json with args and --metrics-addr on a free
+// loopback port through runPerf in a goroutine, scrapes /metrics (parsed
+// and linted by scrape) during the run until the read command counter is
+// above 0, then again after wait, and checks the second count against the
+// first (not less) and perf's report: at most the reads perf counted plus
+// what can be in flight (inflight: pollers x namespaces x QD). It returns
+// the report and the second count.
+func perfScrape(t *testing.T, runPerf func(args ...string) (int, string, string), inflight uint64, wait time.Duration, args ...string) (perfJSON, float64) {
+	t.Helper()
+	addr := freeAddr(t)
+	base := "http://" + addr
+	type result struct {
+		code      int
+		out, errs string
+	}
+	res := make(chan result, 1)
+	go func() {
+		code, out, errs := runPerf(append(append([]string{"-o", "json", "perf"}, args...), "--metrics-addr", addr)...)
+		res <- result{code, out, errs}
+	}()
+	var x *result
+	ended := func() bool {
+		if x != nil {
+			return true
+		}
+		select {
+		case r := <-res:
+			x = &r
+			return true
+		default:
+			return false
+		}
+	}
+	scraped := 0.0
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no read counted on %s/metrics in 60 s", base)
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			if ended() {
+				t.Fatalf("perf ended before it was scraped: exit %d, stderr %q", x.code, x.errs)
+			}
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/healthz: %d", resp.StatusCode)
+		}
+		if scraped = value(scrape(t, base), "gonvme_queue_commands_total", "op", "read"); scraped > 0 {
+			break
+		}
+	}
+	time.Sleep(wait)
+	first := scraped
+	mfs := scrape(t, base)
+	if ended() {
+		t.Fatalf("perf ended within %v of its first reads: exit %d, stderr %q", wait, x.code, x.errs)
+	}
+	scraped = value(mfs, "gonvme_queue_commands_total", "op", "read")
+	if b := value(mfs, "gonvme_queue_bytes_total", "op", "read"); scraped < first || b < scraped*512 {
+		t.Errorf("reads scraped %v then %v, %v bytes", first, scraped, b)
+	}
+	if !ended() {
+		r := <-res
+		x = &r
+	}
+	if x.code != exitOK || !strings.Contains(x.errs, "serving /metrics and /healthz on http://"+addr) {
+		t.Fatalf("perf --metrics-addr: exit %d, stderr %q", x.code, x.errs)
+	}
+	p := decodePerf(t, x.out)
+	if scraped > float64(p.Total.Reads+inflight) {
+		t.Errorf("scraped %v reads during the run, perf counted %d (+ %d in flight)", scraped, p.Total.Reads, inflight)
+	}
+	if resp, err := http.Get(base + "/metrics"); err == nil {
+		resp.Body.Close()
+		t.Errorf("%s still serves after the run", base)
+	}
+	return p, scraped
+}
+
+// TestPerfMetricsAddr: --metrics-addr serves the pollers' counters during
+// the run and stops with it; a port in use is a usage error.
+func TestPerfMetricsAddr(t *testing.T) {
+	r := newPerfRig(t, nvmetest.Config{})
+	p, scraped := perfScrape(t, r.run, 8, time.Second, r.addrs[0], "-q", "8", "-w", "randread", "-t", "2")
+	t.Logf("scraped %.0f reads during the run; perf: %d reads, %.0f IOPS", scraped, p.Total.Reads, p.Total.IOPS)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, _, errs := r.run("perf", r.addrs[0], "-t", "0.1", "--metrics-addr", ln.Addr().String())
+	if code != exitUsage || !strings.Contains(errs, "--metrics-addr "+ln.Addr().String()) {
+		t.Errorf("port in use: exit %d, stderr %q; want %d", code, errs, exitUsage)
 	}
 }

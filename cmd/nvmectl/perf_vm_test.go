@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
 )
@@ -154,4 +155,19 @@ func TestVMPerfDefault(t *testing.T) {
 	}
 	perfTable(t, out, 1)
 	t.Logf("nvmectl perf --verify -w read -s 64K:\n%s", out)
+}
+
+// TestVMPerfMetrics runs perf --metrics-addr on QEMU's controller, scrapes
+// /metrics over loopback about halfway through a 3 s run (the exposition parsed and
+// linted), and checks the read command counter against perf's count.
+func TestVMPerfMetrics(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	loopbackUp(t)
+	v, addr := perfVM(t, env)
+	const qd = 16
+	p, scraped := perfScrape(t, v.run, qd, 1500*time.Millisecond, addr, "-q", strconv.Itoa(qd), "-w", "randread", "-t", "3")
+	if p.Total.Errors != 0 || p.Total.Reads == 0 {
+		t.Errorf("perf: %d reads, %d errors", p.Total.Reads, p.Total.Errors)
+	}
+	t.Logf("scraped %.0f reads during the run; perf counted %d reads in %.1f s (%.0f IOPS)", scraped, p.Total.Reads, p.Total.Seconds, p.Total.IOPS)
 }

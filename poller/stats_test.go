@@ -1,0 +1,90 @@
+package poller_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+	"github.com/seedb8fa28ef/gonvme/poller"
+)
+
+// TestOpAndStatusCounts issues writes, reads (two failing with an injected
+// media error), a flush, and a read the device never answers (failed by a
+// stop past its deadline), and checks the queue's Ops and Statuses.
+func TestOpAndStatusCounts(t *testing.T) {
+	r := newRig(t, nvmetest.Config{}, &nvme.Options{Logf: t.Logf})
+	g := r.group(&poller.Options{CPUs: []int{0}, StatsInterval: time.Millisecond})
+	h := g.Handle(r.ctrl)
+	submit := func(xs []*io, build func(x *io) error) {
+		t.Helper()
+		for _, x := range xs {
+			if err := build(x); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Submit(&x.req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitAll(t, xs, 5*time.Second)
+	}
+	const writes, reads, badReads = 5, 7, 2
+	submit(r.ios(writes, nil), func(x *io) error { return r.ns.Write(&x.req, uint64(x.index*8), x.buf, 0) })
+	r.fake.InjectStatus(nvmetest.IO(spec.IORead), spec.SCTMediaError, spec.SCUnrecoveredReadError, badReads)
+	rs := r.ios(reads, nil)
+	submit(rs, func(x *io) error { return r.ns.Read(&x.req, uint64(x.index*8), x.buf[:2048], 0) })
+	failed := 0
+	for _, x := range rs {
+		if x.err.Load() != nil {
+			failed++
+		}
+	}
+	if failed != badReads {
+		t.Fatalf("%d reads failed, want %d", failed, badReads)
+	}
+	submit(r.ios(1, nil), func(x *io) error { return r.ns.Flush(&x.req) })
+
+	s := settle(t, g, writes+reads+1)
+	q := g.Stats()[0].Queues[0]
+	want := [poller.NumOps]poller.OpStats{
+		poller.OpRead:  {Commands: reads, Bytes: reads * 2048},
+		poller.OpWrite: {Commands: writes, Bytes: writes * 4096},
+		poller.OpOther: {Commands: 1},
+	}
+	if q.Ops != want {
+		t.Errorf("ops %+v, want %+v (totals %+v)", q.Ops, want, s)
+	}
+	media := spec.MakeStatus(spec.SCTMediaError, spec.SCUnrecoveredReadError)
+	if len(q.Statuses) != 1 || q.Statuses[0] != (poller.StatusCount{Status: media, Count: badReads}) || q.OtherStatuses != 0 {
+		t.Errorf("statuses %+v other %d, want %d x %v", q.Statuses, q.OtherStatuses, badReads, media)
+	}
+
+	// A read the device holds, failed by the poller's stop: a driver error.
+	r.fake.DropCompletion(nvmetest.AnyIO(), 1)
+	lost := r.ios(1, nil)[0]
+	if err := r.ns.Read(&lost.req, 0, lost.buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Submit(&lost.req); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	ctx, cancel := stopCtx(20 * time.Millisecond)
+	defer cancel()
+	if err := g.Stop(ctx); err == nil {
+		t.Fatal("stop with a lost command: nil error")
+	}
+	if lost.done.Load() != 1 || lost.err.Load() == nil {
+		t.Fatalf("lost read: done %d err %v", lost.done.Load(), errOf(lost.err.Load()))
+	}
+	q = g.Stats()[0].Queues[0]
+	if q.Ops[poller.OpRead].Commands != reads+1 {
+		t.Errorf("after stop: %d reads, want %d", q.Ops[poller.OpRead].Commands, reads+1)
+	}
+	wantSt := []poller.StatusCount{{Status: media, Count: badReads}, {Status: poller.StatusDriver, Count: 1}}
+	if len(q.Statuses) != 2 || q.Statuses[0] != wantSt[0] || q.Statuses[1] != wantSt[1] {
+		t.Errorf("after stop: statuses %+v, want %+v", q.Statuses, wantSt)
+	}
+	r.fake.ClearFaults()
+}
