@@ -29,8 +29,7 @@ func benchSubmitReap(b *testing.B, qd int) {
 	reqs := make([]nvme.Request, qd)
 	issued, completed := 0, 0
 	var failed error
-	var done func(*nvme.Request)
-	done = func(req *nvme.Request) {
+	done := func(req *nvme.Request) {
 		completed++
 		if req.Err != nil {
 			failed = req.Err

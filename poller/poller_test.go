@@ -260,8 +260,7 @@ func TestResubmitFromDone(t *testing.T) {
 	const depth, total = 16, 4000
 	var issued, completed atomic.Int64
 	var failed atomic.Int64
-	var xs []*io
-	xs = r.ios(depth, func(x *io) {
+	xs := r.ios(depth, func(x *io) {
 		completed.Add(1)
 		if issued.Load() >= total {
 			return

@@ -127,6 +127,3 @@ func (q *ring) drained() bool {
 // be between its claim and its publish: that counts as not empty).
 // Consumer only.
 func (q *ring) empty() bool { return q.deq == q.enq.Load()&^ringClosed }
-
-// size returns the number of cells.
-func (q *ring) size() int { return len(q.cell) }

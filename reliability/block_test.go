@@ -128,9 +128,6 @@ func (m *model) unsure(lba, n uint64, gen uint32) {
 	}
 }
 
-// written reports whether a successful write put a generation into lba.
-func (m *model) written(lba uint64) bool { return m.cur[lba-m.lo] != 0 }
-
 // verdict is the outcome of checking one block.
 type verdict uint8
 

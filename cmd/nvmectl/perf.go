@@ -1160,11 +1160,9 @@ type perfResult struct {
 	MiBps      float64     `json:"mibps"`
 	Latency    perfLatency `json:"latency_us"`
 
-	hist       poller.Histogram
-	minNS      int64
-	maxNS      int64
-	failed     uint64
-	firstError string
+	hist  poller.Histogram
+	minNS int64
+	maxNS int64
 }
 
 // perfVerify is the --verify summary.

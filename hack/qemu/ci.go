@@ -16,8 +16,12 @@ import (
 // on 2 cores for everything: a hung boot must not eat it all.
 const ciBootTimeout = 5 * time.Minute
 
+// staticcheck is the pinned staticcheck the ci verb runs.
+const staticcheck = "honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+
 // ciVerb runs everything a fresh machine needs to trust a change: setup,
-// gofmt, go vet, host tests with -race, the harness selftest, VM tests.
+// gofmt, go vet, staticcheck, host tests with -race, the harness selftest,
+// VM tests.
 func ciVerb(args []string) error {
 	root, err := moduleRoot()
 	if err != nil {
@@ -63,6 +67,12 @@ func ciVerb(args []string) error {
 	t0 = time.Now()
 	err = runStream(out, "go", "vet", "./...")
 	step("vet", t0, boolCount(err == nil), boolCount(err != nil), err)
+
+	// staticcheck, pinned, from the module proxy (STYLE.md: vet and
+	// staticcheck clean).
+	t0 = time.Now()
+	err = runStream(out, "go", "run", staticcheck, "./...")
+	step("staticcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
 
 	t0 = time.Now()
 	p, f, err := hostTests(out)
