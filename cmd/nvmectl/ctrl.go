@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -113,4 +114,28 @@ func nsList(ids []uint32) string {
 		s[i] = fmt.Sprint(id)
 	}
 	return strings.Join(s, " ")
+}
+
+// openSystem opens the controllers at addrs with opts in one pcie.System,
+// so they share a VFIO container and a DMA allocator, and returns a
+// function that closes them all. perf and serve use it (through their own
+// variables, which host tests replace with controllers on nvmetest).
+func openSystem(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
+	sys, err := pcie.NewSystem()
+	if err != nil {
+		return nil, nil, devicef("open vfio container: %w", err)
+	}
+	var ctrls []*nvme.Controller
+	for _, addr := range addrs {
+		c, err := sys.Open(addr, opts)
+		if err != nil {
+			sys.Close()
+			if errors.Is(err, vfio.ErrBusy) {
+				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
+			}
+			return nil, nil, devicef("open %s: %w", addr, err)
+		}
+		ctrls = append(ctrls, c)
+	}
+	return ctrls, sys.Close, nil
 }

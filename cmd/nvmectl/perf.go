@@ -24,9 +24,7 @@ import (
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
-	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/poller"
-	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
 // nvmectl perf: SPDK's perf (examples/nvme/perf) on gonvme's pollers.
@@ -376,25 +374,7 @@ func allowedCPUList() ([]int, error) {
 // they share a VFIO container and a DMA allocator; the other verbs' app.open
 // gives each controller a single I/O queue, and perf needs one per
 // poller. Host tests replace it with one over nvmetest.
-var perfOpen = func(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
-	sys, err := pcie.NewSystem()
-	if err != nil {
-		return nil, nil, devicef("open vfio container: %w", err)
-	}
-	var ctrls []*nvme.Controller
-	for _, addr := range addrs {
-		c, err := sys.Open(addr, opts)
-		if err != nil {
-			sys.Close()
-			if errors.Is(err, vfio.ErrBusy) {
-				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
-			}
-			return nil, nil, devicef("open %s: %w", addr, err)
-		}
-		ctrls = append(ctrls, c)
-	}
-	return ctrls, sys.Close, nil
-}
+var perfOpen = openSystem
 
 // perfTarget is one namespace the run drives.
 type perfTarget struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,34 +16,14 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
-	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/poller"
-	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
 // nvmectl serve: open controllers, run pollers, export their counters.
 
 // serveOpen opens the controllers serve runs, with opts, and returns a
 // function that closes them. Tests replace it.
-var serveOpen = func(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
-	sys, err := pcie.NewSystem()
-	if err != nil {
-		return nil, nil, devicef("open vfio container: %w", err)
-	}
-	var ctrls []*nvme.Controller
-	for _, addr := range addrs {
-		c, err := sys.Open(addr, opts)
-		if err != nil {
-			sys.Close()
-			if errors.Is(err, vfio.ErrBusy) {
-				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
-			}
-			return nil, nil, devicef("open %s: %w", addr, err)
-		}
-		ctrls = append(ctrls, c)
-	}
-	return ctrls, sys.Close, nil
-}
+var serveOpen = openSystem
 
 // serveOpts are serve's flags.
 type serveOpts struct {
