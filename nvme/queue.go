@@ -262,6 +262,7 @@ func (q *QueuePair) Submit(r *Request) error {
 		if iova&3 != 0 {
 			return invalidf("data buffer at iova %#x is not dword aligned", uint64(iova))
 		}
+		r.iova = iova
 	}
 	r.admin = q.admin
 	r.next = nil
@@ -326,9 +327,9 @@ func (q *QueuePair) issue(r *Request) {
 		putDSM(t.prp, &r.dsm)
 		cmd.PRP1, cmd.PRP2 = uint64(t.prpIOVA), 0
 	case len(r.Data) > 0:
-		// Submit checked the lookup; the buffer cannot have been freed
-		// while the caller waits (the caller owns it until Done).
-		iova, _ := q.ctrl.mem.Lookup(r.Data)
+		// Submit looked the buffer up; the caller cannot free it while
+		// the request is ours (it owns it again only at Done).
+		iova := r.iova
 		if q.useSGL {
 			cmd.Flags = cmd.Flags&^spec.FlagPSDTMask | spec.FlagPSDTSGL
 			cmd.SetSGL1(spec.SGLDescriptor{Addr: uint64(iova), Length: uint32(len(r.Data)), Type: spec.MakeSGLType(spec.SGLTypeDataBlock, spec.SGLSubtypeAddress)})

@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
@@ -65,6 +66,7 @@ type Request struct {
 	admin   bool // submitted to an admin queue
 	dsm     spec.DSMRange
 	dsmUsed bool        // Data is the single range above, placed in the tracker's scratch
+	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
 	cause   error       // set by the queue pair when it gives a command up
