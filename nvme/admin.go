@@ -39,7 +39,7 @@ func (c *Controller) adminLocked(cmd spec.Command, data []byte) (uint32, error) 
 			break
 		}
 		if c.csts().Removed() {
-			c.markRemoved()
+			c.markRemoved("CSTS reads all ones during an admin command")
 			c.admin.terminate(fmt.Errorf("admin queue: %w", ErrRemoved))
 			return 0, ErrRemoved
 		}

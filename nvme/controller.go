@@ -485,7 +485,7 @@ func (c *Controller) tick() {
 	s := c.csts()
 	switch {
 	case s.Removed():
-		c.markRemoved()
+		c.markRemoved("CSTS reads all ones")
 		return
 	case s.CFS():
 		c.logf("nvme: controller fatal status (CSTS %v): resetting", s)
@@ -500,10 +500,11 @@ func (c *Controller) tick() {
 	}
 }
 
-func (c *Controller) markRemoved() {
-	if c.State() != StateRemoved {
-		c.logf("nvme: controller removed")
-		c.setState(StateRemoved)
+// markRemoved moves the controller to StateRemoved (once: Removed and
+// Closed are terminal) and logs how the driver learned it.
+func (c *Controller) markRemoved(how string) {
+	if c.setState(StateRemoved) {
+		c.logf("nvme: controller removed: %s", how)
 	}
 }
 
@@ -513,19 +514,7 @@ func (c *Controller) markRemoved() {
 // queue pair, the next time its owner polls, fails what it holds with
 // ErrRemoved and takes no more work. The caller should then Close the
 // controller, which skips the shutdown handshake. Any goroutine.
-func (c *Controller) MarkRemoved() {
-	for {
-		e := c.epoch.Load()
-		switch epochState(e) {
-		case StateRemoved, StateClosed:
-			return
-		}
-		if c.epoch.CompareAndSwap(e, makeEpoch(epochGen(e), StateRemoved)) {
-			c.logf("nvme: controller removed by the transport")
-			return
-		}
-	}
-}
+func (c *Controller) MarkRemoved() { c.markRemoved("reported by the transport") }
 
 // Removed reports whether the controller is gone (StateRemoved), and is
 // there for transports and callers that poll for it. Any goroutine.

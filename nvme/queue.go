@@ -71,7 +71,6 @@ type QueuePair struct {
 
 	sqTail   uint16
 	lastTail uint16 // tail value last written to the doorbell
-	sqHead   uint16 // as last reported by the controller
 	cqHead   uint16
 	phase    bool
 
@@ -266,7 +265,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	}
 	r.admin = q.admin
 	r.next = nil
-	r.Err, r.cause, r.DW0, r.Status = nil, nil, 0, 0
+	r.Err, r.DW0, r.Status = nil, 0, 0
 	if q.freeN == 0 || q.waitHead != nil || q.resetting() {
 		if q.freeN == 0 {
 			q.stats.Waits++
@@ -431,9 +430,9 @@ func (q *QueuePair) complete(cid uint16, st spec.Status, dw0 uint32, sqHead uint
 		q.stats.BogusCIDs++
 		return
 	}
-	if sqHead < q.size {
-		q.sqHead = sqHead
-	} else {
+	// The SQ cannot overflow (at most size-1 command IDs exist), so the
+	// head the controller reports is only checked, not used.
+	if sqHead >= q.size {
 		q.stats.BadSQHeads++
 	}
 	t := &q.trk[slot]
@@ -536,7 +535,7 @@ func (q *QueuePair) failAll(err error) {
 }
 
 func (q *QueuePair) fail(r *Request, err error) {
-	r.Err, r.cause, r.Status = err, err, 0
+	r.Err, r.Status = err, 0
 	r.state = reqIdle
 	q.stats.Failed++
 	r.Done(r)
@@ -618,7 +617,7 @@ func (q *QueuePair) recover() {
 // resetRings empties both rings. The controller must not be using them.
 func (q *QueuePair) resetRings() {
 	clear(q.cq)
-	q.sqTail, q.lastTail, q.sqHead, q.cqHead = 0, 0, 0, 0
+	q.sqTail, q.lastTail, q.cqHead = 0, 0, 0
 	q.phase = true
 }
 

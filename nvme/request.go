@@ -69,7 +69,6 @@ type Request struct {
 	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
-	cause   error       // set by the queue pair when it gives a command up
 }
 
 // Reset clears the request for reuse with a new command. It keeps Done and
