@@ -3,6 +3,7 @@ package nvme_test
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -66,8 +67,8 @@ func TestAbsurdIdentify(t *testing.T) {
 					t.Errorf("leak: %v", err)
 				}
 			}()
-			logs := &logBuf{}
-			c, err := nvme.Open(fake, mem, &nvme.Options{Logf: logs.logf})
+			logs := &testrig.Log{}
+			c, err := nvme.Open(fake, mem, &nvme.Options{Logf: logs.Logf})
 			if tt.openErr != nil {
 				if !errors.Is(err, tt.openErr) {
 					t.Fatalf("open: %v, want %v", err, tt.openErr)
@@ -84,8 +85,8 @@ func TestAbsurdIdentify(t *testing.T) {
 			if c.MaxTransfer() != tt.maxXfer {
 				t.Errorf("max transfer %d, want %d", c.MaxTransfer(), tt.maxXfer)
 			}
-			if tt.log != "" && !logs.contains(tt.log) {
-				t.Errorf("log %q does not mention %q", logs.lines, tt.log)
+			if tt.log != "" && !logs.Contains(tt.log) {
+				t.Errorf("log %q does not mention %q", logs.Lines(), tt.log)
 			}
 		})
 	}

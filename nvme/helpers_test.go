@@ -2,9 +2,6 @@ package nvme_test
 
 import (
 	"bytes"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,43 +17,20 @@ type rig struct {
 	fake *nvmetest.Controller
 	mem  *dma.Allocator
 	ctrl *nvme.Controller
-	logs *logBuf
-}
-
-// logBuf collects the driver's log lines.
-type logBuf struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logBuf) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logBuf) contains(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, line := range l.lines {
-		if strings.Contains(line, s) {
-			return true
-		}
-	}
-	return false
+	logs *testrig.Log
 }
 
 // newRig opens the driver on a new fake. Cleanup closes the driver and
 // checks that no DMA memory leaked.
 func newRig(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *rig {
 	t.Helper()
-	r := &rig{t: t, logs: &logBuf{}}
+	r := &rig{t: t, logs: &testrig.Log{}}
 	o := nvme.Options{}
 	if opts != nil {
 		o = *opts
 	}
 	if o.Logf == nil {
-		o.Logf = r.logs.logf
+		o.Logf = r.logs.Logf
 	}
 	tr := testrig.Open(t, cfg, &o)
 	r.fake, r.mem, r.ctrl = tr.Fake, tr.Mem, tr.Ctrl

@@ -113,7 +113,7 @@ var faultCases = []faultCase{
 			if s := r.fake.Stats(); s.Fatal != 1 || s.Resets < 1 {
 				t.Errorf("fake: fatal %d resets %d", s.Fatal, s.Resets)
 			}
-			if line := r.logs.find("fatal"); line == "" {
+			if line := r.logs.Find("fatal"); line == "" {
 				t.Error("the driver did not log the fatal status")
 			}
 			t.Logf("requeued after the reset: %d commands", qs.Requeued)
@@ -177,7 +177,7 @@ var faultCases = []faultCase{
 		},
 		check: func(t *testing.T, r *rig, errs []opErr, qs nvme.QueueStats) {
 			wantErrs(t, errs, 1, 1)
-			if line := r.logs.find("no completion after abort"); line == "" {
+			if line := r.logs.Find("no completion after abort"); line == "" {
 				t.Error("the driver did not log why it reset")
 			}
 		},
@@ -426,9 +426,9 @@ func runAbsurd(t *testing.T, tc absurdCase) {
 		t.Errorf("max transfer %d, want %d", r.ctrl.MaxTransfer(), tc.maxXfer)
 	}
 	if tc.log != "" {
-		line := r.logs.find(tc.log)
+		line := r.logs.Find(tc.log)
 		if line == "" {
-			t.Errorf("no log line mentions %q: %q", tc.log, r.logs.lines)
+			t.Errorf("no log line mentions %q: %q", tc.log, r.logs.Lines())
 		}
 		t.Logf("driver said: %s", line)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -164,7 +165,7 @@ func TestVMKill(t *testing.T) {
 		if up > killBound {
 			t.Errorf("round %d: controller up %v after the kill, want under %v", round, up, killBound)
 		}
-		r := &rig{t: t, mem: ctrl.Memory(), ctrl: ctrl, logs: &logBuf{}}
+		r := &rig{t: t, mem: ctrl.Memory(), ctrl: ctrl, logs: &testrig.Log{}}
 		d := r.register(1, r.sync(32))
 		l := r.newLoad(loadConfig{run: run, targets: []target{{dev: d, via: "parent", lo: killLo, hi: killLo + killBlocks}}, maxBytes: 4 << 20})
 		l.workers[0].m = m

@@ -2,7 +2,7 @@ package reliability_test
 
 import (
 	"fmt"
-	"strings"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"sync"
 	"testing"
 
@@ -12,29 +12,6 @@ import (
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 )
 
-// logBuf collects the driver's log lines.
-type logBuf struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logBuf) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logBuf) find(s string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, line := range l.lines {
-		if strings.Contains(line, s) {
-			return line
-		}
-	}
-	return ""
-}
-
 // rig is the driver on one controller (a fake one, or a real one in the
 // VM) with the submitters and devices a test made; close tears it all
 // down in order and reports leaked DMA memory.
@@ -43,7 +20,7 @@ type rig struct {
 	fake   *nvmetest.Controller // nil in the VM
 	mem    *dma.Allocator
 	ctrl   *nvme.Controller
-	logs   *logBuf
+	logs   *testrig.Log
 	ownMem bool // close mem (and fake) after the controller
 
 	loops []*loopSubmitter
@@ -65,9 +42,9 @@ func newFakeRig(t testing.TB, cfg nvmetest.Config, opts nvme.Options) *rig {
 		fake.Close()
 		t.Fatal(err)
 	}
-	r := &rig{t: t, fake: fake, mem: mem, logs: &logBuf{}, ownMem: true}
+	r := &rig{t: t, fake: fake, mem: mem, logs: &testrig.Log{}, ownMem: true}
 	if opts.Logf == nil {
-		opts.Logf = r.logs.logf
+		opts.Logf = r.logs.Logf
 	}
 	r.ctrl, err = nvme.Open(fake, mem, &opts)
 	if err != nil {

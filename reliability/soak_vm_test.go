@@ -1,6 +1,7 @@
 package reliability_test
 
 import (
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"io"
 	"os"
 	"testing"
@@ -26,7 +27,7 @@ func vmRig(t *testing.T, addr string) *rig {
 	if err != nil {
 		t.Fatalf("open %s: %v", addr, err)
 	}
-	r := &rig{t: t, mem: ctrl.Memory(), ctrl: ctrl, logs: &logBuf{}}
+	r := &rig{t: t, mem: ctrl.Memory(), ctrl: ctrl, logs: &testrig.Log{}}
 	t.Cleanup(r.close)
 	return r
 }

@@ -9,6 +9,9 @@
 package testrig
 
 import (
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
@@ -78,4 +81,41 @@ func (r *Rig) QueuePair(t testing.TB, depth int) *nvme.QueuePair {
 	}
 	t.Cleanup(func() { q.Close() })
 	return q
+}
+
+// Log collects the driver's log lines (nvme.Options.Logf = log.Logf) so
+// a test can look for the one a fault should produce. Safe for concurrent
+// use: the driver logs from its watcher goroutine.
+type Log struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Logf records one line; it has the signature of nvme.Options.Logf.
+func (l *Log) Logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+// Find returns the first line containing s, or "".
+func (l *Log) Find(s string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+// Contains reports whether a line contains s.
+func (l *Log) Contains(s string) bool { return l.Find(s) != "" }
+
+// Lines returns a copy of the lines so far.
+func (l *Log) Lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
