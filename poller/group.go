@@ -337,8 +337,9 @@ func (h *Handle) Controller() *nvme.Controller { return h.ctrl }
 // Options.RouteByCPU, the poller on the caller's CPU (one getcpu system
 // call) if there is one serving this controller, and when the caller is
 // that poller's own goroutine (a Done callback resubmitting), r goes
-// straight to the queue pair and its errors are returned. Otherwise r goes through the poller's inbound ring, and an
-// error the queue pair finds later (nvme.ErrInvalid, nvme.ErrNotDMA,
+// straight to the queue pair and its errors are returned. Otherwise r goes
+// through the poller's inbound ring, and an error the queue pair finds
+// later (nvme.ErrInvalid, nvme.ErrNotDMA,
 // nvme.ErrRemoved, ...) reaches the caller through Done, in r.Err.
 //
 // A full ring: with FullWait the caller waits for room, with FullFail it
@@ -363,6 +364,27 @@ func (h *Handle) Submit(r *nvme.Request) error {
 	if p == nil {
 		p = h.pollers[int(h.rr.Add(1)-1)%len(h.pollers)]
 	}
+	return h.push(p, r)
+}
+
+// SubmitTo hands r to poller p, which must serve the handle's controller
+// (one of Group.Pollers with a queue pair on it; otherwise an error
+// wrapping nvme.ErrInvalid), through p's inbound ring: for callers that
+// place work on a chosen poller, as nvmectl perf starts each job on its
+// own. Backpressure, errors and Done as for Submit. It allocates nothing.
+// Any goroutine.
+func (h *Handle) SubmitTo(p *Poller, r *nvme.Request) error {
+	if r.Done == nil {
+		return errNoDone
+	}
+	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 {
+		return errNoQueue
+	}
+	return h.push(p, r)
+}
+
+// push puts r on p's inbound ring, applying the backpressure policy.
+func (h *Handle) push(p *Poller, r *nvme.Request) error {
 	stamp := monotonic()
 	for spins := 0; ; spins++ {
 		switch p.in.push(r, h.idx, stamp) {

@@ -37,10 +37,10 @@ import (
 // the Done callbacks are made before the run, and the per-job counters and
 // latency histogram are plain fields that only the job's poller writes.
 //
-// Jobs are bound to pollers by seeding each poller's requests from a
-// thread pinned to that poller's CPU, with poller.Options.RouteByCPU: the
-// first submission goes through that poller's ring, and from then on every
-// resubmission stays on it (SubmitLocal). The run checks the binding at
+// Jobs are bound to pollers by seeding each job's requests with
+// Handle.SubmitTo its poller: the first submission goes through that
+// poller's ring, and from then on every resubmission stays on it
+// (SubmitLocal). The run checks the binding at
 // the end: each poller's own completion counter must equal the completions
 // its jobs counted.
 //
@@ -743,7 +743,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		defer runtime.GOMAXPROCS(prev)
 	}
 	g, err := poller.New(ctrls, &poller.Options{CPUs: cfg.cpus, QueueDepth: depth, RingSize: ring,
-		Idle: poller.IdleBusy, RouteByCPU: true})
+		Idle: poller.IdleBusy})
 	if err != nil {
 		return nil, deviceError{fmt.Errorf("start pollers: %w", err)}
 	}
@@ -927,9 +927,8 @@ func (r *perfRun) freeBuffers() {
 	}
 }
 
-// seedAll starts every request of every job on its poller: from a thread
-// pinned to the poller's CPU, with RouteByCPU, Handle.Submit puts it in
-// that poller's ring. Every slot's first command is built before any is
+// seedAll starts every request of every job on its poller with
+// Handle.SubmitTo. Every slot's first command is built before any is
 // submitted: once one is, the poller owns the job.
 func (r *perfRun) seedAll() error {
 	ph := r.phase.Load()
@@ -953,67 +952,35 @@ func (r *perfRun) seedAll() error {
 			continue
 		}
 		var serr error
-		err := onCPU(p.CPU(), func() {
-			var ready []*perfSlot
-			for _, j := range mine {
-				for i := range j.slots {
-					s := &j.slots[i]
-					if err := j.prepare(s, ph); err != nil {
-						if err != errSlotDone {
-							serr = deviceError{fmt.Errorf("namespace %d: %w", j.nsid, err)}
-						}
-						r.slotStopped()
-						continue
-					}
-					ready = append(ready, s)
-				}
-			}
-			now := perfNow()
-			for _, s := range ready {
-				s.stamp = now
-				if err := s.job.h.Submit(&s.req); err != nil {
-					if serr == nil {
-						serr = deviceError{fmt.Errorf("submit to namespace %d: %w", s.job.nsid, err)}
+		var ready []*perfSlot
+		for _, j := range mine {
+			for i := range j.slots {
+				s := &j.slots[i]
+				if err := j.prepare(s, ph); err != nil {
+					if err != errSlotDone {
+						serr = deviceError{fmt.Errorf("namespace %d: %w", j.nsid, err)}
 					}
 					r.slotStopped()
+					continue
 				}
+				ready = append(ready, s)
 			}
-		})
-		if err != nil {
-			return deviceError{err}
+		}
+		now := perfNow()
+		for _, s := range ready {
+			s.stamp = now
+			if err := s.job.h.SubmitTo(p, &s.req); err != nil {
+				if serr == nil {
+					serr = deviceError{fmt.Errorf("submit to namespace %d: %w", s.job.nsid, err)}
+				}
+				r.slotStopped()
+			}
 		}
 		if serr != nil {
 			return serr
 		}
 	}
 	return nil
-}
-
-// onCPU runs f on a thread pinned to cpu, then gives the thread its mask
-// back.
-func onCPU(cpu int, f func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		var old, set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("sched_getaffinity: %w", err)
-			return
-		}
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("pin to cpu %d: sched_setaffinity: %w", cpu, err)
-			return
-		}
-		f()
-		if unix.SchedSetaffinity(0, &old) == nil {
-			runtime.UnlockOSThread()
-		} // else the goroutine ends locked and the runtime drops the thread
-		errc <- nil
-	}()
-	return <-errc
 }
 
 // wait lets a phase run for d, printing the live line once a second. It
