@@ -17,7 +17,7 @@
 // # Routing
 //
 // Handle.Submit sends a request to the pollers in round-robin order (one
-// atomic add). With Options.RouteByCPU it sends it to the poller on the
+// atomic add); Handle.SubmitTo sends it to a poller the caller chose. With Options.RouteByCPU it sends it to the poller on the
 // caller's CPU when one runs there and owns a queue pair on the controller
 // (learned with the getcpu system call: BenchmarkGetcpu measures about
 // 120 ns on an AMD EPYC host, gettid about 100 ns; a VM under TCG pays
