@@ -175,11 +175,6 @@ func (e *Env) BindKernel(t testing.TB, c Ctrl) string {
 	if err := e.loadNVMe(""); err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
-	if guest.Driver(c.Addr) == "vfio-pci" {
-		if err := vfio.Release(c.Addr, "nvme"); err != nil {
-			t.Fatalf("vmtest: release %s (%s) to nvme: %v", c.ID, c.Addr, err)
-		}
-	}
 	name, err := guest.BindKernel(c.Addr, bindTimeout)
 	if err != nil {
 		t.Fatalf("vmtest: %s: %v", c.ID, err)

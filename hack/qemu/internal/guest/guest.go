@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/vfio"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,18 +110,14 @@ func PCIClass(addr string) (uint32, error) {
 }
 
 // BindKernel gives the controller at addr to the kernel nvme driver (the
-// modules must be loaded) and waits for its char device and first
-// namespace's block device. It returns the char device name ("nvme0").
+// modules must be loaded), from whatever driver it is on (vfio.Release),
+// and waits for its char device and first namespace's block device. It
+// returns the char device name ("nvme0").
 func BindKernel(addr string, timeout time.Duration) (string, error) {
-	switch drv := Driver(addr); drv {
-	case "nvme":
-	case "":
-		_ = os.WriteFile(filepath.Join("/sys/bus/pci/devices", addr, "driver_override"), []byte("\n"), 0)
-		if err := os.WriteFile("/sys/bus/pci/drivers_probe", []byte(addr), 0); err != nil {
+	if Driver(addr) != "nvme" {
+		if err := vfio.Release(addr, "nvme"); err != nil {
 			return "", fmt.Errorf("bind %s to nvme: %w", addr, err)
 		}
-	default:
-		return "", fmt.Errorf("bind %s to nvme: bound to %s", addr, drv)
 	}
 	deadline := time.Now().Add(timeout)
 	dir := filepath.Join("/sys/bus/pci/devices", addr, "nvme")
