@@ -66,7 +66,11 @@ func boot(m *machine, timeout time.Duration, out io.Writer) (*bootOutcome, error
 		if line != "" {
 			line = strings.TrimRight(line, "\r\n")
 			o.Lines = append(o.Lines, line)
-			fmt.Fprintln(out, line)
+			if !strings.HasPrefix(line, guest.KmsgPrefix) {
+				// The kernel log is judged, and printed only when
+				// the boot fails (bootProfile).
+				fmt.Fprintln(out, line)
+			}
 		}
 		if err != nil {
 			break

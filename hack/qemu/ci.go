@@ -35,6 +35,9 @@ func ciVerb(args []string) error {
 		steps          []string
 	)
 	step := func(name string, t0 time.Time, p, f int, err error) {
+		if err != nil && f == 0 {
+			f = 1 // a step that is not ok is never "0 failed"
+		}
 		passed += p
 		failed += f
 		status := "ok  "
@@ -51,11 +54,13 @@ func ciVerb(args []string) error {
 	out := os.Stdout
 
 	t0 := time.Now()
-	if _, err := setup(out); err != nil {
+	assets, err := setup(out)
+	if err != nil {
 		step("setup", t0, 0, 1, err)
 		return ciEnd(steps, passed, failed)
 	}
 	step("setup", t0, 1, 0, nil)
+	steps = append(steps, "versions: "+versions(assets))
 
 	t0 = time.Now()
 	fmtOut, err := exec.Command("gofmt", "-l", ".").CombinedOutput()
@@ -75,25 +80,44 @@ func ciVerb(args []string) error {
 	step("staticcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
 
 	t0 = time.Now()
-	p, f, err := hostTests(out)
-	step("host tests", t0, p, f, err)
+	hr, err := hostTests(out)
+	if err == nil {
+		err = hr.checkSkips()
+	}
+	step("host tests", t0, hr.Passed, hr.Failed+len(hr.unexpectedSkips()), err)
+	steps = append(steps, hr.skipReport()...)
 
 	t0 = time.Now()
-	p, f, err = selftest(out)
+	p, f, err := selftest(out)
 	step("selftest", t0, p, f, err)
 
 	t0 = time.Now()
 	s, err := runVMTests(&testOptions{bootFlags: bootFlags{Timeout: ciBootTimeout}, Patterns: []string{"./..."}, Out: out})
 	if err == nil {
 		printSummary(out, s)
-	} else {
-		s.Failed++
 	}
 	if len(s.Problems) > 0 && err == nil {
 		err = fmt.Errorf("%s", strings.Join(s.Problems, "; "))
 	}
+	if err == nil && s.Passed == 0 {
+		err = fmt.Errorf("no VM test passed: a ci that ran none proves nothing")
+	}
 	step("vm tests", t0, s.Passed, s.Failed, err)
 	return ciEnd(steps, passed, failed)
+}
+
+// versions names what the run depended on: the guest kernel (it floats
+// with Debian's updates), QEMU and Go.
+func versions(a *Assets) string {
+	qemu := "unknown"
+	if out, err := exec.Command(a.QEMU, "--version").Output(); err == nil {
+		qemu = strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "QEMU emulator version ")
+	}
+	goVer := "unknown"
+	if out, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
+		goVer = strings.TrimSpace(string(out))
+	}
+	return fmt.Sprintf("guest kernel %s (%s), QEMU %s, %s", a.Release, a.Kernel, qemu, goVer)
 }
 
 func boolCount(b bool) int {
@@ -132,34 +156,46 @@ type testEvent struct {
 	Output  string
 }
 
-// hostTests runs `go test -race -json ./...`, streams package results and
-// the output of failed tests, and counts top-level tests.
-func hostTests(out io.Writer) (passed, failed int, err error) {
-	cmd := exec.Command("go", "test", "-race", "-json", "./...")
+// hostResult is what the host tests showed.
+type hostResult struct {
+	Passed, Failed int
+	Skips          []hostSkip
+}
+
+// hostSkip is one skipped host test and the reason it printed.
+type hostSkip struct {
+	Package, Test, Reason string
+}
+
+// hostTests runs `go test -race -count=1 -json ./...` (never cached: a
+// cached pass proves nothing about this machine), streams package results
+// and the output of failed tests, and counts top-level tests and skips.
+func hostTests(out io.Writer) (hostResult, error) {
+	cmd := exec.Command("go", "test", "-race", "-count=1", "-json", "./...")
 	var stderr bytes.Buffer
 	cmd.Stderr = io.MultiWriter(out, &stderr)
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, 0, err
+		return hostResult{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return hostResult{}, err
 	}
-	p, f := countTestEvents(pipe, out)
+	r := countTestEvents(pipe, out)
 	werr := cmd.Wait()
-	if werr != nil && f == 0 {
-		f = 1 // a build failure or a crash outside any test
+	if werr != nil && r.Failed == 0 {
+		r.Failed = 1 // a build failure or a crash outside any test
 	}
 	if werr != nil {
-		werr = fmt.Errorf("go test -race ./...: %w", werr)
+		werr = fmt.Errorf("go test -race -count=1 ./...: %w", werr)
 	}
-	return p, f, werr
+	return r, werr
 }
 
 // countTestEvents renders a `go test -json` stream the way plain `go test`
 // prints it (package lines, output of failing tests) and counts top-level
 // test results and failed packages without a failed test.
-func countTestEvents(r io.Reader, out io.Writer) (passed, failed int) {
+func countTestEvents(r io.Reader, out io.Writer) (res hostResult) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	pending := map[string][]string{} // package/test -> output so far
@@ -181,7 +217,7 @@ func countTestEvents(r io.Reader, out io.Writer) (passed, failed int) {
 			pending[key] = append(pending[key], e.Output)
 		case e.Action == "pass" && e.Test != "":
 			if !strings.Contains(e.Test, "/") {
-				passed++
+				res.Passed++
 			}
 			delete(pending, key)
 		case e.Action == "fail" && e.Test != "":
@@ -190,15 +226,29 @@ func countTestEvents(r io.Reader, out io.Writer) (passed, failed int) {
 			// top-level tests.
 			fmt.Fprint(out, strings.Join(pending[key], ""))
 			if !strings.Contains(e.Test, "/") {
-				failed++
+				res.Failed++
 				failedIn[e.Package]++
 			}
 			delete(pending, key)
 		case e.Action == "skip" && e.Test != "":
+			res.Skips = append(res.Skips, hostSkip{Package: e.Package, Test: e.Test, Reason: skipReason(pending[key])})
 			delete(pending, key)
 		case e.Action == "fail" && e.Test == "" && failedIn[e.Package] == 0:
-			failed++ // build failure, panic in TestMain, timeout
+			res.Failed++ // build failure, panic in TestMain, timeout
 		}
 	}
-	return passed, failed
+	return res
+}
+
+// skipReason is what a skipped test printed, without the --- SKIP line.
+func skipReason(output []string) string {
+	var msg []string
+	for _, l := range output {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "=== ") || strings.HasPrefix(l, "--- SKIP") {
+			continue
+		}
+		msg = append(msg, l)
+	}
+	return strings.Join(msg, " | ")
 }

@@ -41,16 +41,17 @@ type vmPackage struct {
 }
 
 type listedPackage struct {
-	ImportPath   string
-	Dir          string
-	TestGoFiles  []string
-	XTestGoFiles []string
-	Error        *struct{ Err string }
+	ImportPath     string
+	Dir            string
+	TestGoFiles    []string
+	XTestGoFiles   []string
+	IgnoredGoFiles []string
+	Error          *struct{ Err string }
 }
 
 // discover lists the packages and returns those with *_vm_test.go tests.
 func discover(patterns []string) ([]vmPackage, error) {
-	args := append([]string{"list", "-e", "-json=ImportPath,Dir,TestGoFiles,XTestGoFiles,Error"}, patterns...)
+	args := append([]string{"list", "-e", "-json=ImportPath,Dir,TestGoFiles,XTestGoFiles,IgnoredGoFiles,Error"}, patterns...)
 	cmd := exec.Command("go", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -71,7 +72,10 @@ func discover(patterns []string) ([]vmPackage, error) {
 			return nil, fmt.Errorf("go list: %s", lp.Error.Err)
 		}
 		var files []string
-		for _, f := range append(lp.TestGoFiles, lp.XTestGoFiles...) {
+		// Files a build constraint drops count too: the host selects
+		// them, and a guest binary built without them reports them as
+		// "selected but did not run" instead of passing silently.
+		for _, f := range append(append(lp.TestGoFiles, lp.XTestGoFiles...), lp.IgnoredGoFiles...) {
 			if strings.HasSuffix(f, "_vm_test.go") {
 				files = append(files, filepath.Join(lp.Dir, f))
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/guest"
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
 )
 
@@ -364,13 +366,101 @@ func TestCountTestEvents(t *testing.T) {
 {"Action":"fail","Package":"q"}
 `
 	var out bytes.Buffer
-	p, f := countTestEvents(strings.NewReader(in), &out)
-	if p != 1 || f != 3 {
-		t.Errorf("passed %d failed %d, want 1 and 3", p, f)
+	r := countTestEvents(strings.NewReader(in), &out)
+	if r.Passed != 1 || r.Failed != 3 {
+		t.Errorf("passed %d failed %d, want 1 and 3", r.Passed, r.Failed)
 	}
 	if !strings.Contains(out.String(), "boom") || !strings.Contains(out.String(), "FAIL\tp") ||
 		!strings.Contains(out.String(), "why the subtest failed") {
 		t.Errorf("output %q lacks the failure", out.String())
+	}
+}
+
+func TestHostSkips(t *testing.T) {
+	in := `{"Action":"run","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge"}
+{"Action":"output","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge","Output":"=== RUN   TestHuge\n"}
+{"Action":"output","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge","Output":"    alloc_test.go:9: no hugepages reserved\n"}
+{"Action":"output","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge","Output":"--- SKIP: TestHuge (0.00s)\n"}
+{"Action":"skip","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge"}
+{"Action":"output","Package":"github.com/seedb8fa28ef/gonvme/nvme","Test":"TestVMX","Output":"    x_vm_test.go:9: vmtest: needs a QEMU guest with profile \"default\": go run ./hack/qemu test\n"}
+{"Action":"skip","Package":"github.com/seedb8fa28ef/gonvme/nvme","Test":"TestVMX"}
+{"Action":"pass","Package":"github.com/seedb8fa28ef/gonvme/nvme","Test":"TestY"}
+`
+	r := countTestEvents(strings.NewReader(in), io.Discard)
+	if len(r.Skips) != 2 || r.Skips[0].Reason != "alloc_test.go:9: no hugepages reserved" {
+		t.Fatalf("skips = %+v", r.Skips)
+	}
+	err := r.checkSkips()
+	if err == nil || !strings.Contains(err.Error(), "dma.TestHuge: alloc_test.go:9: no hugepages reserved") {
+		t.Fatalf("an unlisted skip must fail ci naming it: %v", err)
+	}
+	if bad := r.unexpectedSkips(); len(bad) != 1 {
+		t.Fatalf("the VM test's host skip is expected, the other is not: %v", bad)
+	}
+	rep := strings.Join(r.skipReport(), "\n")
+	if !strings.Contains(rep, "1 VM tests") || !strings.Contains(rep, "NOT EXPECTED") {
+		t.Errorf("report:\n%s", rep)
+	}
+	old := expectedSkips
+	defer func() { expectedSkips = old }()
+	expectedSkips = []expectedSkip{{Package: "dma", Test: regexp.MustCompile(`^TestHuge$`), Reason: regexp.MustCompile(`no hugepages`), Why: "test"}}
+	if err := r.checkSkips(); err != nil {
+		t.Errorf("listed skip: %v", err)
+	}
+}
+
+func TestJudgeStrict(t *testing.T) {
+	pkgLine := "gonvme-init: github.com/seedb8fa28ef/gonvme/nvme -test.run '^(TestA|TestB)$'"
+	pass := "GONVME-GUEST: PASS (guest 1.0s)"
+	for _, tc := range []struct {
+		name   string
+		lines  []string
+		reason string
+	}{
+		{"skip in the guest", []string{pkgLine, "--- PASS: TestA (0.01s)", "--- SKIP: TestB (0.00s)", pass}, "tests skipped in the guest (a skip there is a failure): nvme.TestB"},
+		{"subtest skip", []string{pkgLine, "    --- SKIP: TestA/x (0.00s)", "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)", pass}, "nvme.TestA/x"},
+		{"no tests to run", []string{pkgLine, "testing: warning: no tests to run", "PASS", pass}, "no tests to run\"): nvme"},
+		{"not run", []string{pkgLine, "--- PASS: TestA (0.01s)", "PASS", pass}, "selected but did not run: nvme.TestB"},
+		{"warning", []string{pkgLine, "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)", "GONVME-KMSG 812 4 WARNING: CPU: 0 PID: 77 at drivers/iommu/x.c:9 f+0x1/0x2", pass}, "guest kernel log: warning: WARNING: CPU: 0 PID: 77"},
+		{"dmar", []string{pkgLine, "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)",
+			"GONVME-KMSG 900 3 DMAR: DRHD: handling fault status reg 2",
+			"GONVME-KMSG 901 3 DMAR: [DMA Write NO_PASID] Request device [00:04.0] fault addr 0xdead000 [fault reason 0x02] Present bit in context entry is clear", pass}, "dmar fault: DMAR: DRHD: handling fault"},
+		{"hung task", []string{pkgLine, "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)", "GONVME-KMSG 5 3 INFO: task nvmectl:99 blocked for more than 120 seconds.", pass}, "hung task"},
+		{"nvme timeout", []string{pkgLine, "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)", "GONVME-KMSG 5 4 nvme nvme0: I/O 12 QID 1 timeout, aborting", pass}, "nvme timeout"},
+	} {
+		v := judge(tc.lines, 33, false, time.Minute)
+		v.checkSelected([]string{"nvme.TestA", "nvme.TestB"})
+		if v.Pass || !strings.Contains(v.Reason, tc.reason) || v.failures() == 0 {
+			t.Errorf("%s: verdict pass=%v reason %q (failures %d), want a failure with %q", tc.name, v.Pass, v.Reason, v.failures(), tc.reason)
+		}
+	}
+	// Declared, harmless and ordinary records pass.
+	ok := []string{pkgLine, "=== RUN   TestA", "GONVME-KMSG-EXPECTED 812 TestA warning", "--- PASS: TestA (0.01s)", "--- PASS: TestB (0.01s)",
+		"GONVME-KMSG 812 4 WARNING: CPU: 0 PID: 77 at x", "GONVME-KMSG 813 6 nvme nvme0: pci function 0000:00:04.0",
+		"GONVME-KMSG 814 6 nvme nvme0: Shutdown timeout set to 8 seconds", "GONVME-KMSG 815 6 DMAR: IOMMU enabled", pass}
+	v := judge(ok, 33, false, time.Minute)
+	v.checkSelected([]string{"nvme.TestA", "nvme.TestB"})
+	if !v.Pass || len(v.KernelLog) != 4 {
+		t.Errorf("declared record: verdict %+v", v)
+	}
+}
+
+func TestParseKmsg(t *testing.T) {
+	r, ok := guest.ParseKmsg("4,812,1234567,-;WARNING: CPU: 0 PID: 1 at x\n SUBSYSTEM=pci\n")
+	if !ok || r.Seq != 812 || r.Level != 4 || r.Facility != 0 || r.Text != "WARNING: CPU: 0 PID: 1 at x" {
+		t.Fatalf("ParseKmsg = %+v, %v", r, ok)
+	}
+	back, ok := guest.ParseKmsgLine(r.Line())
+	if !ok || back.Seq != r.Seq || back.Text != r.Text || back.Level != r.Level {
+		t.Fatalf("round trip %+v -> %q -> %+v", r, r.Line(), back)
+	}
+	if r, ok := guest.ParseKmsg("14,9,1,-;user said hi"); !ok || r.Facility != 1 || r.Level != 6 {
+		t.Errorf("user record = %+v", r)
+	}
+	for _, bad := range []string{"", "no semicolon", "x,1,2,-;t", "1;t"} {
+		if _, ok := guest.ParseKmsg(bad); ok {
+			t.Errorf("ParseKmsg(%q) accepted", bad)
+		}
 	}
 }
 

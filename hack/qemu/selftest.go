@@ -21,12 +21,22 @@ type selfCase struct {
 }
 
 var selfCases = []selfCase{
-	{name: "passing test passes", fixture: "pass", pass: true},
+	{name: "passing tests pass, a declared kernel log record too", fixture: "pass", pass: true},
 	{name: "failing test fails", fixture: "fail", want: []string{"tests failed", "TestFail", "intentional failure"}},
 	{name: "guest kernel panic fails", fixture: "panic", want: []string{"guest kernel panic", "sysrq triggered crash"}},
 	{name: "hung guest times out", fixture: "hang", flags: []string{"--timeout", "12s"}, want: []string{"timed out after 12s"}},
 	{name: "missing device fails the test", fixture: "missing", flags: []string{"--omit-device", "nvme1"},
 		want: []string{"TestMissing", "nvme1", "device missing"}},
+	{name: "skip in the guest fails", fixture: "skip",
+		want: []string{"tests skipped in the guest", "skip.TestSkip"}},
+	{name: "selected test that never ran fails", fixture: "notrun",
+		want: []string{"selected but did not run", "notrun.TestCgoOnly"}},
+	{name: "crashing test binary fails", fixture: "crash",
+		want: []string{"selected but did not run", "crash.TestCrash", "panic: selftest fixture"}},
+	{name: "DMAR fault fails the boot", fixture: "dmar",
+		want: []string{"guest kernel log", "dmar fault", "DMAR"}},
+	{name: "kernel WARNING fails the boot", fixture: "warning",
+		want: []string{"guest kernel log: warning", "WARNING: CPU: 0 PID: 1 at selftest/warning.c:1"}},
 }
 
 func moduleRoot() (string, error) {

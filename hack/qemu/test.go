@@ -193,8 +193,16 @@ func runVMTests(o *testOptions) (testSummary, error) {
 		return s, err
 	}
 	if len(groups) == 0 {
-		fmt.Fprintf(o.Out, "hack/qemu: no VM tests in %s\n", strings.Join(o.Patterns, " "))
-		return s, nil
+		// Nothing selected is never a pass: a VM test that cannot be
+		// found cannot fail either.
+		what := strings.Join(o.Patterns, " ")
+		if o.Run != "" {
+			what += " matching --run " + o.Run
+		}
+		if o.Profile != "" {
+			what += " in profile " + o.Profile
+		}
+		return s, fmt.Errorf("no VM tests selected in %s", what)
 	}
 	work, err := os.MkdirTemp("", "gonvme-vm-")
 	if err != nil {
@@ -241,10 +249,12 @@ func runVMTests(o *testOptions) (testSummary, error) {
 			boot.TestTimeout = (o.Timeout * 9 / 10).String()
 		}
 		var extra []ramFile
+		var selected []string
 		for _, p := range groups[prof] {
 			names := make([]string, len(p.Tests))
 			for i, t := range p.Tests {
 				names[i] = t.Name
+				selected = append(selected, qualify(p.ImportPath, t.Name))
 			}
 			name := binName(p.ImportPath)
 			boot.Tests = append(boot.Tests, vmtest.Test{Package: p.ImportPath, Binary: guest.BinDir + "/" + name, Run: runRegexp(names, rest)})
@@ -254,19 +264,14 @@ func runVMTests(o *testOptions) (testSummary, error) {
 		if err != nil {
 			return s, err
 		}
+		v.checkSelected(selected)
 		s.Passed += len(v.Passed)
-		s.Failed += len(v.Failed)
+		s.Failed += v.failures()
 		s.Skipped += len(v.Skipped)
-		timings = append(timings, fmt.Sprintf("boot %s: %.1fs from start to verdict", prof, elapsed.Seconds()))
+		timings = append(timings, fmt.Sprintf("boot %s: %.1fs from start to verdict, %d selected, %d passed", prof, elapsed.Seconds(), len(selected), len(v.Passed)))
 		fmt.Fprintln(o.Out, timings[len(timings)-1])
 		if !v.Pass {
-			if len(v.Failed) == 0 {
-				s.Failed++ // the boot itself failed: never report "0 failed"
-			}
 			s.Problems = append(s.Problems, prof+": "+v.Reason)
-		}
-		if len(v.Skipped) > 0 {
-			s.Problems = append(s.Problems, fmt.Sprintf("%s: tests skipped in their own boot: %s", prof, strings.Join(v.Skipped, ", ")))
 		}
 	}
 	if len(timings) > 1 {
@@ -324,6 +329,16 @@ func bootProfile(out io.Writer, a *Assets, work, prof string, bt *vmtest.Boot, e
 		return verdict{}, 0, err
 	}
 	v := judge(o.Lines, o.ExitCode, o.TimedOut, f.Timeout)
+	if !v.Pass || len(v.Faults) > 0 {
+		// The kernel log is printed only when it matters.
+		fmt.Fprintf(out, "--- guest kernel log of boot %s (%d records)\n", p.Name, len(v.KernelLog))
+		for _, l := range v.KernelLog {
+			fmt.Fprintln(out, strings.TrimPrefix(l, guest.KmsgPrefix))
+		}
+		for _, f := range v.Faults {
+			fmt.Fprintln(out, "hack/qemu: guest kernel log breaks a rule:", f)
+		}
+	}
 	if !f.Keep {
 		_ = os.RemoveAll(dir)
 	}

@@ -50,6 +50,7 @@ func run() (bool, string) {
 		return false, err.Error()
 	}
 	boot, err := vmtest.LoadBoot()
+	var why string
 	if err != nil {
 		return false, err.Error()
 	}
@@ -70,10 +71,37 @@ func run() (bool, string) {
 			return false, fmt.Sprintf("set %s: %v", p, err)
 		}
 	}
+	var pass bool
 	if len(boot.Command) > 0 {
-		return runCommand(boot)
+		pass, why = runCommand(boot)
+	} else {
+		pass, why = runTests(boot)
 	}
-	return runTests(boot)
+	if err := dumpKernelLog(); err != nil {
+		return false, err.Error()
+	}
+	return pass, why
+}
+
+// dumpKernelLog prints the whole kernel log, one record a line, for the
+// host to judge (guest.KmsgPrefix). It first gives a late record (a fault
+// reported by interrupt) a moment to arrive.
+func dumpKernelLog() error {
+	time.Sleep(100 * time.Millisecond)
+	k, err := guest.OpenKmsg(false)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	recs, err := k.ReadNew()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		fmt.Println(r.Line())
+	}
+	fmt.Printf("gonvme-init: %d kernel log records\n", len(recs))
+	return nil
 }
 
 func mountAll() error {

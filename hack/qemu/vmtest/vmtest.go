@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,15 @@ type Test struct {
 type Env struct {
 	t    testing.TB
 	boot *Boot
+	kmsg *guest.KmsgReader
+
+	mu     sync.Mutex
+	expect []kernelLogExpectation
+}
+
+type kernelLogExpectation struct {
+	re  *regexp.Regexp
+	why string
 }
 
 const bindTimeout = 60 * time.Second
@@ -79,6 +89,12 @@ func LoadBoot() (*Boot, error) {
 // booted with a different profile it skips with "runs in the <p> boot". In
 // the right guest it returns the Env; if the profile's devices are missing
 // it fails the test.
+//
+// From Require to the end of the test (after the test's own cleanups), the
+// guest kernel's log is watched: a record that breaks one of
+// guest.KernelLogRules (Oops, BUG, WARNING, a DMAR fault, an nvme timeout
+// or reset, a hung task) fails the test unless the test declared it with
+// ExpectKernelLog. The host checks the whole boot's log the same way.
 func Require(t testing.TB, profile string) *Env {
 	t.Helper()
 	want, err := ParseProfile(profile)
@@ -96,8 +112,72 @@ func Require(t testing.TB, profile string) *Env {
 		t.Skipf("vmtest: runs in the %s boot (this is the %s boot)", want.Name, boot.Profile)
 	}
 	e := &Env{t: t, boot: boot}
+	k, err := guest.OpenKmsg(true)
+	if err != nil {
+		t.Fatalf("vmtest: the guest kernel log must be watched: %v", err)
+	}
+	e.kmsg = k
+	t.Cleanup(func() { e.checkKernelLog(t) })
 	e.checkDevices(t)
 	return e
+}
+
+// ExpectKernelLog declares that this test causes guest kernel log records
+// matching pattern (a regexp, as narrow as the cause allows) on purpose,
+// for the reason given: they do not fail the test or the boot. Records
+// that match no guest.KernelLogRule need no declaration. It may be called
+// from the test's goroutine or its subtests.
+func (e *Env) ExpectKernelLog(t testing.TB, pattern, why string) {
+	t.Helper()
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		t.Fatalf("vmtest: ExpectKernelLog: %v", err)
+	}
+	if why == "" {
+		t.Fatalf("vmtest: ExpectKernelLog(%q): say why the test causes it", pattern)
+	}
+	e.mu.Lock()
+	e.expect = append(e.expect, kernelLogExpectation{re: re, why: why})
+	e.mu.Unlock()
+}
+
+// kernelLogSettle is how long a test that expects kernel log records
+// waits for late ones (a fault reported by interrupt) before judging.
+const kernelLogSettle = 200 * time.Millisecond
+
+// checkKernelLog judges the records logged since Require.
+func (e *Env) checkKernelLog(t testing.TB) {
+	defer e.kmsg.Close()
+	e.mu.Lock()
+	expect := append([]kernelLogExpectation(nil), e.expect...)
+	e.mu.Unlock()
+	if len(expect) > 0 {
+		time.Sleep(kernelLogSettle)
+	}
+	recs, err := e.kmsg.ReadNew()
+	if err != nil {
+		t.Errorf("vmtest: %v", err)
+	}
+	for _, r := range recs {
+		rule := guest.MatchKernelLog(r.Text)
+		if rule == "" {
+			continue
+		}
+		claimed := false
+		for _, x := range expect {
+			if x.re.MatchString(r.Text) {
+				// The host reads this line and does not fail the boot
+				// for the record.
+				fmt.Printf("%s%d %s %s\n", guest.KmsgExpectedPrefix, r.Seq, t.Name(), rule)
+				t.Logf("vmtest: expected guest kernel log (%s; %s): %s", rule, x.why, r.Text)
+				claimed = true
+				break
+			}
+		}
+		if !claimed {
+			t.Errorf("vmtest: guest kernel log (%s) during the test: %q (a test that causes this on purpose declares it with env.ExpectKernelLog)", rule, r.Text)
+		}
+	}
 }
 
 // checkDevices fails the test for each declared controller the guest lacks.

@@ -28,3 +28,13 @@ func TestPass(t *testing.T) {
 		t.Fatalf("monitor info pci does not list the controller: %q", out)
 	}
 }
+
+// TestDeclaredKernelLog logs a kernel WARNING record and declares it: a
+// declared record must pass, in the test's own check and the host's.
+func TestDeclaredKernelLog(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	env.ExpectKernelLog(t, `^WARNING: CPU: 0 PID: 1 at selftest/declared\.c:1 `, "the selftest proves a declared record passes")
+	if err := os.WriteFile("/dev/kmsg", []byte("WARNING: CPU: 0 PID: 1 at selftest/declared.c:1 fixture+0x0/0x1\n"), 0); err != nil {
+		t.Fatalf("write /dev/kmsg: %v", err)
+	}
+}
