@@ -8,8 +8,9 @@
 //	test      go list -> *_vm_test.go -> AST: the vmtest.Require profile of each TestXxx
 //	          -> go test -c (static) -> one initramfs and one boot per profile
 //	run       one command from ./cmd in a guest, with the controllers bound
-//	selftest  fixtures under testdata/ prove that failures, panics, hangs and
-//	          missing devices all fail the run
+//	selftest  fixtures under testdata/ prove that failures, panics, hangs, missing
+//	          devices, skips in the guest, tests that never ran, crashed binaries, DMAR
+//	          faults and kernel WARNINGs all fail the run, each with its cause named
 //	ci        setup, gofmt, vet, go test -race, selftest, VM tests
 //	bench     one boot: fio (io_uring, irq and polled) on the kernel nvme driver, nvmectl perf
 //	          on gonvme and qemu-img bench on QEMU's nvme://, carried in with their libraries
@@ -20,7 +21,10 @@
 // devtmpfs, loads the VFIO modules, runs the test binaries and writes its
 // verdict to isa-debug-exit. The host requires QEMU's exit code 33 and the
 // guest's pass line, and treats "Kernel panic" in the output, a missing
-// pass line, and the time limit as failures. The guest reaches QEMU's
+// pass line, the time limit, a skip in the guest, a selected test that did
+// not report by name, and a guest kernel log record that breaks a rule
+// (internal/guest KernelLogRules; the guest init prints /dev/kmsg at the
+// end) as failures. The guest reaches QEMU's
 // monitor over its second serial port, which the host relays to QMP's
 // human-monitor-command.
 //
