@@ -186,17 +186,18 @@ func TestStorePublishes(t *testing.T) {
 	runtime.KeepAlive(words)
 }
 
-// disassemble builds this package's test binary for goarch (go test runs
-// a stripped one, which go tool objdump cannot read) and returns the
-// instructions of each function named in syms (full symbol names) that it
-// holds, as go tool objdump prints them.
+// disassemble builds testdata/stores, a small program that uses the
+// register stores, for goarch, and returns the instructions of each
+// function named in syms (full symbol names) that it holds, as go tool
+// objdump prints them. (go test runs a stripped test binary, which objdump
+// cannot read.)
 func disassemble(t *testing.T, goarch string, syms ...string) map[string][]string {
 	t.Helper()
-	exe := filepath.Join(t.TempDir(), "mmio.test")
-	build := exec.Command("go", "test", "-c", "-o", exe, ".")
+	exe := filepath.Join(t.TempDir(), "stores")
+	build := exec.Command("go", "build", "-o", exe, "./testdata/stores")
 	build.Env = append(os.Environ(), "GOARCH="+goarch, "GOOS=linux")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("GOARCH=%s go test -c: %v\n%s", goarch, err, out)
+		t.Fatalf("GOARCH=%s go build: %v\n%s", goarch, err, out)
 	}
 	var re []string
 	for _, s := range syms {
