@@ -15,6 +15,8 @@
 //	bench     one boot: fio (io_uring, irq and polled) on the kernel nvme driver, nvmectl perf
 //	          on gonvme and qemu-img bench on QEMU's nvme://, carried in with their libraries
 //	          (carry.go); the guest half is ./guestbench; a markdown table of medians
+//	lockcheck go build nvmectl, go test -c the packages importing internal/mmio ->
+//	          go tool objdump: no register store is locked or bypasses mmio's assembly
 //
 // A boot: qemu-system-x86_64 (tcg, qboot, q35, intel-iommu) with the
 // profile's controllers; the guest init (./guestinit) mounts proc, sysfs and

@@ -17,6 +17,7 @@ verbs:
   selftest                    prove the harness catches failures, panics, hangs and missing devices
   ci                          setup, gofmt, vet, host tests with -race, selftest, VM tests
   bench [flags]               one boot: fio on the kernel nvme driver vs nvmectl perf (gonvme), a table
+  lockcheck                   disassemble nvmectl and the mmio users' tests: no register store is locked
 `
 
 // exitError carries an exit status out of a verb.
@@ -44,6 +45,8 @@ func main() {
 		err = ciVerb(args)
 	case "bench":
 		err = benchVerb(args)
+	case "lockcheck":
+		err = lockVerb(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
