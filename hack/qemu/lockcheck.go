@@ -44,6 +44,7 @@ package main
 // passing the assembly one, inlined or called.
 
 import (
+	"cmp"
 	"debug/elf"
 	"debug/gosym"
 	"encoding/json"
@@ -372,8 +373,8 @@ func checkBinary(bin string, rp *regPkg, mod string) (*binReport, error) {
 		bySym[s.name] = s
 		for _, in := range s.insns {
 			if rp.files[in.file] && locked.MatchString(in.text) {
-				r.problems = append(r.problems, fmt.Sprintf("%s: locked or atomic instruction %q from %s:%d",
-					s.name, in.text, filepath.Base(in.file), in.line))
+				r.problems = append(r.problems, fmt.Sprintf("%s: locked or atomic instruction %q at %#x from %s:%d",
+					s.name, in.text, in.pc, filepath.Base(in.file), in.line))
 			}
 		}
 		for _, sf := range storeFuncs {
@@ -453,7 +454,7 @@ func checkAsm(bySym map[string]*textSym, rp *regPkg, sf storeFunc, arch string) 
 			problems = append(problems, fmt.Sprintf("%s: store %q without %s before it", name, in.text, ioBarrier[arch]))
 		}
 		barrier = ioBarrier[arch] == ""
-		off, err := strconv.ParseInt(cmpOr(m[2], "0"), 0, 64)
+		off, err := strconv.ParseInt(cmp.Or(m[2], "0"), 0, 64)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: offset of %q: %v", name, in.text, err))
 		}
@@ -463,13 +464,6 @@ func checkAsm(bySym map[string]*textSym, rp *regPkg, sf storeFunc, arch string) 
 		problems = append(problems, fmt.Sprintf("%s: stores at offsets %v, want %v in that order", name, offs, sf.offs))
 	}
 	return problems
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // disassemble runs go tool objdump on the functions of bin matching re and
