@@ -79,6 +79,12 @@ func ciVerb(args []string) error {
 	err = runStream(out, "go", "run", staticcheck, "./...")
 	step("staticcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
 
+	// No register store may be a locked instruction (internal/mmio):
+	// disassemble what would ship and what the tests run.
+	t0 = time.Now()
+	err = lockCheck(out)
+	step("lockcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
+
 	t0 = time.Now()
 	hr, err := hostTests(out)
 	if err == nil {
