@@ -159,10 +159,12 @@
 // counters while perf drives them (for example perf ADDR -t 60
 // --metrics-addr 127.0.0.1:9112, then curl 127.0.0.1:9112/metrics); a
 // port that cannot be listened on exits 1. Failed I/O or a mismatch
-// exits 2 after the results. JSON:
+// exits 2 after the results. JSON (defined once, in internal/perfjson,
+// which nvmectl's tests and hack/qemu's bench decode strictly through;
+// "schema_version" changes with any key):
 //
-//	perf         "workload" "io_size" "queue_depth" "rwmixread" "pollers" "cpus" "seconds"
-//	             "warmup_seconds" "results": [{"controller" "nsid" "workload" "io_size"
+//	perf         "schema_version" "workload" "io_size" "queue_depth" "rwmixread" "pollers"
+//	             "cpus" "seconds" "warmup_seconds" "results": [{"controller" "nsid" "workload" "io_size"
 //	             "queue_depth" "pollers" "ios" "reads" "writes" "errors" "seconds" "iops"
 //	             "mibps" "latency_us": {"avg" "min" "max" "p50" "p90" "p99" "p99_9"
 //	             "p99_99"}}] "total": {the same keys; "controller": "total"}
@@ -224,5 +226,5 @@
 // (RLIMIT_MEMLOCK, device numbers, CPU affinity),
 // github.com/prometheus/client_golang (serve, perf --metrics-addr),
 // github.com/cilium/ebpf (trace), and gonvme's vfio, dma, nvme,
-// nvme/pcie, nvme/spec, poller and metrics packages.
+// nvme/pcie, nvme/spec, poller, metrics and internal/perfjson packages.
 package main

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/poller"
@@ -415,7 +416,7 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 		return classify(err)
 	}
 	if g.out == formatJSON {
-		if err := writeJSON(stdout, rep); err != nil {
+		if err := perfjson.Write(stdout, &rep.Report); err != nil {
 			return deviceError{err}
 		}
 	} else {
@@ -1078,63 +1079,20 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// perfLatency is a latency summary in µs.
-type perfLatency struct {
-	Avg   float64 `json:"avg"`
-	Min   float64 `json:"min"`
-	Max   float64 `json:"max"`
-	P50   float64 `json:"p50"`
-	P90   float64 `json:"p90"`
-	P99   float64 `json:"p99"`
-	P999  float64 `json:"p99_9"`
-	P9999 float64 `json:"p99_99"`
-}
-
-// perfResult is one row: a namespace (all its pollers) or the total.
-type perfResult struct {
-	Controller string      `json:"controller"`
-	NSID       uint32      `json:"nsid"`
-	Workload   string      `json:"workload"`
-	IOSize     int         `json:"io_size"`
-	QueueDepth int         `json:"queue_depth"`
-	Pollers    int         `json:"pollers"`
-	IOs        uint64      `json:"ios"`
-	Reads      uint64      `json:"reads"`
-	Writes     uint64      `json:"writes"`
-	Errors     uint64      `json:"errors"`
-	Seconds    float64     `json:"seconds"`
-	IOPS       float64     `json:"iops"`
-	MiBps      float64     `json:"mibps"`
-	Latency    perfLatency `json:"latency_us"`
-
+// perfRow accumulates one row of the report: a namespace (all its
+// pollers) or the total.
+type perfRow struct {
+	perfjson.Result
 	hist  poller.Histogram
 	minNS int64
 	maxNS int64
 }
 
-// perfVerify is the --verify summary.
-type perfVerify struct {
-	Enabled       bool   `json:"enabled"`
-	Seed          uint64 `json:"seed"`
-	Blocks        uint64 `json:"blocks"`
-	Checked       uint64 `json:"checked"`
-	Mismatches    uint64 `json:"mismatches"`
-	FirstMismatch string `json:"first_mismatch,omitempty"`
-}
-
-// perfReport is what perf prints; doc.go lists its JSON keys.
+// perfReport is what perf prints: the JSON of package perfjson (the one
+// definition of its keys, which doc.go lists) and what the exit status
+// needs.
 type perfReport struct {
-	Workload      string       `json:"workload"`
-	IOSize        int          `json:"io_size"`
-	QueueDepth    int          `json:"queue_depth"`
-	RWMixRead     int          `json:"rwmixread"`
-	Pollers       int          `json:"pollers"`
-	CPUs          []int        `json:"cpus"`
-	Seconds       float64      `json:"seconds"`
-	WarmupSeconds float64      `json:"warmup_seconds"`
-	Results       []perfResult `json:"results"`
-	Total         perfResult   `json:"total"`
-	Verify        perfVerify   `json:"verify"`
+	perfjson.Report
 
 	failedIOs  uint64
 	firstError string
@@ -1142,13 +1100,13 @@ type perfReport struct {
 
 func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
 	cfg := r.cfg
-	rep := &perfReport{
+	rep := &perfReport{Report: perfjson.Report{
 		Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, RWMixRead: cfg.readPct,
 		Pollers: len(cfg.cpus), CPUs: cfg.cpus, Seconds: round3(elapsed.Seconds()), WarmupSeconds: round3(cfg.warmup.Seconds()),
-		Verify: perfVerify{Enabled: cfg.verify},
-	}
-	base := perfResult{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds(), minNS: math.MaxInt64}
-	rows := make([]perfResult, len(targets))
+		Verify: perfjson.Verify{Enabled: cfg.verify},
+	}}
+	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()}, minNS: math.MaxInt64}
+	rows := make([]perfRow, len(targets))
 	for i, t := range targets {
 		rows[i] = base
 		rows[i].Controller, rows[i].NSID = t.addr, t.ns.ID()
@@ -1156,7 +1114,7 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	tot := base
 	tot.Controller = "total"
 	for _, j := range r.jobs {
-		for _, x := range []*perfResult{&rows[j.row], &tot} {
+		for _, x := range []*perfRow{&rows[j.row], &tot} {
 			x.Pollers++
 			x.IOs += j.ios
 			x.Reads += j.reads
@@ -1184,16 +1142,18 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	if cfg.verify {
 		rep.Verify.Seed = r.seed
 	}
+	rep.Results = make([]perfjson.Result, len(rows))
 	for i := range rows {
 		rows[i].finish(elapsed)
+		rep.Results[i] = rows[i].Result
 	}
 	tot.finish(elapsed)
-	rep.Results, rep.Total = rows, tot
+	rep.Total = tot.Result
 	return rep
 }
 
 // finish turns the counts into rates and the latency summary.
-func (x *perfResult) finish(elapsed time.Duration) {
+func (x *perfRow) finish(elapsed time.Duration) {
 	sec := elapsed.Seconds()
 	if sec > 0 {
 		x.IOPS = round3(float64(x.IOs) / sec)
@@ -1207,7 +1167,7 @@ func (x *perfResult) finish(elapsed time.Duration) {
 	// A bucket's midpoint can lie outside [min, max]; the true quantile
 	// cannot.
 	q := func(p float64) float64 { return us(min(max(int64(x.hist.Quantile(p)), x.minNS), x.maxNS)) }
-	x.Latency = perfLatency{
+	x.Latency = perfjson.Latency{
 		Avg: us(int64(x.hist.Mean())), Min: us(x.minNS), Max: us(x.maxNS),
 		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
 	}
@@ -1234,7 +1194,7 @@ func (rep *perfReport) writeTable(w io.Writer) {
 		fmt.Fprintf(w, " %*s", width, c)
 	}
 	fmt.Fprintln(w)
-	row := func(x *perfResult, name, nsid string) {
+	row := func(x *perfjson.Result, name, nsid string) {
 		readPct := 0.0
 		if x.IOs > 0 {
 			readPct = 100 * float64(x.Reads) / float64(x.IOs)

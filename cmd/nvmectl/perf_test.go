@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -106,104 +106,17 @@ func (r *perfRig) run(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// perfJSON is the documented shape of perf -o json.
-type perfJSON struct {
-	Workload      string   `json:"workload"`
-	IOSize        int      `json:"io_size"`
-	QueueDepth    int      `json:"queue_depth"`
-	RWMixRead     int      `json:"rwmixread"`
-	Pollers       int      `json:"pollers"`
-	CPUs          []int    `json:"cpus"`
-	Seconds       float64  `json:"seconds"`
-	WarmupSeconds float64  `json:"warmup_seconds"`
-	Results       []perfJR `json:"results"`
-	Total         perfJR   `json:"total"`
-	Verify        struct {
-		Enabled       bool   `json:"enabled"`
-		Seed          uint64 `json:"seed"`
-		Blocks        uint64 `json:"blocks"`
-		Checked       uint64 `json:"checked"`
-		Mismatches    uint64 `json:"mismatches"`
-		FirstMismatch string `json:"first_mismatch"`
-	} `json:"verify"`
-}
-
-type perfJR struct {
-	Controller string             `json:"controller"`
-	NSID       uint32             `json:"nsid"`
-	Workload   string             `json:"workload"`
-	IOSize     int                `json:"io_size"`
-	QueueDepth int                `json:"queue_depth"`
-	Pollers    int                `json:"pollers"`
-	IOs        uint64             `json:"ios"`
-	Reads      uint64             `json:"reads"`
-	Writes     uint64             `json:"writes"`
-	Errors     uint64             `json:"errors"`
-	Seconds    float64            `json:"seconds"`
-	IOPS       float64            `json:"iops"`
-	MiBps      float64            `json:"mibps"`
-	Latency    map[string]float64 `json:"latency_us"`
-}
-
-// perfLatencyKeys are the documented keys of "latency_us", in order.
-var perfLatencyKeys = []string{"avg", "min", "max", "p50", "p90", "p99", "p99_9", "p99_99"}
-
-// decodePerf parses perf's JSON strictly against the documented keys and
-// checks what every result must satisfy.
-func decodePerf(t *testing.T, out string) perfJSON {
+// decodePerf parses perf's JSON with package perfjson, the one definition
+// of its keys: strictly (no key missing, none unknown) and with the checks
+// every report must pass (rates agree with counts, latencies ordered and
+// not zero where I/O was measured).
+func decodePerf(t *testing.T, out string) *perfjson.Report {
 	t.Helper()
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+	p, err := perfjson.Decode([]byte(out))
+	if err != nil {
 		t.Fatalf("perf json: %v in\n%s", err, out)
-	}
-	for _, k := range []string{"workload", "io_size", "queue_depth", "rwmixread", "pollers", "cpus", "seconds", "warmup_seconds", "results", "total", "verify"} {
-		if _, ok := raw[k]; !ok {
-			t.Errorf("perf json: no key %q", k)
-		}
-	}
-	dec := json.NewDecoder(strings.NewReader(out))
-	dec.DisallowUnknownFields()
-	var p perfJSON
-	if err := dec.Decode(&p); err != nil {
-		t.Fatalf("perf json: %v in\n%s", err, out)
-	}
-	for _, x := range append(slices.Clone(p.Results), p.Total) {
-		checkPerfRow(t, x)
 	}
 	return p
-}
-
-// checkPerfRow checks one row: rates agree with the counts, latencies
-// are ordered.
-func checkPerfRow(t *testing.T, x perfJR) {
-	t.Helper()
-	for _, k := range perfLatencyKeys {
-		if _, ok := x.Latency[k]; !ok {
-			t.Errorf("%s ns %d: latency_us has no %q: %v", x.Controller, x.NSID, k, x.Latency)
-		}
-	}
-	if len(x.Latency) != len(perfLatencyKeys) {
-		t.Errorf("latency_us keys %v, want %v", x.Latency, perfLatencyKeys)
-	}
-	if x.IOs == 0 || x.IOPS <= 0 || x.Reads+x.Writes != x.IOs {
-		t.Errorf("%s ns %d: ios %d (reads %d, writes %d), iops %v", x.Controller, x.NSID, x.IOs, x.Reads, x.Writes, x.IOPS)
-	}
-	if want := float64(x.IOs) / x.Seconds; x.Seconds <= 0 || x.IOPS < want*0.99 || x.IOPS > want*1.01 {
-		t.Errorf("%s ns %d: iops %v, but %d I/Os in %v s", x.Controller, x.NSID, x.IOPS, x.IOs, x.Seconds)
-	}
-	if want := x.IOPS * float64(x.IOSize) / (1 << 20); x.MiBps < want*0.99 || x.MiBps > want*1.01 {
-		t.Errorf("%s ns %d: mibps %v, want %v", x.Controller, x.NSID, x.MiBps, want)
-	}
-	l := x.Latency
-	order := []string{"min", "p50", "p90", "p99", "p99_9", "p99_99", "max"}
-	for i := 1; i < len(order); i++ {
-		if l[order[i-1]] > l[order[i]] {
-			t.Errorf("%s ns %d: latency %s %v > %s %v", x.Controller, x.NSID, order[i-1], l[order[i-1]], order[i], l[order[i]])
-		}
-	}
-	if l["min"] <= 0 || l["avg"] < l["min"] || l["avg"] > l["max"] {
-		t.Errorf("%s ns %d: latency avg %v outside [min %v, max %v]", x.Controller, x.NSID, l["avg"], l["min"], l["max"])
-	}
 }
 
 func TestPerfParseSize(t *testing.T) {
@@ -369,7 +282,7 @@ func TestPerfMix(t *testing.T) {
 	}{{"rw", 70}, {"randrw", 30}, {"randrw", 0}, {"rw", 100}} {
 		// Enough I/Os for the share of reads to be within a few points
 		// (other processes may slow a run down: run longer then).
-		var p perfJSON
+		var p *perfjson.Report
 		var devR, devW uint64
 		for secs := 0.3; ; secs *= 2 {
 			before := r.fakes[0].Stats()
@@ -560,7 +473,7 @@ func freeAddr(t *testing.T) string {
 // first (not less) and perf's report: at most the reads perf counted plus
 // what can be in flight (inflight: pollers x namespaces x QD). It returns
 // the report and the second count.
-func perfScrape(t *testing.T, runPerf func(args ...string) (int, string, string), inflight uint64, wait time.Duration, args ...string) (perfJSON, float64) {
+func perfScrape(t *testing.T, runPerf func(args ...string) (int, string, string), inflight uint64, wait time.Duration, args ...string) (*perfjson.Report, float64) {
 	t.Helper()
 	addr := freeAddr(t)
 	base := "http://" + addr

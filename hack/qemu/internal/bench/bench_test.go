@@ -104,38 +104,55 @@ func TestParseFioErrors(t *testing.T) {
 }
 
 // nvmectl-perf.json is the output of `nvmectl perf -q 32 -s 4096 -w
-// randread -t 2 --warmup 1 -c 1 -o json` in a guest of profile null.
+// randread -t 2 --warmup 1 -c 1 -o json` in a guest of profile null
+// (schema version 1).
 func TestParsePerf(t *testing.T) {
 	p, err := ParsePerf(readTestdata(t, "nvmectl-perf.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Perf{IOs: 139567, Seconds: 2.002, IOPS: 69699.132, MiBps: 272.262,
-		Lat: Latency{Avg: 457, Min: 62.9, Max: 33681.02, P50: 237.568, P90: 376.832, P99: 6553.6, P999: 15204.352}}
+	want := Perf{IOs: 46336, Seconds: 2.002, IOPS: 23143.598, MiBps: 90.405,
+		Lat: Latency{Avg: 1385.121, Min: 143.699, Max: 26682.198, P50: 409.6, P90: 4063.232, P99: 13107.2, P999: 26214.4}}
 	if p != want {
 		t.Errorf("got  %+v\nwant %+v", p, want)
 	}
 }
 
+// TestParsePerfErrors: what perf's JSON must not be. A renamed key, a
+// missing one or a zero where I/O was measured is an error naming it, not
+// a 0 in the table.
 func TestParsePerfErrors(t *testing.T) {
-	for name, out := range map[string]string{
-		"empty":       "",
-		"no total":    `{"results": []}`,
-		"bad json":    `{"total": {"ios": "many"}}`,
-		"ios no iops": `{"total": {"ios": 10, "iops": 0}}`,
+	good := string(readTestdata(t, "nvmectl-perf.json"))
+	total := strings.Index(good, `"total"`)
+	inTotal := func(old, new string) string { return good[:total] + strings.Replace(good[total:], old, new, 1) }
+	for name, tt := range map[string]struct{ out, msg string }{
+		"empty":          {"", "no JSON object"},
+		"no total":       {good[:total] + `"verify": {}}`, `missing key "total"`},
+		"bad json":       {`{"total": {"ios": "many"}}`, "cannot unmarshal"},
+		"old schema":     {strings.Replace(good, `"schema_version": 1,`, "", 1), `missing key "schema_version"`},
+		"renamed p50":    {inTotal(`"p50"`, `"p50_us"`), `unknown field "p50_us"`},
+		"missing iops":   {inTotal(`"iops": 23143.598,`, ""), `missing key "total.iops"`},
+		"missing p99_9":  {inTotal(`"p99_9": 26214.4,`, ""), `missing key "total.latency_us.p99_9"`},
+		"zero iops":      {inTotal(`"iops": 23143.598`, `"iops": 0`), "total: perf json does not match schema: iops is 0 with 46336 I/Os measured"},
+		"zero latency":   {inTotal(`"p50": 409.6`, `"p50": 0`), "total: perf json does not match schema: latency_us.p50 is 0 with 46336 I/Os measured"},
+		"trailing text":  {good + "perf: done\n", "data after the report"},
+		"two reports":    {good + good, "data after the report"},
+		"unknown at top": {strings.Replace(good, `"pollers": 1,`, `"pollers": 1, "poller": 1,`, 1), `unknown field "poller"`},
 	} {
-		if _, err := ParsePerf([]byte(out)); err == nil {
-			t.Errorf("%s: no error", name)
+		_, err := ParsePerf([]byte(tt.out))
+		if err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: err %v, want %q", name, err, tt.msg)
 		}
 	}
-	p, err := ParsePerf([]byte(`{"total": {"ios": 10, "errors": 2, "seconds": 5.01, "iops": 2}}`))
-	if err != nil || p.Errors != 2 || p.Seconds != 5.01 {
-		t.Errorf("errors and seconds: %+v, %v", p, err)
-	}
 	// Text before the object (a progress line on stdout) is skipped.
-	p, err = ParsePerf([]byte("warming up 1s\n{\"total\": {\"ios\": 10, \"iops\": 2}}\n"))
-	if err != nil || p.IOs != 10 || p.IOPS != 2 {
+	p, err := ParsePerf([]byte("warming up 1s\n" + good))
+	if err != nil || p.IOs != 46336 {
 		t.Errorf("with a leading line: %+v, %v", p, err)
+	}
+	// Failed I/O: the report is printed, Errors says how many.
+	p, err = ParsePerf([]byte(strings.ReplaceAll(good, `"errors": 0`, `"errors": 2`)))
+	if err != nil || p.Errors != 2 {
+		t.Errorf("errors: %+v, %v", p, err)
 	}
 }
 

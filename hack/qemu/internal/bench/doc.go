@@ -12,6 +12,9 @@
 // tests run them on captured output. Latencies are in microseconds
 // throughout.
 //
-// The package imports only the standard library. Its functions keep no
+// nvmectl perf's JSON is defined once, in internal/perfjson; ParsePerf
+// decodes it through that package, strictly.
+//
+// The package imports the standard library and internal/perfjson. Its functions keep no
 // state and may be called from any goroutine.
 package bench

@@ -7,6 +7,8 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+
+	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 )
 
 // FioJob is one job of fio's JSON output, reduced to what the table uses.
@@ -129,52 +131,24 @@ type Perf struct {
 	Lat     Latency
 }
 
-// perfOutput mirrors nvmectl perf's JSON: {"results":[...],"total":{...}}.
-type perfOutput struct {
-	Results []json.RawMessage `json:"results"`
-	Total   *struct {
-		IOs       uint64  `json:"ios"`
-		Errors    uint64  `json:"errors"`
-		Seconds   float64 `json:"seconds"`
-		IOPS      float64 `json:"iops"`
-		MiBps     float64 `json:"mibps"`
-		LatencyUS *struct {
-			Avg  float64 `json:"avg"`
-			Min  float64 `json:"min"`
-			Max  float64 `json:"max"`
-			P50  float64 `json:"p50"`
-			P90  float64 `json:"p90"`
-			P99  float64 `json:"p99"`
-			P999 float64 `json:"p99_9"`
-		} `json:"latency_us"`
-	} `json:"total"`
-}
-
 // ParsePerf reads the JSON `nvmectl perf -o json` prints and returns its
-// total. Text before the JSON object is skipped. perf prints the JSON even
-// when it exits 2 for failed I/O; Errors says how many failed.
+// total. Text before the JSON object is skipped. The JSON is decoded by
+// perfjson.Decode, strictly: a missing or unknown key, another schema
+// version, or a total that measured I/O with a zero rate or latency is an
+// error naming it. perf prints the JSON even when it exits 2 for failed
+// I/O; Errors says how many failed.
 func ParsePerf(out []byte) (Perf, error) {
 	i := bytes.IndexByte(out, '{')
 	if i < 0 {
 		return Perf{}, fmt.Errorf("nvmectl perf output: no JSON object in %q", clip(out))
 	}
-	var o perfOutput
-	if err := json.NewDecoder(bytes.NewReader(out[i:])).Decode(&o); err != nil {
+	r, err := perfjson.Decode(out[i:])
+	if err != nil {
 		return Perf{}, fmt.Errorf("nvmectl perf output: %w", err)
 	}
-	if o.Total == nil {
-		return Perf{}, fmt.Errorf("nvmectl perf output: no \"total\" in %q", clip(out))
-	}
-	t := o.Total
-	p := Perf{IOs: t.IOs, Errors: t.Errors, Seconds: t.Seconds, IOPS: t.IOPS, MiBps: t.MiBps}
-	if t.LatencyUS != nil {
-		l := t.LatencyUS
-		p.Lat = Latency{Avg: l.Avg, Min: l.Min, Max: l.Max, P50: l.P50, P90: l.P90, P99: l.P99, P999: l.P999}
-	}
-	if p.IOs > 0 && p.IOPS <= 0 {
-		return Perf{}, fmt.Errorf("nvmectl perf output: %d I/Os but %v IOPS", p.IOs, p.IOPS)
-	}
-	return p, nil
+	t, l := r.Total, r.Total.Latency
+	return Perf{IOs: t.IOs, Errors: t.Errors, Seconds: t.Seconds, IOPS: t.IOPS, MiBps: t.MiBps,
+		Lat: Latency{Avg: l.Avg, Min: l.Min, Max: l.Max, P50: l.P50, P90: l.P90, P99: l.P99, P999: l.P999}}, nil
 }
 
 // QemuImg is one qemu-img bench run.
