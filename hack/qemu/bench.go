@@ -37,6 +37,8 @@ type benchOptions struct {
 	Timeout    time.Duration
 	Keep       bool
 	Append     string // extra guest kernel command line
+	Smoke      bool   // --smoke: benchSmoke's fixed options, a pass/fail verdict
+	NoIRQ      bool   // no fio rows on the kernel's interrupt-driven queues (the smoke)
 }
 
 // The host-side benchmark printed under the table (poller/bench_test.go).
@@ -57,8 +59,21 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "time limit for the boot (0: scaled from reps, time and the runs)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory")
 	fs.StringVar(&o.Append, "append", "", "extra guest kernel command line (e.g. \"clocksource=tsc tsc=reliable\")")
+	fs.BoolVar(&o.Smoke, "smoke", false, "the check ci runs: 1 repetition of 1 s runs, randread at QD1 and QD32, no qemu-img or host rows; fails on a failed run, a missing key or a zero IOPS or latency (takes no other flag)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.Smoke {
+		var others []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "smoke" {
+				others = append(others, "--"+f.Name)
+			}
+		})
+		if len(others) > 0 || fs.NArg() > 0 {
+			return nil, fmt.Errorf("bench: --smoke takes no other flag or argument (got %s)", strings.Join(append(others, fs.Args()...), " "))
+		}
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
@@ -125,7 +140,11 @@ func parseWorkloads(list string) ([]string, error) {
 
 // runs is how many measured runs the guest does.
 func (o *benchOptions) runs() int {
-	perRep := len(o.Depths) * (3*len(o.Workloads) + len(o.QemuImg)) // io_uring irq and poll, gonvme; qemu-img
+	engines := 3 // io_uring irq and poll, gonvme
+	if o.NoIRQ {
+		engines = 2
+	}
+	perRep := len(o.Depths) * (engines*len(o.Workloads) + len(o.QemuImg)) // + qemu-img
 	return o.Reps * perRep
 }
 
@@ -161,6 +180,9 @@ func (o *benchOptions) guestArgs() []string {
 	if o.CPUProfile != "" {
 		a = append(a, "-cpuprofile")
 	}
+	if o.NoIRQ {
+		a = append(a, "-irq=false")
+	}
 	return a
 }
 
@@ -173,6 +195,9 @@ func benchVerb(args []string) error {
 		fmt.Fprintln(os.Stderr, err)
 		return exitError{2}
 	}
+	if o.Smoke {
+		return benchSmoke(os.Stdout)
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -182,71 +207,12 @@ func benchVerb(args []string) error {
 	}
 	cmdline := benchCommandLine(args)
 	started := time.Now()
-	a, err := setup(os.Stdout)
+	b, err := bootBench(os.Stdout, o)
 	if err != nil {
 		return err
 	}
-	fioBin, err := exec.LookPath("fio")
-	if err != nil {
-		return fmt.Errorf("bench: fio is not installed (as root, `go run ./hack/qemu setup` installs it; else `sudo apt-get install fio`): %w", err)
-	}
-	qemuImgBin := ""
-	if len(o.QemuImg) > 0 {
-		if qemuImgBin, err = exec.LookPath("qemu-img"); err != nil {
-			fmt.Println("bench: qemu-img not installed (package qemu-utils): no qemu-img rows")
-			o.QemuImg = nil
-		}
-	}
-	work, err := os.MkdirTemp("", "gonvme-bench-")
-	if err != nil {
-		return err
-	}
-	if o.Keep {
-		fmt.Printf("hack/qemu: work dir %s (kept)\n", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-	for _, b := range []struct{ out, pkg string }{
-		{"init", "/hack/qemu/guestinit"},
-		{"guestbench", "/hack/qemu/guestbench"},
-		{"nvmectl", "/cmd/nvmectl"},
-	} {
-		if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, b.out), modulePath+b.pkg); err != nil {
-			return err
-		}
-	}
-	cs := newCarrySet()
-	if err := cs.add(fioBin, guest.BinDir+"/fio"); err != nil {
-		return err
-	}
-	if o.CPUProfile != "" {
-		// Linux perf profiles nvmectl perf when it has no --cpuprofile.
-		if perfBin, err := exec.LookPath("perf"); err == nil {
-			if err := cs.add(perfBin, guest.BinDir+"/perf"); err != nil {
-				return err
-			}
-		}
-	}
-	if len(o.QemuImg) > 0 {
-		if err := cs.add(qemuImgBin, guest.BinDir+"/qemu-img"); err != nil {
-			return err
-		}
-	}
-	bin := strings.TrimPrefix(guest.BinDir, "/") + "/"
-	extra := append(cs.list(),
-		ramFile{Name: bin + "guestbench", Src: filepath.Join(work, "guestbench"), Perm: 0o755},
-		ramFile{Name: bin + "nvmectl", Src: filepath.Join(work, "nvmectl"), Perm: 0o755},
-	)
-	bt := &vmtest.Boot{Command: o.guestArgs(), Bind: "none"}
-	tap := &lineTap{w: os.Stdout, hide: []string{bench.SamplePrefix, bench.ProfilePrefix, bench.ReportPrefix}}
-	limit := o.timeLimit()
-	fmt.Printf("bench: %d runs in one boot of profile %s, time limit %v\n", o.runs(), o.Profile, limit)
-	v, elapsed, err := bootProfile(tap, a, work, o.Profile, bt, extra, &bootFlags{Profile: o.Profile, Timeout: limit, Keep: o.Keep, Append: o.Append})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("boot %s: %.1fs from start to verdict\n", o.Profile, elapsed.Seconds())
-	res, perr := parseBenchOutput(tap.Lines())
+	defer b.cleanup()
+	res, perr := b.res, b.perr
 
 	var hostLines []string
 	var hostErr error
@@ -257,12 +223,12 @@ func benchVerb(args []string) error {
 	var profTop string
 	var profErr error
 	if o.CPUProfile != "" {
-		profTop, profErr = writeProfile(res, o.CPUProfile, filepath.Join(work, "nvmectl"))
+		profTop, profErr = writeProfile(res, o.CPUProfile, filepath.Join(b.work, "nvmectl"))
 	}
 
 	h := tableHeader{
 		Command: cmdline, Date: started, Opts: o, Info: res.Info,
-		QEMU: qemuVersion(a.QEMU), HostCPUs: runtime.NumCPU(),
+		QEMU: qemuVersion(b.assets.QEMU), HostCPUs: runtime.NumCPU(),
 	}
 	fmt.Println()
 	fmt.Print(renderTable(h, res.Samples))
@@ -283,11 +249,7 @@ func benchVerb(args []string) error {
 	if perr != nil {
 		problems = append(problems, perr.Error())
 	}
-	if !v.Pass {
-		problems = append(problems, "boot: "+v.Reason)
-	} else if v.ExitStatus != 0 {
-		problems = append(problems, fmt.Sprintf("guestbench exited %d (failed runs are listed under the table)", v.ExitStatus))
-	}
+	problems = append(problems, bootProblems(b.v)...)
 	if len(res.Samples) == 0 {
 		problems = append(problems, "no results from the guest")
 	}
@@ -301,6 +263,109 @@ func benchVerb(args []string) error {
 		return fmt.Errorf("bench: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// bootProblems is what a bench boot's verdict says went wrong.
+func bootProblems(v verdict) []string {
+	if !v.Pass {
+		return []string{"boot: " + v.Reason}
+	}
+	if v.ExitStatus != 0 {
+		return []string{fmt.Sprintf("guestbench exited %d (failed runs are listed under the table)", v.ExitStatus)}
+	}
+	return nil
+}
+
+// benchBoot is one boot of the bench and what its console said.
+type benchBoot struct {
+	assets  *Assets
+	work    string // holds the guest programs until cleanup
+	v       verdict
+	elapsed time.Duration // from QEMU's start to the verdict
+	res     benchOutput
+	perr    error // from parseBenchOutput
+	cleanup func()
+}
+
+// bootBench builds the guest programs, carries fio (and qemu-img, Linux
+// perf when asked) into the initramfs, boots profile o.Profile once with
+// guestbench and parses what it printed. The caller runs cleanup. The
+// working directory must be in the module.
+func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
+	a, err := setup(out)
+	if err != nil {
+		return nil, err
+	}
+	fioBin, err := exec.LookPath("fio")
+	if err != nil {
+		return nil, fmt.Errorf("bench: fio is not installed (as root, `go run ./hack/qemu setup` installs it; else `sudo apt-get install fio`): %w", err)
+	}
+	qemuImgBin := ""
+	if len(o.QemuImg) > 0 {
+		if qemuImgBin, err = exec.LookPath("qemu-img"); err != nil {
+			fmt.Fprintln(out, "bench: qemu-img not installed (package qemu-utils): no qemu-img rows")
+			o.QemuImg = nil
+		}
+	}
+	work, err := os.MkdirTemp("", "gonvme-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &benchBoot{assets: a, work: work, cleanup: func() {}}
+	if o.Keep {
+		fmt.Fprintf(out, "hack/qemu: work dir %s (kept)\n", work)
+	} else {
+		b.cleanup = func() { os.RemoveAll(work) }
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.cleanup()
+		}
+	}()
+	for _, bin := range []struct{ out, pkg string }{
+		{"init", "/hack/qemu/guestinit"},
+		{"guestbench", "/hack/qemu/guestbench"},
+		{"nvmectl", "/cmd/nvmectl"},
+	} {
+		if err := goBuild(out, "build", "-o", filepath.Join(work, bin.out), modulePath+bin.pkg); err != nil {
+			return nil, err
+		}
+	}
+	cs := newCarrySet()
+	if err := cs.add(fioBin, guest.BinDir+"/fio"); err != nil {
+		return nil, err
+	}
+	if o.CPUProfile != "" {
+		// Linux perf profiles nvmectl perf when it has no --cpuprofile.
+		if perfBin, err := exec.LookPath("perf"); err == nil {
+			if err := cs.add(perfBin, guest.BinDir+"/perf"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(o.QemuImg) > 0 {
+		if err := cs.add(qemuImgBin, guest.BinDir+"/qemu-img"); err != nil {
+			return nil, err
+		}
+	}
+	bin := strings.TrimPrefix(guest.BinDir, "/") + "/"
+	extra := append(cs.list(),
+		ramFile{Name: bin + "guestbench", Src: filepath.Join(work, "guestbench"), Perm: 0o755},
+		ramFile{Name: bin + "nvmectl", Src: filepath.Join(work, "nvmectl"), Perm: 0o755},
+	)
+	bt := &vmtest.Boot{Command: o.guestArgs(), Bind: "none"}
+	tap := &lineTap{w: out, hide: []string{bench.SamplePrefix, bench.PerfPrefix, bench.ProfilePrefix, bench.ReportPrefix}}
+	limit := o.timeLimit()
+	fmt.Fprintf(out, "bench: %d runs in one boot of profile %s, time limit %v\n", o.runs(), o.Profile, limit)
+	b.v, b.elapsed, err = bootProfile(tap, a, work, o.Profile, bt, extra, &bootFlags{Profile: o.Profile, Timeout: limit, Keep: o.Keep, Append: o.Append})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "boot %s: %.1fs from start to verdict\n", o.Profile, b.elapsed.Seconds())
+	b.res, b.perr = parseBenchOutput(tap.Lines())
+	ok = true
+	return b, nil
 }
 
 // benchCommandLine is the command as a user would type it again: an
@@ -371,13 +436,15 @@ func (t *lineTap) Lines() []string {
 // benchOutput is what the guest printed for the host.
 type benchOutput struct {
 	Samples []bench.Sample
+	Perf    []bench.Perf // every nvmectl perf report, decoded on the host too
 	Info    map[string]string
 	Profile []byte   // the CPU profile (pprof), decoded
 	Report  []string // or Linux perf's report, line by line
 }
 
-// parseBenchOutput picks sample, info and profile lines out of a console.
-// A sample line that does not decode is an error (after the rest is read).
+// parseBenchOutput picks sample, perf, info and profile lines out of a
+// console. A sample or perf line that does not decode (perf's JSON is
+// decoded strictly) is an error, after the rest is read.
 func parseBenchOutput(lines []string) (benchOutput, error) {
 	out := benchOutput{Info: map[string]string{}}
 	var errs []error
@@ -385,6 +452,15 @@ func parseBenchOutput(lines []string) (benchOutput, error) {
 	for _, l := range lines {
 		if i := strings.Index(l, bench.ReportPrefix); i >= 0 {
 			out.Report = append(out.Report, strings.TrimRight(l[i+len(bench.ReportPrefix):], "\r"))
+			continue
+		}
+		if i := strings.Index(l, bench.PerfPrefix); i >= 0 {
+			p, err := bench.ParsePerf([]byte(l[i+len(bench.PerfPrefix):]))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("from the guest: %w", err))
+			} else {
+				out.Perf = append(out.Perf, p)
+			}
 			continue
 		}
 		if i := strings.Index(l, bench.ProfilePrefix); i >= 0 {
@@ -495,12 +571,13 @@ func qemuVersion(qemu string) string {
 
 // tableHeader is what the table says about how it was made.
 type tableHeader struct {
-	Command  string
-	Date     time.Time
-	Opts     *benchOptions
-	Info     map[string]string
-	QEMU     string
-	HostCPUs int
+	Command   string
+	Date      time.Time
+	Opts      *benchOptions
+	Info      map[string]string
+	QEMU      string
+	HostCPUs  int
+	NoTargets bool // leave out DESIGN.md's targets (runs too short to judge them)
 }
 
 // engineRows is the order and the label of the table's rows.
@@ -654,7 +731,9 @@ func renderTable(h tableHeader, samples []bench.Sample) string {
 			}
 		}
 	}
-	b.WriteString(renderTargets(o, cells))
+	if !h.NoTargets {
+		b.WriteString(renderTargets(o, cells))
+	}
 	if len(failures) > 0 {
 		b.WriteString("\nFailed runs:\n\n")
 		for _, f := range failures {

@@ -11,10 +11,13 @@
 //	selftest  fixtures under testdata/ prove that failures, panics, hangs, missing
 //	          devices, skips in the guest, tests that never ran, crashed binaries, DMAR
 //	          faults and kernel WARNINGs all fail the run, each with its cause named
-//	ci        setup, gofmt, vet, go test -race, selftest, VM tests
+//	ci        setup, gofmt, vet, staticcheck, lockcheck, host tests, selftest, VM tests,
+//	          bench --smoke
 //	bench     one boot: fio (io_uring, irq and polled) on the kernel nvme driver, nvmectl perf
 //	          on gonvme and qemu-img bench on QEMU's nvme://, carried in with their libraries
-//	          (carry.go); the guest half is ./guestbench; a markdown table of medians
+//	          (carry.go); the guest half is ./guestbench; a markdown table of medians.
+//	          bench --smoke (bench_smoke.go, for ci): 1 s runs at QD1 and QD32, fails on
+//	          a failed run, a missing or renamed key, a zero IOPS or latency
 //	lockcheck go build nvmectl, go test -c the packages importing internal/mmio ->
 //	          go tool objdump: no register store is locked or bypasses mmio's assembly
 //
@@ -33,6 +36,7 @@
 // Profiles are declared in package vmtest, shared by both sides. This
 // command may import vmtest, hack/qemu/internal/guest (for shared
 // constants), hack/qemu/internal/bench (bench's result lines and parsers),
+// internal/perfjson (through internal/bench),
 // the standard library and u-root's pkg/cpio; it is a single
 // goroutine program apart from the monitor relay and the timer of a boot.
 package main

@@ -4,7 +4,8 @@
 // through three drivers, one after the other, in every repetition:
 //
 //  1. the guest kernel's nvme driver (loaded with poll_queues=1) under fio's
-//     io_uring engine, with interrupts (hipri=0) and polled (hipri=1);
+//     io_uring engine, with interrupts (hipri=0, unless -irq=false) and polled
+//     (hipri=1);
 //  2. gonvme, `nvmectl perf` with one poller, after binding to vfio-pci;
 //  3. optionally QEMU's own userspace driver, `qemu-img bench nvme://`
 //     (sequential offsets; QEMU.md: each open needs a fresh trip through
@@ -25,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +53,7 @@ type options struct {
 	workloads  []string
 	qemuImg    []string // workloads for qemu-img bench
 	cpuprofile bool
+	irq        bool // fio rows with interrupts (hipri=0) as well as polled
 	fio        string
 	nvmectl    string
 	qemuImgBin string
@@ -83,6 +86,7 @@ func parseFlags(args []string) (*options, error) {
 	depths := fs.String("depths", "1,32", "queue depths, comma separated")
 	workloads := fs.String("workloads", bench.RandRead+","+bench.RandWrite, "workloads, comma separated")
 	qemuWl := fs.String("qemu-img", "", "also run qemu-img bench on QEMU's nvme:// driver for these workloads, comma separated")
+	fs.BoolVar(&o.irq, "irq", true, "also run fio on the kernel driver's interrupt-driven queues (hipri=0), not only polled")
 	fs.BoolVar(&o.cpuprofile, "cpuprofile", false, "after the runs, profile one nvmectl perf randread run at the deepest depth and print the profile")
 	fs.StringVar(&o.fio, "fio", guest.BinDir+"/fio", "fio binary")
 	fs.StringVar(&o.nvmectl, "nvmectl", guest.BinDir+"/nvmectl", "nvmectl binary")
@@ -186,7 +190,9 @@ func run(o *options) (failed int, err error) {
 		for _, wl := range o.workloads {
 			for _, qd := range o.depths {
 				for _, hipri := range []bool{false, true} {
-					r.fio(rep, wl, qd, dev, hipri)
+					if hipri || o.irq {
+						r.fio(rep, wl, qd, dev, hipri)
+					}
 				}
 			}
 		}
@@ -299,6 +305,7 @@ func (r *runner) perf(rep int, wl string, qd int) {
 	t0 := time.Now()
 	out, err := output(r.o.nvmectl, r.limit(), r.perfArgs(wl, qd)...)
 	took := time.Since(t0)
+	printPerf(out)
 	// perf prints its JSON and exits 2 when I/O failed: read what it says.
 	p, perr := bench.ParsePerf(out)
 	switch {
@@ -317,6 +324,21 @@ func (r *runner) perf(rep int, wl string, qd int) {
 		s.IOPS, s.MiBps, s.IOs, s.Seconds, s.Lat = p.IOPS, p.MiBps, p.IOs, p.Seconds, &lat
 	}
 	r.emit(s, took)
+}
+
+// printPerf passes what nvmectl perf printed on to the host as one line
+// (bench.PerfPrefix), for the host to decode too. Output that is not one
+// JSON object is left out: the run's Sample already says why it failed.
+func printPerf(out []byte) {
+	i := bytes.IndexByte(out, '{')
+	if i < 0 {
+		return
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, out[i:]); err != nil {
+		return
+	}
+	fmt.Println(bench.PerfPrefix + b.String())
 }
 
 func (r *runner) qemuImg(rep int, wl string, qd int) {

@@ -111,7 +111,7 @@ func TestParsePerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Perf{IOs: 46336, Seconds: 2.002, IOPS: 23143.598, MiBps: 90.405,
+	want := Perf{Workload: RandRead, QueueDepth: 32, IOs: 46336, Seconds: 2.002, IOPS: 23143.598, MiBps: 90.405,
 		Lat: Latency{Avg: 1385.121, Min: 143.699, Max: 26682.198, P50: 409.6, P90: 4063.232, P99: 13107.2, P999: 26214.4}}
 	if p != want {
 		t.Errorf("got  %+v\nwant %+v", p, want)

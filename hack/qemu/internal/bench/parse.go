@@ -123,12 +123,14 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 
 // Perf is the total of one `nvmectl perf -o json` run.
 type Perf struct {
-	IOs     uint64
-	Errors  uint64 // I/Os that completed with an error
-	Seconds float64
-	IOPS    float64
-	MiBps   float64
-	Lat     Latency
+	Workload   string
+	QueueDepth int
+	IOs        uint64
+	Errors     uint64 // I/Os that completed with an error
+	Seconds    float64
+	IOPS       float64
+	MiBps      float64
+	Lat        Latency
 }
 
 // ParsePerf reads the JSON `nvmectl perf -o json` prints and returns its
@@ -147,7 +149,7 @@ func ParsePerf(out []byte) (Perf, error) {
 		return Perf{}, fmt.Errorf("nvmectl perf output: %w", err)
 	}
 	t, l := r.Total, r.Total.Latency
-	return Perf{IOs: t.IOs, Errors: t.Errors, Seconds: t.Seconds, IOPS: t.IOPS, MiBps: t.MiBps,
+	return Perf{Workload: r.Workload, QueueDepth: r.QueueDepth, IOs: t.IOs, Errors: t.Errors, Seconds: t.Seconds, IOPS: t.IOPS, MiBps: t.MiBps,
 		Lat: Latency{Avg: l.Avg, Min: l.Min, Max: l.Max, P50: l.P50, P90: l.P90, P99: l.P99, P999: l.P999}}, nil
 }
 

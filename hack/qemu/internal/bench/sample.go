@@ -59,6 +59,10 @@ type Sample struct {
 const (
 	// SamplePrefix precedes a Sample as one line of JSON.
 	SamplePrefix = "GONVME-BENCH "
+	// PerfPrefix precedes the JSON one `nvmectl perf -o json` run printed,
+	// compacted to one line, so that the host decodes perf's own output
+	// (ParsePerf) as well as the Sample the guest made of it.
+	PerfPrefix = "GONVME-BENCH-PERF "
 	// InfoPrefix precedes "key=value": facts about the guest (versions,
 	// io_poll) the host prints above the table.
 	InfoPrefix = "GONVME-BENCH-INFO "
