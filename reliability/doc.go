@@ -35,9 +35,10 @@
 //     every block of every partition is read back and verified; in the VM,
 //     after the driver is closed, through the guest kernel's nvme driver
 //     (/dev/nvme0n1) as well.
-//   - TestVMKill (QEMU): a child process (this test binary again, running
-//     TestHelperKilled) writes tagged batches through VFIO, flushing after
-//     each and reporting it on stdout; the parent SIGKILLs it mid-I/O,
+//   - TestVMKill (QEMU): a child process (this test binary again, which
+//     TestMain turns into killChild, not a test, when the child's
+//     environment variable is set) writes tagged batches through VFIO,
+//     flushing after each and reporting it on stdout; the parent SIGKILLs it mid-I/O,
 //     brings the controller up itself within a bound, and checks that every
 //     flushed write is intact.
 //   - TestFaults (nvmetest): each fault nvmetest can inject (bogus and

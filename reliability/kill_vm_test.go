@@ -3,8 +3,8 @@ package reliability_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
-	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,12 +15,14 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 )
 
-// childEnv carries TestHelperKilled's parameters from TestVMKill: the
+// childEnv carries killChild's parameters from TestVMKill: the
 // controller address, the region [lo, hi), the run, the last generation
-// used, and a seed.
+// used, and a seed. TestMain (main_test.go) runs killChild instead of the
+// tests when it is set.
 const childEnv = "GONVME_RELIABILITY_KILL_CHILD"
 
 // The region of the default profile's namespace the kill test writes.
@@ -34,50 +36,45 @@ const (
 // controller up again.
 const killBound = 5 * time.Second
 
-// TestHelperKilled is the child of TestVMKill: it opens the controller
-// through VFIO and writes tagged batches until it is killed, reporting
-// each write before it starts ("write gen N lba A..B") and each batch
-// once its Flush completed ("flushed gen N lba A..B" per write, then
-// "flushed gen N done"). Run on its own, it returns at once.
-func TestHelperKilled(t *testing.T) {
-	vmtest.Require(t, "default")
-	params := os.Getenv(childEnv)
-	if params == "" {
-		// Not a child: nothing to do (the harness counts a skip in the
-		// test's own boot as a failure).
-		t.Log("the child process of TestVMKill; does something only as that")
-		return
-	}
+// killChild is the child process of TestVMKill: the test binary run again
+// with childEnv set to params. It is not a test (a run of it is not a test
+// that passed): it opens the controller through VFIO and writes tagged
+// batches until it is killed, reporting each write before it starts
+// ("write gen N lba A..B") and each batch once its Flush completed
+// ("flushed gen N lba A..B" per write, then "flushed gen N done"). It
+// returns an error only when it cannot go on; not being killed within 2
+// minutes is one.
+func killChild(params string) error {
 	var addr string
 	var lo, hi, run, gen0, seed uint64
 	if _, err := fmt.Sscan(params, &addr, &lo, &hi, &run, &gen0, &seed); err != nil {
-		t.Fatalf("%s=%q: %v", childEnv, params, err)
+		return fmt.Errorf("%s=%q: %w", childEnv, params, err)
 	}
 	ctrl, err := pcie.Open(addr, nil)
 	if err != nil {
-		t.Fatalf("child: open %s: %v", addr, err)
+		return fmt.Errorf("child: open %s: %w", addr, err)
 	}
 	ns, err := ctrl.Namespace(1)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	qp, err := ctrl.NewQueuePair(32)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	d, err := ddi.RegisterDevice(ns, ddi.NewSyncSubmitter(qp))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	buf, err := ctrl.Memory().Alloc(4 << 20)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	say := func(format string, args ...any) { os.Stdout.WriteString(fmt.Sprintf(format, args...) + "\n") }
 	rng := rand.New(rand.NewPCG(seed, run))
 	var bp ddi.Buf
 	ddi.Bioinit(&bp)
-	io := func(cmd ddi.Cmd, lba, n uint64) {
+	io := func(cmd ddi.Cmd, lba, n uint64) error {
 		ddi.Bioreset(&bp)
 		bp.Cmd, bp.Edev, bp.Lblkno = cmd, d.Edev(), lba
 		if cmd == ddi.CmdData {
@@ -85,8 +82,9 @@ func TestHelperKilled(t *testing.T) {
 		}
 		ddi.Strategy(&bp)
 		if err := ddi.Biowait(&bp); err != nil {
-			t.Fatalf("child: %v", err)
+			return fmt.Errorf("child: %w", err)
 		}
+		return nil
 	}
 	say("ready")
 	for gen, deadline := gen0+1, time.Now().Add(2*time.Minute); time.Now().Before(deadline); gen++ {
@@ -97,16 +95,20 @@ func TestHelperKilled(t *testing.T) {
 			lba := lo + rng.Uint64N(hi-lo-n+1)
 			fillBlocks(buf.Bytes[:n*512], 512, lba, gen, run)
 			say("write gen %d lba %d..%d", gen, lba, lba+n-1)
-			io(ddi.CmdData, lba, n)
+			if err := io(ddi.CmdData, lba, n); err != nil {
+				return err
+			}
 			done = append(done, [2]uint64{lba, n})
 		}
-		io(ddi.CmdFlush, 0, 0)
+		if err := io(ddi.CmdFlush, 0, 0); err != nil {
+			return err
+		}
 		for _, w := range done {
 			say("flushed gen %d lba %d..%d", gen, w[0], w[0]+w[1]-1)
 		}
 		say("flushed gen %d done", gen)
 	}
-	t.Fatal("child: not killed within 2 minutes")
+	return errors.New("child: not killed within 2 minutes")
 }
 
 // killRound is what one child reported before it died.
@@ -183,11 +185,14 @@ func TestVMKill(t *testing.T) {
 	t.Logf("%d kills, %d flushed batches intact; slowest bring-up %v after SIGKILL", rounds, batches, worst.Round(time.Millisecond))
 }
 
-// runChild starts TestHelperKilled, lets it flush `after` batches, kills
-// it during a write of the next one, and returns what it reported.
+// runChild starts killChild in a new process (this test binary, with
+// childEnv set; -test.run=^$ so that, were TestMain to miss childEnv, it
+// would run no test and exit, which fails below), lets it flush `after`
+// batches, kills it during a write of the next one, and returns what it
+// reported.
 func runChild(t *testing.T, addr string, run, gen, seed uint64, after int) *killRound {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperKilled$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d %d %d %d", childEnv, addr, uint64(killLo), uint64(killLo+killBlocks), run, gen, seed))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
