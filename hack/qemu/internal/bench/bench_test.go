@@ -27,7 +27,7 @@ func TestParseFioRandRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 1 || jobs[0].Name != "bench" || jobs[0].Error != 0 {
+	if len(jobs) != 1 || jobs[0].Name != "bench" || jobs[0].Error != 0 || jobs[0].Version != "fio-3.33" {
 		t.Fatalf("jobs = %+v", jobs)
 	}
 	d := jobs[0].Dir(RandRead)

@@ -13,10 +13,11 @@ import (
 
 // FioJob is one job of fio's JSON output, reduced to what the table uses.
 type FioJob struct {
-	Name  string
-	Error int // fio's per-job error code (an errno), 0 when the job ran
-	Read  FioDir
-	Write FioDir
+	Version string // of the fio that ran it ("fio-3.33")
+	Name    string
+	Error   int // fio's per-job error code (an errno), 0 when the job ran
+	Read    FioDir
+	Write   FioDir
 }
 
 // FioDir is one direction (read or write) of a fio job.
@@ -86,7 +87,7 @@ func ParseFio(out []byte) ([]FioJob, error) {
 	}
 	jobs := make([]FioJob, len(o.Jobs))
 	for k, j := range o.Jobs {
-		jobs[k] = FioJob{Name: j.Name, Error: j.Error, Read: j.Read.dir(), Write: j.Write.dir()}
+		jobs[k] = FioJob{Version: o.Version, Name: j.Name, Error: j.Error, Read: j.Read.dir(), Write: j.Write.dir()}
 	}
 	return jobs, nil
 }
