@@ -20,8 +20,9 @@ const ciBootTimeout = 5 * time.Minute
 const staticcheck = "honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 
 // ciVerb runs everything a fresh machine needs to trust a change: setup,
-// gofmt, go vet, staticcheck, host tests with -race, the harness selftest,
-// VM tests.
+// gofmt, go vet, staticcheck, lockcheck, host tests with -race, the harness
+// selftest, VM tests, and the bench in its smoke mode. Every step that is
+// not ok counts as at least one failure in the last line.
 func ciVerb(args []string) error {
 	root, err := moduleRoot()
 	if err != nil {
@@ -109,6 +110,11 @@ func ciVerb(args []string) error {
 		err = fmt.Errorf("no VM test passed: a ci that ran none proves nothing")
 	}
 	step("vm tests", t0, s.Passed, s.Failed, err)
+
+	// The bench's parsers and nvmectl perf's JSON, on real guest output.
+	t0 = time.Now()
+	err = benchSmoke(out)
+	step("bench smoke", t0, boolCount(err == nil), boolCount(err != nil), err)
 	return ciEnd(steps, passed, failed)
 }
 
