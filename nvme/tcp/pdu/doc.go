@@ -49,7 +49,11 @@
 // The command's SGL is a Transport Data Block; the controller pushes the
 // data in C2HData PDUs, in order, and completes the command either with a
 // CapsuleResp or, if nothing went wrong, by setting SUCCESS on the last
-// C2HData (the host then completes it with a success status of its own):
+// C2HData: the host then completes it with a success status of its own (or
+// Transient Transport Error if that PDU's data digest failed). SUCCESS
+// saves a PDU but loses the SQHD of the response, so a controller uses it
+// only on queues whose Connect disabled SQ flow control
+// (fabrics.CAttrDisableSQFlow); Linux's nvmet does exactly that:
 //
 //	host                                         controller
 //	 |-- CapsuleCmd Read CID 7, SGL 5Ah len 128K ->|

@@ -333,6 +333,9 @@ func TestSetDestMisuse(t *testing.T) {
 	if err != nil || p == nil || !p.DataPending {
 		t.Fatalf("%v %v", p, err)
 	}
+	if !bytes.Equal(p.Header, s[:DataHeaderLen]) {
+		t.Errorf("Header %x, want %x", p.Header, s[:DataHeaderLen])
+	}
 	if err := r.SetDest(make([]byte, 9)); err == nil {
 		t.Error("SetDest with a wrong length")
 	}

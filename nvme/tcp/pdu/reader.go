@@ -73,6 +73,11 @@ type PDU struct {
 	// a slice of the Reader's buffer valid until the next call to Next.
 	Data []byte
 
+	// Header is a copy of the PDU's header (HLEN bytes, no digest), valid
+	// until the next call to Next: the error data of a TermReq for errors
+	// found above the Reader (CheckData, an unknown CCCID).
+	Header []byte
+
 	ICReq      ICReq           // TypeICReq
 	ICResp     ICResp          // TypeICResp
 	Command    spec.Command    // TypeCapsuleCmd
@@ -157,9 +162,10 @@ type Reader struct {
 
 	state   readState
 	p       PDU
-	headLen int  // bytes before the data: PDO, or HLEN+HDGST without data
-	ddgst   bool // a data digest follows the data
-	staged  bool // the data is delivered from buf, not dst
+	hdr     [MaxHeadLen]byte // p.Header
+	headLen int              // bytes before the data: PDO, or HLEN+HDGST without data
+	ddgst   bool             // a data digest follows the data
+	staged  bool             // the data is delivered from buf, not dst
 	dst     []byte
 	got     int    // data bytes received into dst
 	crc     uint32 // data digest so far
@@ -352,6 +358,7 @@ func (r *Reader) header() (*PDU, error) {
 	if err := r.decode(h); err != nil {
 		return nil, r.fail(err)
 	}
+	p.Header = r.hdr[:copy(r.hdr[:], h)]
 	r.r += r.headLen
 	p.Data = nil
 	if p.DataLen == 0 {
