@@ -136,7 +136,8 @@ func TestStagingLimit(t *testing.T) {
 	b = append(b, make([]byte, 100000)...)
 	r := established(t, Host, Params{})
 	_, err := readAll(t, r, b, 4096, nil) // no destination, too big to stage
-	if !errors.Is(err, ErrLimitExceeded) {
+	var pe *Error
+	if !errors.Is(err, ErrLimitExceeded) || !errors.As(err, &pe) || len(pe.Header) != DataHeaderLen {
 		t.Fatalf("%v", err)
 	}
 }

@@ -285,7 +285,7 @@ func (r *Reader) Next() (*PDU, error) {
 	case stAwaitDest:
 		// No destination: stage the data in the buffer.
 		if need := int(r.p.DataLen) + r.ddgstLen(); need > len(r.buf) {
-			return nil, r.fail(NewError(FESDataLimitExceeded, offPLen, r.p.Type, nil,
+			return nil, r.fail(NewError(FESDataLimitExceeded, offPLen, r.p.Type, r.p.Header,
 				"%d bytes of data, more than the %d-byte reader buffer and no destination given", r.p.DataLen, len(r.buf)))
 		}
 		r.staged, r.crc = true, 0
