@@ -1,6 +1,7 @@
 package pdu
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -139,5 +140,23 @@ func TestStagingLimit(t *testing.T) {
 	var pe *Error
 	if !errors.Is(err, ErrLimitExceeded) || !errors.As(err, &pe) || len(pe.Header) != DataHeaderLen {
 		t.Fatalf("%v", err)
+	}
+}
+
+// A TermReq never carries digests; a peer that sets the digest flags on one
+// anyway must not make the reader look for a header digest (found by
+// FuzzReader: it read past the buffered header and panicked).
+func TestTermReqWithDigestFlags(t *testing.T) {
+	for _, flags := range []Flags{FlagHDGST, FlagHDGST | FlagDDGST, 0xff} {
+		for _, errData := range [][]byte{nil, []byte("0000"), make([]byte, 128)} {
+			b := AppendTermReq(nil, Controller, FESPDUSequenceError, 7, errData)
+			b[1] = byte(flags)
+			for _, chunk := range []int{1, len(b)} {
+				out, err := readAll(t, NewReader(Host, 0), b, chunk, nil)
+				if err != nil || len(out) != 1 || out[0].Term.FES != FESPDUSequenceError || out[0].Term.FEI != 7 || !bytes.Equal(out[0].data, errData) {
+					t.Errorf("flags %#x, %d bytes of error data, chunk %d: %v %+v", flags, len(errData), chunk, err, out)
+				}
+			}
+		}
 	}
 }

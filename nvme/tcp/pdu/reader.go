@@ -164,6 +164,7 @@ type Reader struct {
 	p       PDU
 	hdr     [MaxHeadLen]byte // p.Header
 	headLen int              // bytes before the data: PDO, or HLEN+HDGST without data
+	hdgst   bool             // a header digest follows the header
 	ddgst   bool             // a data digest follows the data
 	staged  bool             // the data is delivered from buf, not dst
 	dst     []byte
@@ -348,7 +349,7 @@ func (r *Reader) header() (*PDU, error) {
 	}
 	p := &r.p
 	h := b[:p.HLen]
-	if p.Flags&FlagHDGST != 0 {
+	if r.hdgst {
 		got := binary.LittleEndian.Uint32(b[p.HLen:])
 		if want := Digest(h); got != want {
 			e := NewError(FESHeaderDigestError, got, p.Type, b[:int(p.HLen)+DigestLen], "header digest %#08x, computed %#08x", got, want)
@@ -405,7 +406,8 @@ func (r *Reader) checkCommon(b []byte) *Error {
 		}
 		r.setCommon(t, flags, hlen, pdo, plen)
 		r.p.DataLen = uint32(plen - TermReqHeaderLen)
-		r.headLen, r.ddgst = TermReqHeaderLen, false
+		// Whatever its flags say, a TermReq has no digests.
+		r.headLen, r.hdgst, r.ddgst = TermReqHeaderLen, false, false
 		return nil
 	}
 
@@ -477,7 +479,7 @@ func (r *Reader) checkCommon(b []byte) *Error {
 			return bad(offPLen, "PLEN %d, want %d", plen, ICReqLen)
 		}
 		r.setCommon(t, flags, hlen, pdo, plen)
-		r.p.DataLen, r.headLen, r.ddgst = 0, ICReqLen, false
+		r.p.DataLen, r.headLen, r.hdgst, r.ddgst = 0, ICReqLen, false, false
 		return nil
 	}
 	var dataLen int64
@@ -506,7 +508,7 @@ func (r *Reader) checkCommon(b []byte) *Error {
 	}
 	r.setCommon(t, flags, hlen, pdo, plen)
 	r.p.DataLen = uint32(dataLen)
-	r.ddgst = flags&FlagDDGST != 0
+	r.hdgst, r.ddgst = flags&FlagHDGST != 0, flags&FlagDDGST != 0
 	r.headLen = int(fullHead)
 	if dataLen > 0 {
 		r.headLen = pdo
