@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -94,6 +95,14 @@ func (s *session) fatal(err error) error {
 	if errors.As(err, &pe) {
 		_, _ = s.c.Write(pdu.AppendTermReqFor(nil, pdu.Controller, pe))
 	}
+	// Close our side, then read what the host still sends until it
+	// closes: closing with unread bytes would reset the connection, and a
+	// reset can discard the TermReq before the host reads it.
+	if cw, ok := s.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, s.c)
 	return err
 }
 
