@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/seedb8fa28ef/gonvme/internal/dmamem"
 )
 
 // hugeMode says when the Allocator uses hugepages.
@@ -70,6 +72,7 @@ func WithPageSize(n int) Option {
 type Allocator struct {
 	m       Mapper
 	limiter mappingLimiter // nil when the Mapper states no limit
+	lock    bool           // mlock buffers: the Mapper does not pin them
 	cfg     config
 
 	table atomic.Pointer[[]region] // sorted by start; never modified once published
@@ -110,13 +113,16 @@ func NewAllocator(m Mapper, opts ...Option) (*Allocator, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if ps, ok := m.(iommuPageSizer); ok {
-		if n := ps.IOMMUPageSize(); n > cfg.pageSize {
-			cfg.pageSize = n
-		}
-	}
 	if cfg.pageSize < osPageSize || bits.OnesCount(uint(cfg.pageSize)) != 1 {
 		return nil, fmt.Errorf("dma: new allocator: page size %d is not a power of two of at least %d", cfg.pageSize, osPageSize)
+	}
+	if ps, ok := m.(iommuPageSizer); ok {
+		if n := ps.IOMMUPageSize(); n > cfg.pageSize {
+			if bits.OnesCount(uint(n)) != 1 {
+				return nil, fmt.Errorf("dma: new allocator: the mapper's iommu page size %d is not a power of two", n)
+			}
+			cfg.pageSize = n
+		}
 	}
 	a := &Allocator{
 		m:    m,
@@ -124,6 +130,10 @@ func NewAllocator(m Mapper, opts ...Option) (*Allocator, error) {
 		live: make(map[*Buffer]struct{}),
 	}
 	a.limiter, _ = m.(mappingLimiter)
+	a.lock = true
+	if p, ok := m.(memoryPinner); ok && p.PinsMemory() {
+		a.lock = false
+	}
 	// IOVA 0 is never handed out: a zero IOVA always means "none".
 	a.space = newSpace(m.Ranges(), IOVA(cfg.pageSize))
 	if len(a.space.free) == 0 {
@@ -148,7 +158,8 @@ type Buffer struct {
 	Bytes []byte // the requested length; starts on a page boundary
 	IOVA  IOVA   // device address of Bytes[0]; page aligned
 
-	mem  []byte // the whole mapping, page rounded
+	mem  []byte // the whole mapping, page rounded: dm.Bytes()
+	dm   *dmamem.Memory
 	huge bool
 	a    *Allocator
 }
@@ -185,15 +196,16 @@ func (a *Allocator) Alloc(size int) (*Buffer, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("dma: alloc %d bytes: size must be positive", size)
 	}
-	mem, huge, fellBack, err := a.mapFor(size)
+	dm, huge, fellBack, err := a.mapFor(size)
 	if err != nil {
 		return nil, fmt.Errorf("dma: alloc %d bytes: %w", size, err)
 	}
+	mem := dm.Bytes()
 	align := uint64(a.cfg.pageSize)
 	if huge {
-		align = HugePageSize
+		align = max(align, HugePageSize)
 	}
-	b := &Buffer{Bytes: mem[:size:size], mem: mem, huge: huge, a: a}
+	b := &Buffer{Bytes: mem[:size:size], mem: mem, dm: dm, huge: huge, a: a}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -202,7 +214,7 @@ func (a *Allocator) Alloc(size int) (*Buffer, error) {
 		a.lastFallback = fmt.Errorf("dma: alloc %d bytes: fell back to base pages: %w", size, fellBack)
 	}
 	fail := func(err error) (*Buffer, error) {
-		_ = unmapMemory(mem)
+		_ = unmapMemory(dm)
 		return nil, fmt.Errorf("dma: alloc %d bytes: %w", size, err)
 	}
 	if a.closed {
@@ -236,24 +248,25 @@ func (a *Allocator) Alloc(size int) (*Buffer, error) {
 	return b, nil
 }
 
-// mapFor maps memory for a size-byte buffer, in hugepages when the mode and
-// the free hugepage count say so. fellBack is the hugepage shortage that base
-// pages covered, if any.
-func (a *Allocator) mapFor(size int) (mem []byte, huge bool, fellBack error, err error) {
+// mapFor maps memory for a size-byte buffer, in hugepages when the mode
+// says so and the kernel has them, aligned to the page size (an IOMMU's
+// page may be larger than the system's, and VFIO wants the address
+// aligned to it as well as the IOVA). fellBack is the hugepage shortage
+// that base pages covered, if any.
+func (a *Allocator) mapFor(size int) (mem *dmamem.Memory, huge bool, fellBack error, err error) {
 	wantHuge := a.cfg.huge == hugeOn || (a.cfg.huge == hugeAuto && size >= HugePageSize)
 	if wantHuge {
-		n, ok := roundUp(size, HugePageSize)
+		page := max(a.cfg.pageSize, HugePageSize)
+		n, ok := roundUp(size, page)
 		if !ok {
 			return nil, false, nil, fmt.Errorf("size overflows when rounded to hugepages")
 		}
-		h := readHugeInfo()
-		if h.ok && h.available() < uint64(n/HugePageSize) {
-			err = hugeError(n, nil)
-		} else {
-			mem, err = mapMemory(n, true)
-			if err == nil {
-				return mem, true, nil, nil
-			}
+		// No look at the free count first: the mmap reserves the pages
+		// and fails with ENOMEM when there are too few (mapMemory turns
+		// that into ErrHugePages), and a count read first may be stale.
+		mem, err = mapMemory(n, page, true, a.lock)
+		if err == nil {
+			return mem, true, nil, nil
 		}
 		if a.cfg.huge == hugeOn || !errors.Is(err, ErrHugePages) {
 			return nil, false, nil, err
@@ -264,7 +277,7 @@ func (a *Allocator) mapFor(size int) (mem []byte, huge bool, fellBack error, err
 	if !ok {
 		return nil, false, fellBack, fmt.Errorf("size overflows when rounded to pages")
 	}
-	mem, err = mapMemory(n, false)
+	mem, err = mapMemory(n, a.cfg.pageSize, false, a.lock)
 	return mem, false, fellBack, err
 }
 
@@ -392,8 +405,8 @@ func (a *Allocator) freeLocked(b *Buffer) error {
 		a.stats.HugeBytes -= int64(len(b.mem))
 	}
 	a.stats.Frees++
-	err := unmapMemory(b.mem)
-	b.Bytes, b.mem, b.IOVA = nil, nil, 0
+	err := unmapMemory(b.dm)
+	b.Bytes, b.mem, b.dm, b.IOVA = nil, nil, nil, 0
 	if err != nil {
 		return fmt.Errorf("dma: free: %w", err)
 	}

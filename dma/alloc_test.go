@@ -541,19 +541,111 @@ func TestLookupAllocs(t *testing.T) {
 	}
 }
 
-// bigPageMapper reports an IOMMU that maps 16 KiB pages.
-type bigPageMapper struct{ *SoftMapper }
-
-func (bigPageMapper) IOMMUPageSize() int { return 16 << 10 }
-
+// TestIOMMUPageSize allocates through an IOMMU whose smallest page is
+// 64 KiB. Its mapper checks, as VFIO's type1 does, that the IOVA, the
+// address and the length are all multiples of it; mmap aligns addresses to
+// 4 KiB only, so the Allocator must align its memory itself.
 func TestIOMMUPageSize(t *testing.T) {
-	a := newTestAllocator(t, bigPageMapper{NewSoftMapper()}, WithHugePages(false))
-	if a.PageSize() != 16<<10 {
-		t.Fatalf("PageSize = %d, want the IOMMU's 16 KiB", a.PageSize())
+	const page = 64 << 10
+	m := NewSoftMapper(SoftPageSize(page))
+	a := newTestAllocator(t, m, WithHugePages(false))
+	if a.PageSize() != page {
+		t.Fatalf("PageSize = %d, want the IOMMU's %d", a.PageSize(), page)
 	}
-	b := mustAlloc(t, a, 1)
-	if b.Mapped() != 16<<10 || uint64(b.IOVA)%(16<<10) != 0 {
-		t.Errorf("mapped %d at %v: want 16 KiB at a 16 KiB boundary", b.Mapped(), b.IOVA)
+	var bufs []*Buffer
+	for _, size := range []int{1, 4096, page, page + 1, 5 * page, 1, 1, 1} {
+		b, err := a.Alloc(size)
+		if err != nil {
+			t.Fatalf("alloc %d bytes over a %d-byte iommu page: %v", size, page, err)
+		}
+		want, _ := roundUp(size, page)
+		if b.Mapped() != want || uint64(b.IOVA)%page != 0 || addrOf(b.Bytes)%page != 0 {
+			t.Errorf("alloc %d: mapped %d at %v, address %#x: want %d bytes, iova and address %d-aligned", size, b.Mapped(), b.IOVA, addrOf(b.Bytes), want, page)
+		}
+		b.Bytes[size-1] = 0x5a
+		if dev, err := m.Translate(b.IOVAAt(size-1), 1); err != nil || dev[0] != 0x5a {
+			t.Errorf("device view of the last byte: %v, %v", dev, err)
+		}
+		bufs = append(bufs, b)
+	}
+	for _, b := range bufs {
+		if err := a.Free(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pinningMapper is a SoftMapper that says it pins what it maps, as
+// VFIOMapper does.
+type pinningMapper struct{ *SoftMapper }
+
+func (pinningMapper) PinsMemory() bool { return true }
+
+// TestMemlockAccounting checks that memory a pinning mapper (VFIO) maps is
+// not also mlocked: VFIO charges its pins to RLIMIT_MEMLOCK, and locked
+// memory would count a second time.
+func TestMemlockAccounting(t *testing.T) {
+	const size = 256 << 10
+	locked := func() uint64 {
+		kb, ok := procStatusKB("VmLck")
+		if !ok {
+			t.Skip("no VmLck in /proc/self/status")
+		}
+		return kb << 10
+	}
+	for _, tt := range []struct {
+		name string
+		m    Mapper
+		want uint64 // VmLck growth
+	}{
+		{"soft mapper: locked by the allocator", NewSoftMapper(), size},
+		{"pinning mapper: left to the pin", pinningMapper{NewSoftMapper()}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newTestAllocator(t, tt.m, WithHugePages(false))
+			before := locked()
+			b := mustAlloc(t, a, size)
+			if got := locked() - before; got != tt.want {
+				t.Errorf("VmLck grew by %d bytes for a %d-byte buffer, want %d", got, size, tt.want)
+			}
+			if err := a.Free(b); err != nil {
+				t.Fatal(err)
+			}
+			if got := locked(); got != before {
+				t.Errorf("VmLck %d after Free, was %d", got, before)
+			}
+		})
+	}
+}
+
+// TestVFIOMapperRefusesHeap hands the VFIO mapper memory no Allocator made:
+// it must refuse before it reaches the container (nil here), with
+// ErrNotDMA and a message that says what to do.
+func TestVFIOMapperRefusesHeap(t *testing.T) {
+	v := NewVFIOMapper(nil)
+	a := newTestAllocator(t, nil, WithHugePages(false))
+	b := mustAlloc(t, a, 3*4096)
+	gone := mustAlloc(t, a, 4096)
+	goneBytes := gone.mem
+	if err := a.Free(gone); err != nil {
+		t.Fatal(err)
+	}
+	heap := make([]byte, 64<<10) // page aligned: the Go heap's large objects are
+	for name, mem := range map[string][]byte{
+		"go heap":            heap[:8192],
+		"part of a buffer":   b.mem[4096:],
+		"a freed buffer":     goneBytes,
+		"nil":                nil,
+		"whole heap backing": heap,
+	} {
+		err := v.Map(mem, 0x100000)
+		if !errors.Is(err, ErrNotDMA) {
+			t.Errorf("%s: Map = %v, want ErrNotDMA", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "dma.Allocator.Alloc") || !strings.Contains(err.Error(), "Go heap") {
+			t.Errorf("%s: message %q does not say what is wrong and what to do", name, err)
+		}
 	}
 	if err := a.Free(b); err != nil {
 		t.Fatal(err)

@@ -7,10 +7,15 @@
 // The garbage collector may move nothing today, but it frees and reuses heap
 // memory as soon as no Go pointer refers to it, and it cannot see the
 // device's references. The kernel may also swap or migrate ordinary pages.
-// DMA memory therefore comes from anonymous mmap, populated and locked
-// (MAP_POPULATE, MAP_LOCKED and mlock, counted against RLIMIT_MEMLOCK),
-// marked MADV_DONTFORK, in 2 MiB hugepages when there are enough, else in
-// base pages. It lives until Allocator.Free or Close.
+// DMA memory therefore comes from anonymous mmap (internal/dmamem),
+// populated, marked MADV_DONTFORK, in 2 MiB hugepages when the kernel has
+// enough, else in base pages aligned to the IOMMU's page, and held in
+// place: pinned by VFIO when it is mapped (VFIO charges the pins to
+// RLIMIT_MEMLOCK), or locked with MAP_LOCKED and mlock for a Mapper that
+// does not pin (the SoftMapper); never both, which would count it twice.
+// It lives until Allocator.Free or Close. vfio.Container.MapDMA takes only
+// the dmamem.Memory this package makes, and NewVFIOMapper's Map refuses any
+// other slice with ErrNotDMA: Go heap memory never reaches an IOMMU.
 //
 //	 process address space                          device (IOVA) space
 //	+--------------------------+                   +-------------------------+
@@ -49,8 +54,9 @@
 //
 // Every limit has a sentinel, wrapped with the numbers and how to raise it:
 // ErrMemlock (RLIMIT_MEMLOCK; ulimit -l, LimitMEMLOCK=, CAP_IPC_LOCK),
-// ErrHugePages (nr_hugepages; a shortage falls back to base pages unless
-// WithHugePages(true) demanded them), ErrMappingLimit (the Mapper's
+// ErrHugePages (nr_hugepages; the kernel refuses the hugetlb mmap with
+// ENOMEM, and the shortage falls back to base pages unless WithHugePages(true)
+// demanded them), ErrMappingLimit (the Mapper's
 // MaxMappings, VFIO's dma_entry_limit), ErrIOVASpace (the windows are full).
 //
 // # Goroutines
@@ -67,6 +73,7 @@
 // # Imports
 //
 // The standard library, golang.org/x/sys/unix (only in sys_linux.go, the one
-// file that makes system calls), and gonvme/vfio (only in vfio.go, the adapter). It must not
-// import nvme or anything above it.
+// file that makes system calls, through internal/dmamem for the mappings),
+// and gonvme/vfio (only in vfio.go, the adapter). It must not import nvme or
+// anything above it.
 package dma

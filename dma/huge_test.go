@@ -6,13 +6,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const nrHugepages = "/proc/sys/vm/nr_hugepages"
 
 // TestHugePageShortage needs no hugepages: it asks for one more than are
-// available. A demanding allocator must fail with the counts and the fix; a
-// default one must fall back to base pages and count it.
+// available. The kernel refuses the hugetlb mmap with ENOMEM; a demanding
+// allocator must fail with that, the counts and the fix; a default one must
+// fall back to base pages and count it.
 func TestHugePageShortage(t *testing.T) {
 	h := readHugeInfo()
 	if !h.ok {
@@ -29,6 +32,11 @@ func TestHugePageShortage(t *testing.T) {
 	if !errors.Is(err, ErrHugePages) {
 		t.Fatalf("alloc of %d hugepages with %d available = %v, want ErrHugePages", avail+1, avail, err)
 	}
+	// The refusal came from the kernel's mmap, not from a look at the
+	// counters beforehand.
+	if !errors.Is(err, unix.ENOMEM) {
+		t.Errorf("alloc of %d hugepages with %d available = %v, want the mmap's ENOMEM in it", avail+1, avail, err)
+	}
 	for _, want := range []string{"nr_hugepages=" + strconv.FormatUint(h.nr, 10), "free=", "echo ", "/proc/sys/vm/nr_hugepages"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
@@ -43,7 +51,7 @@ func TestHugePageShortage(t *testing.T) {
 	if st := auto.Stats(); st.HugeFallbacks != 1 || st.HugeBytes != 0 || st.Bytes != int64(size) {
 		t.Errorf("Stats = %+v, want one fallback and %d base-page bytes", st, size)
 	}
-	if err := auto.LastHugeFallback(); !errors.Is(err, ErrHugePages) || !strings.Contains(err.Error(), "nr_hugepages=") {
+	if err := auto.LastHugeFallback(); !errors.Is(err, ErrHugePages) || !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "nr_hugepages=") {
 		t.Errorf("LastHugeFallback = %v, want the shortage with its counts", err)
 	}
 	if err := auto.Free(b); err != nil {

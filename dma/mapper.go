@@ -60,6 +60,14 @@ func (r Range) String() string { return fmt.Sprintf("[%#x, %#x]", uint64(r.Start
 //
 // and the Allocator sizes and aligns its buffers to at least that.
 //
+// A Mapper that pins the pages it maps (and charges them to
+// RLIMIT_MEMLOCK, as VFIO does) may implement
+//
+//	interface{ PinsMemory() bool }
+//
+// and the Allocator then does not mlock its buffers: locked and pinned
+// memory would count twice against the limit.
+//
 // The Allocator calls Map and Unmap with its own lock held, one at a time.
 type Mapper interface {
 	Map(b []byte, iova IOVA) error
@@ -72,6 +80,12 @@ type Mapper interface {
 // and aligns base-page buffers to IOMMUPageSize (0: unknown).
 type iommuPageSizer interface {
 	IOMMUPageSize() int
+}
+
+// memoryPinner is the optional interface of a Mapper that pins what it
+// maps; the Allocator then leaves the memory unlocked.
+type memoryPinner interface {
+	PinsMemory() bool
 }
 
 // mappingLimiter is the optional interface a Mapper implements to report how

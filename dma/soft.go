@@ -32,6 +32,7 @@ type SoftMapper struct {
 	snap   atomic.Pointer[[]softMapping] // sorted by iova; never modified once published
 	ranges []Range
 	max    int // 0: no limit
+	page   int // alignment Map demands, softPage unless SoftPageSize
 }
 
 // softMapping is one recorded mapping.
@@ -56,6 +57,14 @@ func SoftMaxMappings(n int) SoftOption {
 	return func(m *SoftMapper) { m.max = n }
 }
 
+// SoftPageSize makes the SoftMapper an IOMMU whose smallest page is n bytes
+// (a power of two of at least 4 KiB): Map then demands the IOVA, the
+// address and the length aligned to n, as VFIO's type1 IOMMU checks them
+// (vfio_dma_do_map), and IOMMUPageSize reports n.
+func SoftPageSize(n int) SoftOption {
+	return func(m *SoftMapper) { m.page = n }
+}
+
 // DefaultSoftRanges are the windows of a SoftMapper made without SoftRanges.
 var DefaultSoftRanges = []Range{
 	{Start: softPage, Last: 0xfedf_ffff},
@@ -64,9 +73,12 @@ var DefaultSoftRanges = []Range{
 
 // NewSoftMapper returns an empty SoftMapper.
 func NewSoftMapper(opts ...SoftOption) *SoftMapper {
-	m := &SoftMapper{ranges: slices.Clone(DefaultSoftRanges)}
+	m := &SoftMapper{ranges: slices.Clone(DefaultSoftRanges), page: softPage}
 	for _, o := range opts {
 		o(m)
+	}
+	if m.page < softPage || m.page&(m.page-1) != 0 {
+		m.page = softPage
 	}
 	empty := []softMapping{}
 	m.snap.Store(&empty)
@@ -80,6 +92,10 @@ func (m *SoftMapper) Ranges() []Range { return slices.Clone(m.ranges) }
 // Any goroutine may call it.
 func (m *SoftMapper) MaxMappings() (n int, ok bool) { return m.max, m.max > 0 }
 
+// IOMMUPageSize returns the alignment Map demands (4 KiB, or SoftPageSize).
+// Any goroutine may call it.
+func (m *SoftMapper) IOMMUPageSize() int { return m.page }
+
 // Mappings returns the number of live mappings. Any goroutine may call it.
 func (m *SoftMapper) Mappings() int { return len(*m.snap.Load()) }
 
@@ -90,8 +106,9 @@ func (m *SoftMapper) Map(b []byte, iova IOVA) error {
 	switch {
 	case n == 0:
 		return fmt.Errorf("dma: soft map at %v: empty buffer", iova)
-	case uint64(iova)%softPage != 0 || n%softPage != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%softPage != 0:
-		return fmt.Errorf("dma: soft map %d bytes at %v: iova, address and length must be %d-byte aligned", n, iova, softPage)
+	case uint64(iova)%uint64(m.page) != 0 || n%uint64(m.page) != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(m.page) != 0:
+		return fmt.Errorf("dma: soft map %d bytes at %v (address %#x): iova, address and length must be %d-byte aligned, the iommu page: %w",
+			n, iova, uintptr(unsafe.Pointer(unsafe.SliceData(b))), m.page, ErrFault)
 	}
 	in := false
 	for _, r := range m.ranges {

@@ -13,58 +13,53 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/internal/dmamem"
 )
 
 // HugePageSize is the size of the hugepages the Allocator uses (x86-64 and
 // arm64 with 4 KiB base pages: 2 MiB, mapped with MAP_HUGE_2MB).
-const HugePageSize = 2 << 20
+const HugePageSize = dmamem.HugePageSize
 
 // hugeSysfs is the directory with the counters of 2 MiB hugepages
 // (Documentation/admin-guide/mm/hugetlbpage.rst).
 const hugeSysfs = "/sys/kernel/mm/hugepages/hugepages-2048kB"
 
 // mapMemory maps size bytes (a multiple of the page size) of anonymous,
-// populated, locked memory, in 2 MiB hugepages if huge. The pages neither
-// move nor swap until unmapMemory. MADV_DONTFORK keeps a forked child (every
-// os/exec) from sharing the pinned pages copy-on-write, which would leave the
-// device writing pages the parent no longer sees.
-func mapMemory(size int, huge bool) ([]byte, error) {
-	flags := unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_POPULATE | unix.MAP_LOCKED
-	if huge {
-		flags |= unix.MAP_HUGETLB | unix.MAP_HUGE_2MB
+// populated memory aligned to align, in 2 MiB hugepages if huge, and locks
+// it if lock (a Mapper that pins the pages itself, as VFIO does, gets
+// unlocked memory: VFIO charges its pins to RLIMIT_MEMLOCK, and locked
+// pages would count a second time). The pages neither move nor swap until
+// unmapMemory (hugepages never swap; VFIO's pin holds the others once
+// mapped). See internal/dmamem.
+func mapMemory(size, align int, huge, lock bool) (*dmamem.Memory, error) {
+	m, err := dmamem.Map(size, align, huge, lock)
+	if err == nil {
+		return m, nil
 	}
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, flags)
-	if err != nil {
-		switch {
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EPERM):
-			// mm/mmap.c do_mmap: MAP_LOCKED beyond RLIMIT_MEMLOCK is EAGAIN,
-			// a zero limit without CAP_IPC_LOCK is EPERM.
-			return nil, memlockError("mmap", size, err)
-		case huge && errors.Is(err, unix.ENOMEM):
-			return nil, hugeError(size, err)
-		}
-		return nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+	var de *dmamem.Error
+	if !errors.As(err, &de) {
+		return nil, err
 	}
-	// MAP_LOCKED does not fail when it cannot populate or lock every page;
-	// mlock does, so it is the guarantee.
-	if err := unix.Mlock(b); err != nil {
-		_ = unix.Munmap(b)
-		if errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.EPERM) {
-			return nil, memlockError("mlock", size, err)
-		}
-		return nil, fmt.Errorf("mlock %d bytes: %w", size, err)
+	switch {
+	case de.Op == "mmap" && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EPERM)):
+		// mm/mmap.c do_mmap: MAP_LOCKED beyond RLIMIT_MEMLOCK is EAGAIN,
+		// a zero limit without CAP_IPC_LOCK is EPERM.
+		return nil, memlockError("mmap", size, de.Err)
+	case de.Op == "mmap" && huge && errors.Is(err, unix.ENOMEM):
+		// A private hugetlb mapping reserves its pages at mmap time: too
+		// few free ones is ENOMEM here, never a fault later.
+		return nil, hugeError(size, de.Err)
+	case de.Op == "mlock" && (errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.EPERM)):
+		return nil, memlockError("mlock", size, de.Err)
 	}
-	if err := unix.Madvise(b, unix.MADV_DONTFORK); err != nil {
-		_ = unix.Munmap(b)
-		return nil, fmt.Errorf("madvise(MADV_DONTFORK) %d bytes: %w", size, err)
-	}
-	return b, nil
+	return nil, err
 }
 
 // unmapMemory releases memory from mapMemory.
-func unmapMemory(b []byte) error {
-	if err := unix.Munmap(b); err != nil {
-		return fmt.Errorf("munmap %d bytes: %w", len(b), err)
+func unmapMemory(m *dmamem.Memory) error {
+	if err := m.Unmap(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -81,7 +76,8 @@ func memlockError(op string, size int, cause error) error {
 	if kb, ok := procStatusKB("VmLck"); ok {
 		locked = strconv.FormatUint(kb*1024, 10) + " bytes"
 	}
-	return fmt.Errorf("%s: lock %d bytes: RLIMIT_MEMLOCK is %s, %s already locked, %d more needed: raise it with `ulimit -l` (KiB), LimitMEMLOCK= in the systemd unit, or grant CAP_IPC_LOCK (%v): %w",
+	return fmt.Errorf("%s: lock %d bytes: RLIMIT_MEMLOCK is %s, %s already locked, %d more needed "+
+		"(mlock and VFIO's DMA pins both count against it): raise it with `ulimit -l` (KiB), LimitMEMLOCK= in the systemd unit, or grant CAP_IPC_LOCK (%w): %w",
 		op, size, limit, locked, size, cause, ErrMemlock)
 }
 
@@ -166,13 +162,13 @@ func hugeError(size int, cause error) error {
 		msg += fmt.Sprintf(": %s is unreadable; is hugetlbfs support (CONFIG_HUGETLBFS) in the kernel?", hugeSysfs)
 	}
 	if cause != nil {
-		msg += fmt.Sprintf(" (%v)", cause)
+		return fmt.Errorf("%s (%w): %w", msg, cause, ErrHugePages)
 	}
 	return fmt.Errorf("%s: %w", msg, ErrHugePages)
 }
 
 // osPageSize is the base page size of the machine.
-var osPageSize = unix.Getpagesize()
+var osPageSize = dmamem.PageSize
 
 // isNoSpace reports ENOSPC, what VFIO_IOMMU_MAP_DMA returns when the
 // container's dma_entry_limit is used up (drivers/vfio/vfio_iommu_type1.c).

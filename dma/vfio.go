@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/seedb8fa28ef/gonvme/internal/dmamem"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -12,9 +13,13 @@ import (
 // Allocator over a real device. Use one VFIOMapper, and one Allocator over
 // it, per container.
 //
-// Note on RLIMIT_MEMLOCK: VFIO accounts the pages it pins in the process's
-// locked memory on top of the Allocator's mlock, so without CAP_IPC_LOCK a
-// buffer counts twice against the limit.
+// Only memory an Allocator mapped is mapped: Map refuses any other slice
+// (Go heap memory above all) with ErrNotDMA, and vfio.Container.MapDMA
+// takes nothing but the dmamem.Memory the Allocator made.
+//
+// RLIMIT_MEMLOCK: VFIO charges the pages it pins to the process's locked
+// memory. VFIOMapper reports PinsMemory, so the Allocator does not also
+// mlock them, and a buffer counts once against the limit.
 //
 // Any goroutine may call its methods; the container serializes them.
 type VFIOMapper struct {
@@ -36,7 +41,12 @@ var fallbackRanges = []Range{{Start: 0x1000, Last: 0xfedf_ffff}}
 // sentinel); one because dma_entry_limit is used up wraps ENOSPC, which the
 // Allocator reports as ErrMappingLimit.
 func (v *VFIOMapper) Map(b []byte, iova IOVA) error {
-	if err := v.c.MapDMA(b, uint64(iova)); err != nil {
+	m := dmamem.Find(b)
+	if m == nil {
+		return fmt.Errorf("dma: vfio map %d bytes at %#x for %v: not a whole buffer a dma.Allocator mapped (Go heap memory, part of a buffer, or a freed one); "+
+			"a device may only reach memory from dma.Allocator.Alloc: %w", len(b), addrOf(b), iova, ErrNotDMA)
+	}
+	if err := v.c.MapDMA(m, uint64(iova)); err != nil {
 		if errors.Is(err, vfio.ErrMemlock) {
 			return fmt.Errorf("%w: %w", err, ErrMemlock)
 		}
@@ -69,6 +79,10 @@ func (v *VFIOMapper) Ranges() []Range {
 	}
 	return out
 }
+
+// PinsMemory reports true: VFIO pins every page it maps (and charges it to
+// RLIMIT_MEMLOCK), so the Allocator does not mlock memory for this mapper.
+func (v *VFIOMapper) PinsMemory() bool { return true }
 
 // MaxMappings returns how many mappings this mapper may hold in total: the
 // ones it holds plus what the kernel still allows the container

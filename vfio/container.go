@@ -14,21 +14,36 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/internal/dmamem"
 )
 
 // Container is a VFIO container (/dev/vfio/vfio): one IOMMU address space
 // shared by the groups attached to it. Its DMA mappings translate I/O
 // virtual addresses the devices use into this process's memory.
 //
+// The IOMMU exists only while a group is attached: the kernel sets it up
+// for the first group (VFIO_SET_IOMMU) and tears it down, with every DMA
+// mapping, when the last group detaches. The Container follows it: once
+// its last group is gone, PageSize, IOVARanges and MappedBytes are back to
+// zero and the next group sets the IOMMU up again. A mapping the kernel
+// dropped that way may still be passed to UnmapDMA once, which then only
+// forgets it. A group detaches when it is closed and no device opened
+// through it is open any more (a device fd holds its group).
+//
 // Any goroutine may call any method; a mutex serialises them. Mapping and
 // unmapping are not on the I/O path.
 type Container struct {
-	mu       sync.Mutex
-	fd       int // -1 once closed
-	iommuSet bool
-	book     dmaBook
-	caps     iommuCaps
-	groups   int // groups attached
+	mu     sync.Mutex
+	k      kernel
+	fd     int // -1 once closed
+	book   dmaBook
+	caps   iommuCaps
+	groups int // groups attached; the IOMMU is set while it is positive
+	// dropped are mappings the book had and the kernel no longer has: it
+	// dropped them with the last group, or unmapped less than asked.
+	// UnmapDMA of one of them succeeds without asking the kernel.
+	dropped dmaBook
 }
 
 // OpenContainer opens /dev/vfio/vfio and checks that the kernel speaks
@@ -48,49 +63,77 @@ func (s sysfs) openContainer() (*Container, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	c := &Container{fd: fd}
-	v, err := ioctlInt(fd, ioctlGetAPIVersion, 0)
+	return newContainer(hostKernel{}, fd)
+}
+
+// newContainer checks the API version and the TYPE1v2 extension on an
+// open container fd; it closes fd on failure.
+func newContainer(k kernel, fd int) (*Container, error) {
+	c := &Container{k: k, fd: fd}
+	v, err := k.ioctl(fd, ioctlGetAPIVersion, 0)
 	if err != nil {
-		unix.Close(fd)
+		k.close(fd)
 		return nil, fmt.Errorf("vfio get api version: %w", err)
 	}
 	if v != vfioAPIVersion {
-		unix.Close(fd)
+		k.close(fd)
 		return nil, fmt.Errorf("vfio api version %d, want %d: %w", v, vfioAPIVersion, ErrUnsupported)
 	}
-	ok, err := ioctlInt(fd, ioctlCheckExtension, vfioType1v2IOMMU)
+	ok, err := k.ioctl(fd, ioctlCheckExtension, vfioType1v2IOMMU)
 	if err != nil {
-		unix.Close(fd)
+		k.close(fd)
 		return nil, fmt.Errorf("vfio check extension TYPE1v2: %w", err)
 	}
 	if ok <= 0 {
-		unix.Close(fd)
+		k.close(fd)
 		return nil, fmt.Errorf("vfio: the TYPE1v2 iommu is not available: %w; load vfio_iommu_type1 (modprobe vfio-pci pulls it in)", ErrUnsupported)
 	}
 	return c, nil
 }
 
-// setIOMMU selects the TYPE1v2 IOMMU once the first group is attached and
-// reads the usable IOVA ranges. c.mu is held.
-func (c *Container) setIOMMU() error {
-	if c.iommuSet {
-		return nil
-	}
-	if _, err := ioctlInt(c.fd, ioctlSetIOMMU, vfioType1v2IOMMU); err != nil {
-		if isPerm(err) {
-			return fmt.Errorf("vfio set iommu TYPE1v2: %w (%w): the IOMMU lacks interrupt remapping (QEMU: -device intel-iommu,intremap=on), or load vfio_iommu_type1 with allow_unsafe_interrupts=1", ErrPermission, err)
+// attachLocked runs after VFIO_GROUP_SET_CONTAINER succeeded for a group:
+// for the first group it selects the TYPE1v2 IOMMU, and for every group it
+// reads the IOMMU's page sizes and usable IOVA ranges again, since a new
+// group can bring reserved regions (RMRRs, MSI windows) that shrink them.
+// On error the caller detaches the group (GROUP_UNSET_CONTAINER), which for
+// the first group also drops the IOMMU, so the Container stays as it was.
+// c.mu is held.
+func (c *Container) attachLocked() error {
+	if c.groups == 0 {
+		if _, err := c.k.ioctl(c.fd, ioctlSetIOMMU, vfioType1v2IOMMU); err != nil {
+			if isPerm(err) {
+				return fmt.Errorf("vfio set iommu TYPE1v2: %w (%w): the IOMMU lacks interrupt remapping (QEMU: -device intel-iommu,intremap=on), or load vfio_iommu_type1 with allow_unsafe_interrupts=1", ErrPermission, err)
+			}
+			return fmt.Errorf("vfio set iommu TYPE1v2: %w", err)
 		}
-		return fmt.Errorf("vfio set iommu TYPE1v2: %w", err)
 	}
-	c.iommuSet = true
 	pg, caps, err := c.iommuInfo()
 	if err != nil {
 		return err
 	}
+	c.groups++
 	c.caps = caps
 	c.book.pgsize = pg
 	c.book.ranges = caps.ranges
 	return nil
+}
+
+// detachLocked runs when a group has left the container in the kernel.
+// With the last group the kernel released the IOMMU and every mapping;
+// the book follows. c.mu is held.
+func (c *Container) detachLocked() {
+	if c.groups == 0 {
+		return
+	}
+	c.groups--
+	if c.groups > 0 {
+		return
+	}
+	for _, m := range c.book.maps {
+		c.dropped.add(m)
+	}
+	c.book = dmaBook{}
+	c.caps = iommuCaps{}
 }
 
 // iommuInfo issues VFIO_IOMMU_GET_INFO, growing the buffer once if the
@@ -102,7 +145,7 @@ func (c *Container) iommuInfo() (uint64, iommuCaps, error) {
 		words := make([]uint64, (size+7)/8) // 8-byte aligned for the kernel struct
 		info := (*iommuType1Info)(unsafe.Pointer(&words[0]))
 		info.ArgSz = size
-		if _, err := ioctlPtr(c.fd, ioctlIOMMUGetInfo, unsafe.Pointer(&words[0])); err != nil {
+		if _, err := c.k.ioctlPtr(c.fd, ioctlIOMMUGetInfo, unsafe.Pointer(&words[0])); err != nil {
 			return 0, iommuCaps{}, fmt.Errorf("vfio iommu get info: %w", err)
 		}
 		if info.ArgSz > size && try == 0 {
@@ -130,16 +173,17 @@ func (c *Container) iommuInfo() (uint64, iommuCaps, error) {
 }
 
 // IOVARanges returns the I/O virtual address ranges the IOMMU translates,
-// as the kernel reported them when the IOMMU was set (nil before, or if the
-// kernel does not report them).
+// as the kernel reported them when the last group was attached (nil while
+// no group is attached, or if the kernel does not report them).
 func (c *Container) IOVARanges() []IOVARange {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]IOVARange(nil), c.book.ranges...)
 }
 
-// PageSize returns the smallest page size the IOMMU maps (0 before the
-// IOMMU is set). MapDMA wants iova and length in multiples of it.
+// PageSize returns the smallest page size the IOMMU maps (0 while no group
+// is attached). MapDMA wants the memory's address, its length and the iova
+// in multiples of it.
 func (c *Container) PageSize() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -151,7 +195,7 @@ func (c *Container) PageSize() uint64 {
 func (c *Container) DMAAvailable() (n uint32, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.fd < 0 || !c.iommuSet {
+	if c.fd < 0 || c.groups == 0 {
 		return 0, false
 	}
 	if _, caps, err := c.iommuInfo(); err == nil {
@@ -167,20 +211,27 @@ func (c *Container) MappedBytes() uint64 {
 	return c.book.bytes
 }
 
-// MapDMA maps b for device reads and writes at I/O virtual address iova.
-// b must be memory from mmap (not the Go heap) that stays mapped until
-// UnmapDMA; its start and length, and iova, must be multiples of PageSize.
-// The span must lie inside one of IOVARanges and overlap no earlier
-// mapping (ErrOverlap). If pinning b exceeds RLIMIT_MEMLOCK the error is a
+// MapDMA maps m, all of it, for device reads and writes at I/O virtual
+// address iova. m comes from package dma (a dma.Allocator maps its buffers
+// through dma.NewVFIOMapper): only dma makes a dmamem.Memory, so Go heap
+// memory can never be pinned for a device; a zero or unmapped Memory is
+// refused with ErrNotDMA. m's address and length, and iova, must be
+// multiples of PageSize; m must stay mapped until UnmapDMA. The span must
+// lie inside one of IOVARanges and overlap no earlier mapping
+// (ErrOverlap). If pinning m exceeds RLIMIT_MEMLOCK the error is a
 // *MemlockError.
-func (c *Container) MapDMA(b []byte, iova uint64) error {
+func (c *Container) MapDMA(m *dmamem.Memory, iova uint64) error {
+	b := m.Bytes()
+	if len(b) == 0 {
+		return fmt.Errorf("map dma at %#x: %w: no memory (a zero or unmapped dmamem.Memory); allocate DMA memory with package dma", iova, ErrNotDMA)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fd < 0 {
 		return fmt.Errorf("map dma: container %w", ErrClosed)
 	}
-	if !c.iommuSet {
-		return fmt.Errorf("map dma: no group attached to the container yet")
+	if c.groups == 0 {
+		return fmt.Errorf("map dma: no group attached to the container (the IOMMU exists only while one is)")
 	}
 	size := uint64(len(b))
 	if err := c.book.check(iova, size); err != nil {
@@ -190,15 +241,15 @@ func (c *Container) MapDMA(b []byte, iova uint64) error {
 	if c.book.pgsize != 0 && uint64(vaddr)%c.book.pgsize != 0 {
 		return fmt.Errorf("map dma at %#x: buffer address %#x is not aligned to the iommu page size %#x", iova, vaddr, c.book.pgsize)
 	}
-	m := dmaMap{
+	dm := dmaMap{
 		ArgSz: sizeofDMAMap,
 		Flags: vfioDMAMapFlagRead | vfioDMAMapFlagWrite,
 		VAddr: uint64(vaddr),
 		IOVA:  iova,
 		Size:  size,
 	}
-	_, err := ioctlPtr(c.fd, ioctlIOMMUMapDMA, unsafe.Pointer(&m))
-	runtime.KeepAlive(b)
+	_, err := c.k.ioctlPtr(c.fd, ioctlIOMMUMapDMA, unsafe.Pointer(&dm))
+	runtime.KeepAlive(m)
 	want := mapping{iova: iova, size: size, vaddr: vaddr}
 	if err != nil {
 		switch {
@@ -212,6 +263,7 @@ func (c *Container) MapDMA(b []byte, iova uint64) error {
 		return fmt.Errorf("map dma %v: %w", want, err)
 	}
 	c.book.add(want)
+	c.dropped.forget(iova, size)
 	return nil
 }
 
@@ -222,7 +274,8 @@ func memlockError(size uint64) error {
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) == nil {
 		cur = lim.Cur
 	}
-	return &MemlockError{Current: cur, Needed: lockedBytes() + size}
+	locked := lockedBytes()
+	return &MemlockError{Current: cur, Locked: locked, Needed: locked + size}
 }
 
 // lockedBytes returns the process's locked memory (VmLck in
@@ -246,7 +299,12 @@ func lockedBytes() uint64 {
 }
 
 // UnmapDMA removes the mappings inside [iova, iova+size). The span must
-// cover whole mappings made by MapDMA, at least one.
+// cover whole mappings made by MapDMA, at least one. The kernel says how
+// many bytes it unmapped; if that is not size, the book and the kernel had
+// diverged: the error wraps ErrUnmapMismatch, and the span is unmapped
+// all the same (nothing stays mapped in it), so the memory may be
+// released. A span the kernel already dropped (its last group detached)
+// is forgotten without asking it.
 func (c *Container) UnmapDMA(iova, size uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -255,11 +313,24 @@ func (c *Container) UnmapDMA(iova, size uint64) error {
 	}
 	lo, hi, err := c.book.covered(iova, size)
 	if err != nil {
+		if dlo, dhi, derr := c.dropped.covered(iova, size); derr == nil {
+			c.dropped.remove(dlo, dhi)
+			return nil
+		}
 		return err
 	}
 	u := dmaUnmap{ArgSz: sizeofDMAUnmap, IOVA: iova, Size: size}
-	if _, err := ioctlPtr(c.fd, ioctlIOMMUUnmapDMA, unsafe.Pointer(&u)); err != nil {
+	if _, err := c.k.ioctlPtr(c.fd, ioctlIOMMUUnmapDMA, unsafe.Pointer(&u)); err != nil {
 		return fmt.Errorf("unmap dma [%#x, %#x]: %w", iova, iova+size-1, err)
+	}
+	if u.Size != size {
+		// Type1v2 unmaps every mapping inside the span or fails: nothing
+		// is left mapped there, whatever the book thought.
+		for _, m := range c.book.maps[lo:hi] {
+			c.dropped.add(m)
+		}
+		c.book.remove(lo, hi)
+		return fmt.Errorf("unmap dma [%#x, %#x]: the kernel unmapped %d of %d bytes: %w: gonvme's record of the mappings had diverged from the kernel's", iova, iova+size-1, u.Size, size, ErrUnmapMismatch)
 	}
 	c.book.remove(lo, hi)
 	return nil
@@ -274,10 +345,11 @@ func (c *Container) Close() error {
 	if c.fd < 0 {
 		return nil
 	}
-	err := unix.Close(c.fd)
+	err := c.k.close(c.fd)
 	c.fd = -1
 	c.book.maps = nil
 	c.book.bytes = 0
+	c.dropped = dmaBook{}
 	if err != nil {
 		return fmt.Errorf("close vfio container: %w", err)
 	}

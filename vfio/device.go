@@ -1,6 +1,7 @@
 package vfio
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,6 +30,21 @@ type RegionInfo struct {
 	Flags  uint32 // RegionRead, RegionWrite, RegionMmap, RegionCaps
 	Size   uint64 // bytes; 0 for an unimplemented BAR
 	Offset uint64 // offset of the region in the device fd, for pread/mmap
+
+	// Sparse reports that the kernel limits mmap to Areas
+	// (VFIO_REGION_INFO_CAP_SPARSE_MMAP); Areas may then be empty, and the
+	// region cannot be mapped at all. Without it the whole region maps.
+	Sparse bool
+	Areas  []Area
+	// MSIXMappable reports VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: the MSI-X
+	// table inside this BAR may be mapped along with the rest.
+	MSIXMappable bool
+}
+
+// Area is a part of a region that may be mmapped, relative to the
+// region's start.
+type Area struct {
+	Offset, Size uint64
 }
 
 // IRQInfo describes one interrupt index (VFIO_DEVICE_GET_IRQ_INFO).
@@ -55,13 +71,15 @@ type Device struct {
 	msix    []int // eventfds while MSI-X is enabled
 	req     int   // request-notification eventfd, -1 when not set
 
+	k     kernel
 	cont  *Container
+	grp   *Group // the group the device was opened through
 	group *Group // set when the Device owns group and container (Open)
 }
 
-func newDevice(addr string, fd int, c *Container) (*Device, error) {
+func newDevice(k kernel, addr string, fd int, c *Container) (*Device, error) {
 	info := deviceInfo{ArgSz: sizeofDeviceInfo}
-	if _, err := ioctlPtr(fd, ioctlDeviceGetInfo, unsafe.Pointer(&info)); err != nil {
+	if _, err := k.ioctlPtr(fd, ioctlDeviceGetInfo, unsafe.Pointer(&info)); err != nil {
 		return nil, fmt.Errorf("vfio device %s get info: %w", addr, err)
 	}
 	if info.Flags&vfioDeviceFlagsPCI == 0 {
@@ -70,20 +88,61 @@ func newDevice(addr string, fd int, c *Container) (*Device, error) {
 	if info.NumRegions <= PCIConfigRegion || info.NumRegions > 64 {
 		return nil, fmt.Errorf("vfio device %s: %d regions, want %d..64", addr, info.NumRegions, PCIConfigRegion+1)
 	}
-	d := &Device{addr: addr, fd: fd, flags: info.Flags, irqs: info.NumIRQs, cont: c, req: -1}
+	d := &Device{k: k, addr: addr, fd: fd, flags: info.Flags, irqs: info.NumIRQs, cont: c, req: -1}
 	for i := uint32(0); i < info.NumRegions; i++ {
-		r := regionInfo{ArgSz: sizeofRegionInfo, Index: i}
-		if _, err := ioctlPtr(fd, ioctlDeviceGetRegionInfo, unsafe.Pointer(&r)); err != nil {
-			if errors.Is(err, unix.EINVAL) {
-				// Optional regions (VGA) may be absent.
-				d.regions = append(d.regions, RegionInfo{Index: i})
-				continue
-			}
+		r, err := d.regionInfo(i)
+		if errors.Is(err, unix.EINVAL) {
+			// Optional regions (VGA) may be absent.
+			d.regions = append(d.regions, RegionInfo{Index: i})
+			continue
+		}
+		if err != nil {
 			return nil, fmt.Errorf("vfio device %s get region %d info: %w", addr, i, err)
 		}
-		d.regions = append(d.regions, RegionInfo{Index: i, Flags: r.Flags, Size: r.Size, Offset: r.Offset})
+		d.regions = append(d.regions, r)
 	}
 	return d, nil
+}
+
+// maxRegionInfo bounds the buffer the kernel may ask for a region's
+// capability chain.
+const maxRegionInfo = 64 << 10
+
+// regionInfo issues VFIO_DEVICE_GET_REGION_INFO for region i and, when the
+// kernel has capabilities for it, again with room for them (the kernel
+// says how much in argsz), then parses the chain.
+func (d *Device) regionInfo(i uint32) (RegionInfo, error) {
+	size := uint32(sizeofRegionInfo)
+	for try := 0; ; try++ {
+		words := make([]uint64, (size+7)/8)
+		r := (*regionInfo)(unsafe.Pointer(&words[0]))
+		r.ArgSz = size
+		r.Index = i
+		if _, err := d.k.ioctlPtr(d.fd, ioctlDeviceGetRegionInfo, unsafe.Pointer(&words[0])); err != nil {
+			return RegionInfo{}, err
+		}
+		out := RegionInfo{Index: i, Flags: r.Flags, Size: r.Size, Offset: r.Offset}
+		if r.Flags&RegionCaps == 0 {
+			return out, nil
+		}
+		if r.ArgSz > size && try == 0 {
+			if r.ArgSz > maxRegionInfo {
+				return RegionInfo{}, fmt.Errorf("kernel wants a %d-byte buffer for the region's capabilities", r.ArgSz)
+			}
+			size = r.ArgSz
+			continue
+		}
+		if r.CapOffset == 0 {
+			return out, nil
+		}
+		buf := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), int(size))
+		caps, err := parseRegionCaps(bytes.Clone(buf), r.CapOffset, r.Size)
+		if err != nil {
+			return RegionInfo{}, err
+		}
+		out.Sparse, out.Areas, out.MSIXMappable = caps.sparse, caps.areas, caps.msixMappable
+		return out, nil
+	}
 }
 
 // Open binds nothing: it opens the device at addr, which must already be
@@ -172,7 +231,7 @@ func (d *Device) irqInfo(i int) (IRQInfo, error) {
 		return IRQInfo{}, fmt.Errorf("vfio device %s: no irq index %d (it has %d)", d.addr, i, d.irqs)
 	}
 	q := irqInfo{ArgSz: sizeofIRQInfo, Index: uint32(i)}
-	if _, err := ioctlPtr(d.fd, ioctlDeviceGetIRQInfo, unsafe.Pointer(&q)); err != nil {
+	if _, err := d.k.ioctlPtr(d.fd, ioctlDeviceGetIRQInfo, unsafe.Pointer(&q)); err != nil {
 		return IRQInfo{}, fmt.Errorf("vfio device %s get irq %d info: %w", d.addr, i, err)
 	}
 	return IRQInfo{Index: q.Index, Flags: q.Flags, Count: q.Count}, nil
@@ -181,6 +240,12 @@ func (d *Device) irqInfo(i int) (IRQInfo, error) {
 // MapBAR maps BAR i (0..5) into memory, read-write and shared, and returns
 // it; a second call returns the same mapping. The memory is device
 // registers: access it only through internal/mmio. It is unmapped by Close.
+//
+// When the kernel limits mmap of the BAR to some areas (the sparse-mmap
+// capability; Region(i).Areas), only those are mapped, at their offsets in
+// the returned slice; the rest of it is reserved without access, and
+// touching it faults. Registers the kernel keeps to itself (an MSI-X table
+// it traps) are reached through VFIO instead (EnableMSIX).
 func (d *Device) MapBAR(i int) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -203,12 +268,39 @@ func (d *Device) MapBAR(i int) ([]byte, error) {
 	if r.Size > 1<<40 || r.Offset > 1<<62 {
 		return nil, fmt.Errorf("vfio device %s: bar %d: implausible size %#x at offset %#x", d.addr, i, r.Size, r.Offset)
 	}
-	b, err := unix.Mmap(d.fd, int64(r.Offset), int(r.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	b, err := mapRegion(d.fd, r)
 	if err != nil {
 		return nil, fmt.Errorf("vfio device %s: mmap bar %d (%#x bytes): %w", d.addr, i, r.Size, err)
 	}
 	d.bars[i] = b
 	return b, nil
+}
+
+// mapRegion maps region r of the device fd: all of it, or, for a sparse
+// region, its areas inside a reservation of the whole size.
+func mapRegion(fd int, r RegionInfo) ([]byte, error) {
+	const prot = unix.PROT_READ | unix.PROT_WRITE
+	if !r.Sparse {
+		p, err := unix.MmapPtr(fd, int64(r.Offset), nil, uintptr(r.Size), prot, unix.MAP_SHARED)
+		if err != nil {
+			return nil, err
+		}
+		return unsafe.Slice((*byte)(p), r.Size), nil
+	}
+	if len(r.Areas) == 0 {
+		return nil, errors.New("the kernel lists no mmappable area in it (sparse mmap with none)")
+	}
+	res, err := unix.MmapPtr(-1, 0, nil, uintptr(r.Size), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("reserve address space: %w", err)
+	}
+	for _, a := range r.Areas {
+		if _, err := unix.MmapPtr(fd, int64(r.Offset+a.Offset), unsafe.Add(res, a.Offset), uintptr(a.Size), prot, unix.MAP_SHARED|unix.MAP_FIXED); err != nil {
+			_ = unix.MunmapPtr(res, uintptr(r.Size))
+			return nil, fmt.Errorf("area [%#x, +%#x): %w", a.Offset, a.Size, err)
+		}
+	}
+	return unsafe.Slice((*byte)(res), r.Size), nil
 }
 
 // configRegion returns the config space region, with d.mu held.
@@ -352,7 +444,7 @@ func (d *Device) Reset() error {
 	if !d.CanReset() {
 		return fmt.Errorf("vfio device %s: reset: %w: no function-level or bus reset available", d.addr, ErrUnsupported)
 	}
-	if _, err := ioctlInt(d.fd, ioctlDeviceReset, 0); err != nil {
+	if _, err := d.k.ioctl(d.fd, ioctlDeviceReset, 0); err != nil {
 		return fmt.Errorf("vfio device %s: reset: %w", d.addr, err)
 	}
 	return nil
@@ -446,7 +538,7 @@ func (d *Device) setIRQs(index, flags, start uint32, data []int32) error {
 	for i, fd := range data {
 		binary.NativeEndian.PutUint32(buf[sizeofIRQSet+4*i:], uint32(fd))
 	}
-	_, err := ioctlPtr(d.fd, ioctlDeviceSetIRQs, unsafe.Pointer(&words[0]))
+	_, err := d.k.ioctlPtr(d.fd, ioctlDeviceSetIRQs, unsafe.Pointer(&words[0]))
 	return err
 }
 
@@ -522,16 +614,19 @@ func (d *Device) Close() error {
 	errs := []error{d.disableMSIX(), d.disableRequest()}
 	for i, b := range d.bars {
 		if b != nil {
-			if err := unix.Munmap(b); err != nil {
+			if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))); err != nil {
 				errs = append(errs, fmt.Errorf("munmap bar %d: %w", i, err))
 			}
 			d.bars[i] = nil
 		}
 	}
-	if err := unix.Close(d.fd); err != nil {
+	if err := d.k.close(d.fd); err != nil {
 		errs = append(errs, fmt.Errorf("close device fd: %w", err))
 	}
 	d.fd = -1
+	if d.grp != nil {
+		d.grp.deviceClosed()
+	}
 	if d.group != nil {
 		errs = append(errs, d.group.Close(), d.cont.Close())
 	}

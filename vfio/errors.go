@@ -39,6 +39,15 @@ var (
 	ErrOverlap = errors.New("iova range already mapped")
 	// ErrClosed: the object was used after Close.
 	ErrClosed = errors.New("closed")
+	// ErrNotDMA: MapDMA was given no memory: a zero or unmapped
+	// dmamem.Memory. DMA memory comes from package dma.
+	ErrNotDMA = errors.New("not DMA memory")
+	// ErrUnmapMismatch: VFIO_IOMMU_UNMAP_DMA unmapped another number of
+	// bytes than the container's record said were mapped there.
+	ErrUnmapMismatch = errors.New("kernel unmapped a different size")
+	// ErrInUse: Bind refused a device whose block devices are in use or
+	// hold data (*InUseError lists why).
+	ErrInUse = errors.New("device in use")
 	// ErrUnsupported: the kernel lacks a VFIO feature this package needs
 	// (API version or the TYPE1v2 IOMMU).
 	ErrUnsupported = errors.New("unsupported by the kernel's vfio")
@@ -99,14 +108,25 @@ func (e *NotViableError) Is(target error) bool { return target == ErrNotViable }
 
 // MemlockError reports a DMA mapping refused for lack of lockable memory. It
 // matches ErrMemlock.
+//
+// VFIO counts every page it pins for DMA in the process's locked memory
+// (VmLck), the same account mlock(2) charges; memory both mlocked and
+// pinned counts twice. Package dma therefore does not mlock memory that a
+// VFIO container pins, and Locked shows what the process had locked
+// before this mapping, by VFIO pins and mlock alike.
 type MemlockError struct {
 	Current uint64 // RLIMIT_MEMLOCK soft limit in bytes (math.MaxUint64: unlimited)
-	Needed  uint64 // bytes locked by this container's mappings including the refused one
+	Locked  uint64 // bytes the process had locked already (VmLck)
+	Needed  uint64 // Locked plus the refused mapping
 }
 
-// Error gives the limit, the bytes needed and how to raise the limit.
+// Error gives the limit, the bytes needed, how they are counted, and how
+// to raise the limit.
 func (e *MemlockError) Error() string {
-	return fmt.Sprintf("map dma: locked-memory limit too low: RLIMIT_MEMLOCK is %d bytes, %d bytes needed; raise it with `ulimit -l` (KiB, or unlimited), LimitMEMLOCK= in a systemd unit, or run as root with CAP_IPC_LOCK", e.Current, e.Needed)
+	return fmt.Sprintf("map dma: locked-memory limit too low: RLIMIT_MEMLOCK is %d bytes, %d bytes needed "+
+		"(%d already locked by this process, plus %d for this mapping: VFIO counts every page it pins for DMA against RLIMIT_MEMLOCK, "+
+		"and memory that is also mlocked counts twice); raise it with `ulimit -l` (KiB, or unlimited), LimitMEMLOCK= in a systemd unit, "+
+		"or run as root with CAP_IPC_LOCK", e.Current, e.Needed, e.Locked, e.Needed-e.Locked)
 }
 
 // Is makes errors.Is(err, ErrMemlock) true.

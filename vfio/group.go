@@ -14,13 +14,19 @@ import (
 // group only when it is viable, every device in it bound to vfio-pci (or to
 // no driver, or a bridge).
 //
+// The group stays attached to its container while its fd is open or a
+// device opened through it is: the kernel keeps a group in use by its
+// devices even after the group fd is closed.
+//
 // Any goroutine may call any method.
 type Group struct {
-	mu   sync.Mutex
-	s    sysfs
-	num  int
-	fd   int // -1 once closed
-	cont *Container
+	mu      sync.Mutex
+	k       kernel
+	s       sysfs
+	num     int
+	fd      int // -1 once closed
+	cont    *Container
+	devices int // devices opened through the group and not closed yet
 }
 
 // OpenGroup opens IOMMU group n and checks that it is viable. addr, the
@@ -41,9 +47,9 @@ func (s sysfs) openGroup(n int, addr string) (*Group, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	g := &Group{s: s, num: n, fd: fd}
+	g := &Group{k: hostKernel{}, s: s, num: n, fd: fd}
 	st := groupStatus{ArgSz: sizeofGroupStatus}
-	if _, err := ioctlPtr(fd, ioctlGroupGetStatus, unsafe.Pointer(&st)); err != nil {
+	if _, err := g.k.ioctlPtr(fd, ioctlGroupGetStatus, unsafe.Pointer(&st)); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vfio group %d get status: %w", n, err)
 	}
@@ -70,8 +76,10 @@ func (s sysfs) notViable(n int, addr string) error {
 // Number returns the IOMMU group number.
 func (g *Group) Number() int { return g.num }
 
-// SetContainer attaches the group to c (VFIO_GROUP_SET_CONTAINER) and, for
-// the container's first group, selects the TYPE1v2 IOMMU (VFIO_SET_IOMMU).
+// SetContainer attaches the group to c (VFIO_GROUP_SET_CONTAINER). For the
+// container's first group it selects the TYPE1v2 IOMMU (VFIO_SET_IOMMU);
+// for every group it reads the IOMMU's page sizes and IOVA ranges again.
+// If that fails, the group is detached again and c is as before.
 func (g *Group) SetContainer(c *Container) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -87,24 +95,27 @@ func (g *Group) SetContainer(c *Container) error {
 		return fmt.Errorf("vfio group %d set container: container %w", g.num, ErrClosed)
 	}
 	cfd := int32(c.fd)
-	if _, err := ioctlPtr(g.fd, ioctlGroupSetContainer, unsafe.Pointer(&cfd)); err != nil {
+	if _, err := g.k.ioctlPtr(g.fd, ioctlGroupSetContainer, unsafe.Pointer(&cfd)); err != nil {
 		if errors.Is(err, unix.EBUSY) {
 			return busyError(fmt.Sprintf("vfio group %d set container", g.num), err)
 		}
 		return fmt.Errorf("vfio group %d set container: %w", g.num, err)
 	}
-	if err := c.setIOMMU(); err != nil {
-		ioctlInt(g.fd, ioctlGroupUnsetContainer, 0)
-		return err
+	if err := c.attachLocked(); err != nil {
+		if _, uerr := g.k.ioctl(g.fd, ioctlGroupUnsetContainer, 0); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("vfio group %d unset container: %w", g.num, uerr))
+		}
+		return fmt.Errorf("vfio group %d: %w", g.num, err)
 	}
-	c.groups++
 	g.cont = c
 	return nil
 }
 
 // OpenDevice returns the device at addr, which must be in this group and
 // the group in a container (VFIO_GROUP_GET_DEVICE_FD). The Device does not
-// own the group: closing it leaves the group open.
+// own the group: closing it leaves the group open. While the Device is
+// open it keeps the group attached to the container, even after Close of
+// the group.
 func (g *Group) OpenDevice(addr string) (*Device, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -118,7 +129,7 @@ func (g *Group) OpenDevice(addr string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open device %q: %w", addr, err)
 	}
-	fd, err := ioctlPtr(g.fd, ioctlGroupGetDeviceFD, unsafe.Pointer(name))
+	fd, err := g.k.ioctlPtr(g.fd, ioctlGroupGetDeviceFD, unsafe.Pointer(name))
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.EBUSY):
@@ -128,28 +139,53 @@ func (g *Group) OpenDevice(addr string) (*Device, error) {
 		}
 		return nil, fmt.Errorf("open vfio device %s: %w", addr, err)
 	}
-	d, err := newDevice(addr, fd, g.cont)
+	d, err := newDevice(g.k, addr, fd, g.cont)
 	if err != nil {
-		unix.Close(fd)
+		g.k.close(fd)
 		return nil, err
 	}
+	d.grp = g
+	g.devices++
 	return d, nil
 }
 
-// Close releases the group; the kernel detaches it from its container.
-// Close is idempotent.
+// deviceClosed is called by Device.Close: the last device of a closed group
+// lets it detach.
+func (g *Group) deviceClosed() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.devices--
+	if g.fd < 0 && g.devices == 0 {
+		g.detachLocked()
+	}
+}
+
+// detachLocked tells the container that the kernel detached the group.
+// g.mu is held.
+func (g *Group) detachLocked() {
+	if g.cont == nil {
+		return
+	}
+	g.cont.mu.Lock()
+	g.cont.detachLocked()
+	g.cont.mu.Unlock()
+	g.cont = nil
+}
+
+// Close releases the group. The kernel detaches it from its container now,
+// or, while devices opened through it are still open, when the last of
+// them closes; with the last group the container loses its IOMMU and every
+// DMA mapping. Close is idempotent.
 func (g *Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.fd < 0 {
 		return nil
 	}
-	err := unix.Close(g.fd)
+	err := g.k.close(g.fd)
 	g.fd = -1
-	if g.cont != nil {
-		g.cont.mu.Lock()
-		g.cont.groups--
-		g.cont.mu.Unlock()
+	if g.devices == 0 {
+		g.detachLocked()
 	}
 	if err != nil {
 		return fmt.Errorf("close vfio group %d: %w", g.num, err)

@@ -121,6 +121,18 @@ func (b *dmaBook) remove(lo, hi int) {
 	b.maps = append(b.maps[:lo], b.maps[hi:]...)
 }
 
+// forget drops every mapping that intersects [iova, iova+size).
+func (b *dmaBook) forget(iova, size uint64) {
+	for {
+		m, ok := b.overlap(iova, size)
+		if !ok {
+			return
+		}
+		i := sort.Search(len(b.maps), func(i int) bool { return b.maps[i].iova >= m.iova })
+		b.remove(i, i+1)
+	}
+}
+
 // iommuCaps is what the capability chain of VFIO_IOMMU_GET_INFO says.
 type iommuCaps struct {
 	ranges   []IOVARange
@@ -132,53 +144,123 @@ type iommuCaps struct {
 // cycle) cannot loop forever.
 const maxCaps = 64
 
+// walkCaps walks a VFIO capability chain in buf (a whole info struct as
+// the kernel filled it, whose fixed part is head bytes long), starting at
+// offset first, and calls fn with each capability's ID and offset. Offsets
+// in the chain are from the start of buf. The chain is kernel data: every
+// offset is bounds-checked and the walk is bounded.
+func walkCaps(what string, buf []byte, first uint32, head uint64, fn func(id uint16, off uint64) error) error {
+	le := binary.LittleEndian
+	off := uint64(first)
+	for n := 0; off != 0; n++ {
+		if n == maxCaps {
+			return fmt.Errorf("%s: capability chain longer than %d entries", what, maxCaps)
+		}
+		if off < head || off%4 != 0 || off+sizeofInfoCapHeader > uint64(len(buf)) {
+			return fmt.Errorf("%s: capability at %#x outside the %d-byte buffer", what, off, len(buf))
+		}
+		id := le.Uint16(buf[off:])
+		next := uint64(le.Uint32(buf[off+4:]))
+		if err := fn(id, off); err != nil {
+			return err
+		}
+		if next != 0 && next <= off {
+			return fmt.Errorf("%s: capability at %#x points back to %#x", what, off, next)
+		}
+		off = next
+	}
+	return nil
+}
+
 // parseIOMMUCaps walks the capability chain in buf, the whole
 // struct vfio_iommu_type1_info as the kernel filled it, starting at offset
 // first. Offsets in the chain are from the start of buf.
 func parseIOMMUCaps(buf []byte, first uint32) (iommuCaps, error) {
 	var caps iommuCaps
 	le := binary.LittleEndian
-	off := uint64(first)
-	for n := 0; off != 0; n++ {
-		if n == maxCaps {
-			return caps, fmt.Errorf("iommu info: capability chain longer than %d entries", maxCaps)
-		}
-		if off < sizeofIOMMUType1Info || off%4 != 0 || off+sizeofInfoCapHeader > uint64(len(buf)) {
-			return caps, fmt.Errorf("iommu info: capability at %#x outside the %d-byte buffer", off, len(buf))
-		}
-		id := le.Uint16(buf[off:])
-		next := uint64(le.Uint32(buf[off+4:]))
+	err := walkCaps("iommu info", buf, first, sizeofIOMMUType1Info, func(id uint16, off uint64) error {
 		switch id {
 		case vfioIOMMUType1InfoCapIOVA:
 			if off+sizeofCapIOVARange > uint64(len(buf)) {
-				return caps, fmt.Errorf("iommu info: iova range capability at %#x truncated", off)
+				return fmt.Errorf("iommu info: iova range capability at %#x truncated", off)
 			}
 			nr := uint64(le.Uint32(buf[off+8:]))
 			body := off + sizeofCapIOVARange
 			if nr > uint64(len(buf))/sizeofIOVARange || body+nr*sizeofIOVARange > uint64(len(buf)) {
-				return caps, fmt.Errorf("iommu info: %d iova ranges at %#x overrun the %d-byte buffer", nr, off, len(buf))
+				return fmt.Errorf("iommu info: %d iova ranges at %#x overrun the %d-byte buffer", nr, off, len(buf))
 			}
 			caps.ranges = caps.ranges[:0]
 			for i := uint64(0); i < nr; i++ {
 				p := body + i*sizeofIOVARange
 				r := IOVARange{Start: le.Uint64(buf[p:]), Last: le.Uint64(buf[p+8:])}
 				if r.Last < r.Start {
-					return caps, fmt.Errorf("iommu info: iova range %d is inverted: %v", i, r)
+					return fmt.Errorf("iommu info: iova range %d is inverted: %v", i, r)
 				}
 				caps.ranges = append(caps.ranges, r)
 			}
 			sort.Slice(caps.ranges, func(i, j int) bool { return caps.ranges[i].Start < caps.ranges[j].Start })
 		case vfioIOMMUType1InfoDMAAvail:
 			if off+sizeofCapDMAAvail > uint64(len(buf)) {
-				return caps, fmt.Errorf("iommu info: dma avail capability at %#x truncated", off)
+				return fmt.Errorf("iommu info: dma avail capability at %#x truncated", off)
 			}
 			caps.dmaAvail = le.Uint32(buf[off+8:])
 			caps.hasAvail = true
 		}
-		if next != 0 && next <= off {
-			return caps, fmt.Errorf("iommu info: capability at %#x points back to %#x", off, next)
+		return nil
+	})
+	return caps, err
+}
+
+// regionCaps is what the capability chain of a region's info says.
+type regionCaps struct {
+	sparse       bool
+	areas        []Area
+	msixMappable bool
+}
+
+// maxSparseAreas bounds the areas of one region (the kernel lists a few).
+const maxSparseAreas = 1024
+
+// parseRegionCaps walks the capability chain of a struct vfio_region_info
+// (buf, as the kernel filled it) for a region of size bytes. Each sparse
+// area must lie inside the region.
+func parseRegionCaps(buf []byte, first uint32, size uint64) (regionCaps, error) {
+	var caps regionCaps
+	le := binary.LittleEndian
+	err := walkCaps("region info", buf, first, sizeofRegionInfo, func(id uint16, off uint64) error {
+		switch id {
+		case vfioRegionInfoCapSparseMmap:
+			if off+sizeofCapSparseMmap > uint64(len(buf)) {
+				return fmt.Errorf("region info: sparse mmap capability at %#x truncated", off)
+			}
+			nr := uint64(le.Uint32(buf[off+8:]))
+			body := off + sizeofCapSparseMmap
+			if nr > maxSparseAreas || body+nr*sizeofSparseArea > uint64(len(buf)) {
+				return fmt.Errorf("region info: %d sparse mmap areas at %#x overrun the %d-byte buffer", nr, off, len(buf))
+			}
+			caps.sparse = true
+			caps.areas = make([]Area, 0, nr)
+			for i := uint64(0); i < nr; i++ {
+				p := body + i*sizeofSparseArea
+				a := Area{Offset: le.Uint64(buf[p:]), Size: le.Uint64(buf[p+8:])}
+				if a.Size == 0 {
+					continue
+				}
+				if a.Offset > size || a.Size > size-a.Offset {
+					return fmt.Errorf("region info: sparse mmap area %d [%#x, +%#x) outside the %#x-byte region", i, a.Offset, a.Size, size)
+				}
+				caps.areas = append(caps.areas, a)
+			}
+			sort.Slice(caps.areas, func(i, j int) bool { return caps.areas[i].Offset < caps.areas[j].Offset })
+			for i := 1; i < len(caps.areas); i++ {
+				if p := caps.areas[i-1]; p.Offset+p.Size > caps.areas[i].Offset {
+					return fmt.Errorf("region info: sparse mmap areas [%#x, +%#x) and [%#x, +%#x) overlap", p.Offset, p.Size, caps.areas[i].Offset, caps.areas[i].Size)
+				}
+			}
+		case vfioRegionInfoCapMSIXMappable:
+			caps.msixMappable = true
 		}
-		off = next
-	}
-	return caps, nil
+		return nil
+	})
+	return caps, err
 }

@@ -60,6 +60,14 @@ const (
 	PCIVGARegion    = 8 // VFIO_PCI_VGA_REGION_INDEX
 )
 
+// Region capability IDs (struct vfio_info_cap_header.id in the chain after
+// struct vfio_region_info).
+const (
+	vfioRegionInfoCapSparseMmap   = 1 // VFIO_REGION_INFO_CAP_SPARSE_MMAP
+	vfioRegionInfoCapType         = 2 // VFIO_REGION_INFO_CAP_TYPE
+	vfioRegionInfoCapMSIXMappable = 3 // VFIO_REGION_INFO_CAP_MSIX_MAPPABLE
+)
+
 // IRQ indexes of a vfio-pci device (enum in vfio.h).
 const (
 	PCIINTxIRQ = 0 // VFIO_PCI_INTX_IRQ_INDEX
@@ -194,6 +202,8 @@ const (
 	sizeofIOVARange      = 16 // struct vfio_iova_range
 	sizeofCapIOVARange   = 16 // struct vfio_iommu_type1_info_cap_iova_range without iova_ranges[]
 	sizeofCapDMAAvail    = 12 // struct vfio_iommu_type1_info_dma_avail
+	sizeofCapSparseMmap  = 16 // struct vfio_region_info_cap_sparse_mmap without areas[]
+	sizeofSparseArea     = 16 // struct vfio_region_sparse_mmap_area
 	sizeofDMAMap         = 32
 	sizeofDMAUnmap       = 24
 )

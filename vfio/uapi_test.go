@@ -56,6 +56,7 @@ func TestIoctlNumbers(t *testing.T) {
 		"VFIO_SET_IOMMU":              ioctlSetIOMMU,
 		"VFIO_GROUP_GET_STATUS":       ioctlGroupGetStatus,
 		"VFIO_GROUP_SET_CONTAINER":    ioctlGroupSetContainer,
+		"VFIO_GROUP_UNSET_CONTAINER":  ioctlGroupUnsetContainer,
 		"VFIO_GROUP_GET_DEVICE_FD":    ioctlGroupGetDeviceFD,
 		"VFIO_DEVICE_GET_INFO":        ioctlDeviceGetInfo,
 		"VFIO_DEVICE_GET_REGION_INFO": ioctlDeviceGetRegionInfo,
@@ -68,8 +69,9 @@ func TestIoctlNumbers(t *testing.T) {
 	} {
 		want := map[string]uintptr{
 			"VFIO_GET_API_VERSION": 0x3b64, "VFIO_CHECK_EXTENSION": 0x3b65, "VFIO_SET_IOMMU": 0x3b66,
-			"VFIO_GROUP_GET_STATUS": 0x3b67, "VFIO_GROUP_SET_CONTAINER": 0x3b68, "VFIO_GROUP_GET_DEVICE_FD": 0x3b6a,
-			"VFIO_DEVICE_GET_INFO": 0x3b6b, "VFIO_DEVICE_GET_REGION_INFO": 0x3b6c, "VFIO_DEVICE_GET_IRQ_INFO": 0x3b6d,
+			"VFIO_GROUP_GET_STATUS": 0x3b67, "VFIO_GROUP_SET_CONTAINER": 0x3b68, "VFIO_GROUP_UNSET_CONTAINER": 0x3b69,
+			"VFIO_GROUP_GET_DEVICE_FD": 0x3b6a,
+			"VFIO_DEVICE_GET_INFO":     0x3b6b, "VFIO_DEVICE_GET_REGION_INFO": 0x3b6c, "VFIO_DEVICE_GET_IRQ_INFO": 0x3b6d,
 			"VFIO_DEVICE_SET_IRQS": 0x3b6e, "VFIO_DEVICE_RESET": 0x3b6f, "VFIO_IOMMU_GET_INFO": 0x3b70,
 			"VFIO_IOMMU_MAP_DMA": 0x3b71, "VFIO_IOMMU_UNMAP_DMA": 0x3b72,
 		}[name]
@@ -210,4 +212,70 @@ func TestIRQSetLayout(t *testing.T) {
 	if !errors.Is(&NotViableError{}, ErrNotViable) {
 		t.Fatal("NotViableError.Is broken")
 	}
+}
+
+// regionCapBuf builds a struct vfio_region_info with a sparse-mmap
+// capability holding areas.
+func regionCapBuf(areas ...Area) []byte {
+	le := binary.LittleEndian
+	b := make([]byte, sizeofRegionInfo+sizeofCapSparseMmap+sizeofSparseArea*len(areas))
+	c := b[sizeofRegionInfo:]
+	le.PutUint16(c, vfioRegionInfoCapSparseMmap)
+	le.PutUint16(c[2:], 1)
+	le.PutUint32(c[8:], uint32(len(areas)))
+	for i, a := range areas {
+		le.PutUint64(c[sizeofCapSparseMmap+16*i:], a.Offset)
+		le.PutUint64(c[sizeofCapSparseMmap+16*i+8:], a.Size)
+	}
+	return b
+}
+
+func TestParseRegionCaps(t *testing.T) {
+	caps, err := parseRegionCaps(regionCapBuf(Area{0x2000, 0x2000}, Area{0, 0x1000}, Area{0x1000, 0}), sizeofRegionInfo, 0x4000)
+	must(t, err)
+	if !caps.sparse || !reflect.DeepEqual(caps.areas, []Area{{0, 0x1000}, {0x2000, 0x2000}}) {
+		t.Errorf("caps = %+v, want the two non-empty areas, sorted", caps)
+	}
+	none, err := parseRegionCaps(regionCapBuf(), sizeofRegionInfo, 0x4000)
+	if err != nil || !none.sparse || len(none.areas) != 0 {
+		t.Errorf("sparse cap without areas = %+v, %v", none, err)
+	}
+	le := binary.LittleEndian
+	for _, tt := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"area past the region", regionCapBuf(Area{0x3000, 0x2000}), "outside"},
+		{"area wraps", regionCapBuf(Area{0x1000, ^uint64(0)}), "outside"},
+		{"areas overlap", regionCapBuf(Area{0, 0x2000}, Area{0x1000, 0x1000}), "overlap"},
+		{"too many areas", func() []byte {
+			b := regionCapBuf(Area{0, 0x1000})
+			le.PutUint32(b[sizeofRegionInfo+8:], 1<<20)
+			return b
+		}(), "overrun"},
+		{"cut short", regionCapBuf(Area{0, 0x1000})[:sizeofRegionInfo+20], "overrun"},
+		{"truncated header", regionCapBuf()[:sizeofRegionInfo+4], "outside"},
+	} {
+		if _, err := parseRegionCaps(tt.b, sizeofRegionInfo, 0x4000); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want one containing %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseRegionCaps(f *testing.F) {
+	f.Add(regionCapBuf(Area{0, 0x1000}, Area{0x3000, 0x1000}), uint32(sizeofRegionInfo), uint64(0x4000))
+	f.Fuzz(func(t *testing.T, b []byte, first uint32, size uint64) {
+		caps, err := parseRegionCaps(b, first, size)
+		if err != nil {
+			return
+		}
+		end := uint64(0)
+		for _, a := range caps.areas {
+			if a.Offset < end || a.Offset > size || a.Size > size-a.Offset {
+				t.Fatalf("accepted area %+v in a %#x-byte region after %#x", a, size, end)
+			}
+			end = a.Offset + a.Size
+		}
+	})
 }

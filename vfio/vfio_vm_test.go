@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
+	"github.com/seedb8fa28ef/gonvme/internal/dmamem"
 	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
@@ -131,15 +132,16 @@ func TestVMBusMaster(t *testing.T) {
 	}
 }
 
-// anonBuffer maps n bytes of anonymous memory outside the Go heap.
-func anonBuffer(t *testing.T, n int) []byte {
+// anonBuffer maps n bytes of DMA memory outside the Go heap, as package
+// dma does (not locked: VFIO pins it).
+func anonBuffer(t *testing.T, n int) *dmamem.Memory {
 	t.Helper()
-	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	m, err := dmamem.Map(n, 0, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Munmap(b) })
-	return b
+	t.Cleanup(func() { m.Unmap() })
+	return m
 }
 
 func TestVMDMAMap(t *testing.T) {
@@ -182,12 +184,13 @@ func TestVMDMAMap(t *testing.T) {
 	if !errors.Is(err, vfio.ErrOverlap) || !strings.Contains(err.Error(), "[0x40000000, 0x401fffff]") {
 		t.Errorf("duplicate map: err = %v, want ErrOverlap naming [0x40000000, 0x401fffff]", err)
 	}
-	err = cont.MapDMA(buf[:4096], iova+size-4096)
+	page := anonBuffer(t, 4096)
+	err = cont.MapDMA(page, iova+size-4096)
 	if !errors.Is(err, vfio.ErrOverlap) {
 		t.Errorf("overlapping map: err = %v, want ErrOverlap", err)
 	}
 	// The MSI window is never translatable on x86.
-	err = cont.MapDMA(buf[:4096], 0xfee00000)
+	err = cont.MapDMA(page, 0xfee00000)
 	if !errors.Is(err, vfio.ErrIOVARange) {
 		t.Errorf("map in the msi window: err = %v, want ErrIOVARange (ranges %v)", err, ranges)
 	}
