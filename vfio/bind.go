@@ -205,20 +205,27 @@ func (s sysfs) hasIOMMU() bool {
 }
 
 // validAddr reports whether addr looks like a full PCI address,
-// "dddd:bb:dd.f" in hex; it keeps paths built from addr inside sysfs.
+// "dddd:bb:dd.f" in hex; it keeps paths built from addr inside sysfs. The
+// domain has four hex digits or more: Intel VMD puts its NVMe controllers
+// in domains from 10000 up (Linux prints the domain with %04x).
 func validAddr(addr string) bool {
-	if len(addr) != 12 || addr[4] != ':' || addr[7] != ':' || addr[10] != '.' {
+	dom, rest, ok := strings.Cut(addr, ":")
+	if !ok || len(dom) < 4 || len(dom) > 8 || !isHex(dom) {
 		return false
 	}
-	for i, r := range addr {
-		if i == 4 || i == 7 || i == 10 {
-			continue
-		}
+	if len(rest) != 7 || rest[2] != ':' || rest[5] != '.' {
+		return false
+	}
+	return isHex(rest[0:2]) && isHex(rest[3:5]) && rest[6] >= '0' && rest[6] <= '7'
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
 		if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
 			return false
 		}
 	}
-	return addr[11] <= '7'
+	return true
 }
 
 // Bind gives the device at addr to vfio-pci: it unbinds the current driver,

@@ -356,7 +356,8 @@ func TestBindTimesOut(t *testing.T) {
 
 func TestBadAddress(t *testing.T) {
 	f := newFakeSys(t)
-	for _, a := range []string{"", "00:04.0", "0000:00:04.8", "../../../etc", "0000:00:04.0/x", "0000:0g:04.0"} {
+	for _, a := range []string{"", "00:04.0", "0000:00:04.8", "../../../etc", "0000:00:04.0/x", "0000:0g:04.0",
+		"000:00:04.0", "123456789:00:04.0", "1000g:00:04.0", "10000:e1:00.0/..", "10000::e1:00.0", ":00:04.0"} {
 		if _, err := f.s.bind(a); !errors.Is(err, ErrNoDevice) {
 			t.Errorf("bind(%q): err = %v, want ErrNoDevice", a, err)
 		}
@@ -364,8 +365,29 @@ func TestBadAddress(t *testing.T) {
 	if _, err := f.s.bind("0000:00:09.0"); !errors.Is(err, ErrNoDevice) {
 		t.Errorf("bind of an absent device: err = %v, want ErrNoDevice", err)
 	}
-	if !validAddr("0000:00:04.0") || !validAddr("ABCD:ef:1f.7") {
-		t.Error("validAddr rejects good addresses")
+	for _, a := range []string{"0000:00:04.0", "ABCD:ef:1f.7", "10000:e1:00.0", "1d0f3:00:00.7"} {
+		if !validAddr(a) {
+			t.Errorf("validAddr rejects %q", a)
+		}
+	}
+}
+
+// TestVMDDomain binds a controller in a 5-digit PCI domain, as Intel VMD
+// creates them (10000:e1:00.0).
+func TestVMDDomain(t *testing.T) {
+	f := newFakeSys(t)
+	f.driver(vfioPCIDriver)
+	const addr = "10000:e1:00.0"
+	f.device(addr, 0x144d, 0xa80a, ClassNVMe, "nvme", 7)
+	f.playKernel()
+	got, err := f.s.list()
+	must(t, err)
+	if len(got) != 1 || got[0].Addr != addr || got[0].Group != 7 {
+		t.Fatalf("list = %+v, want %s in group 7", got, addr)
+	}
+	prev, err := f.s.bind(addr)
+	if err != nil || prev != "nvme" || f.s.driver(addr) != vfioPCIDriver {
+		t.Fatalf("bind %s: previous %q, %v; driver now %q", addr, prev, err, f.s.driver(addr))
 	}
 }
 
