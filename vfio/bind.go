@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,8 +61,9 @@ func (c Controller) Blockers() []Member {
 // sysfs is the view of the kernel's PCI and VFIO state this package uses.
 // Tests point it at a fake tree; everything else uses hostFS.
 type sysfs struct {
-	sys string // "/sys"
-	dev string // "/dev"
+	sys  string // "/sys"
+	dev  string // "/dev"
+	proc string // "/proc"
 	// kernel, in tests, plays the kernel's part after each attribute
 	// write (rebinding drivers, creating /dev/vfio/N). Nil on the host.
 	kernel func(path, value string) error
@@ -69,7 +71,7 @@ type sysfs struct {
 	timeout time.Duration
 }
 
-var hostFS = sysfs{sys: "/sys", dev: "/dev"}
+var hostFS = sysfs{sys: "/sys", dev: "/dev", proc: "/proc"}
 
 func (s sysfs) devices() string           { return filepath.Join(s.sys, "bus/pci/devices") }
 func (s sysfs) device(addr string) string { return filepath.Join(s.devices(), addr) }
@@ -235,9 +237,23 @@ func isHex(s string) bool {
 // error. Bind loads no module: without vfio-pci it returns ErrNoVFIOPCI.
 // It needs root. Any goroutine may call it; concurrent binds of the same
 // device race in the kernel.
-func Bind(addr string) (previous string, err error) { return hostFS.bind(addr) }
+//
+// Before it unbinds a driver, Bind checks the device's block devices (an
+// NVMe controller on the kernel's nvme driver: its namespaces and their
+// partitions) and refuses, with an *InUseError that lists why (ErrInUse),
+// when one is mounted, active swap, held by another block device, open
+// exclusively by anyone, locked, or carries a data signature (a partition
+// table, a file system, an LVM, RAID, ZFS or BlueStore label; see InUse).
+// Force skips the check; IgnoreSignatures skips only the signatures.
+func Bind(addr string, opts ...BindOption) (previous string, err error) {
+	return hostFS.bind(addr, opts...)
+}
 
-func (s sysfs) bind(addr string) (string, error) {
+func (s sysfs) bind(addr string, opts ...BindOption) (string, error) {
+	cfg := bindConfig{signatures: true}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	c, err := s.lookup(addr)
 	if err != nil {
 		return "", fmt.Errorf("bind: %w", err)
@@ -253,6 +269,18 @@ func (s sysfs) bind(addr string) (string, error) {
 	}
 	if _, err := os.Stat(filepath.Join(s.drivers(), vfioPCIDriver)); err != nil {
 		return "", noVFIOPCIError(addr)
+	}
+	if !cfg.force {
+		uses, err := s.inUse(addr)
+		if err != nil {
+			return c.Driver, fmt.Errorf("bind %s: %w; bind with vfio.Force() to skip the check", addr, err)
+		}
+		if !cfg.signatures {
+			uses = slices.DeleteFunc(uses, func(u Use) bool { return u.Kind == UseSignature })
+		}
+		if len(uses) > 0 {
+			return c.Driver, &InUseError{Addr: addr, Uses: uses}
+		}
 	}
 	if c.Driver != "" {
 		if err := s.write(filepath.Join(s.device(addr), "driver", "unbind"), addr); err != nil {

@@ -31,8 +31,8 @@ func newFakeSys(t testing.TB) *fakeSys {
 	t.Helper()
 	root := t.TempDir()
 	f := &fakeSys{t: t, root: root}
-	f.s = sysfs{sys: filepath.Join(root, "sys"), dev: filepath.Join(root, "dev"), timeout: 200 * time.Millisecond}
-	for _, d := range []string{f.s.devices(), f.s.drivers(), filepath.Join(root, "dev", "vfio")} {
+	f.s = sysfs{sys: filepath.Join(root, "sys"), dev: filepath.Join(root, "dev"), proc: filepath.Join(root, "proc"), timeout: 200 * time.Millisecond}
+	for _, d := range []string{f.s.devices(), f.s.drivers(), filepath.Join(root, "dev", "vfio"), filepath.Join(root, "proc", "self"), filepath.Join(root, "sys", "block")} {
 		must(t, os.MkdirAll(d, 0o755))
 	}
 	must(t, os.WriteFile(filepath.Join(f.s.sys, "bus/pci/drivers_probe"), nil, 0o644))
