@@ -49,7 +49,7 @@ type app struct {
 	open func(addr string) (*nvme.Controller, error)
 	// bind and release move a controller between drivers (vfio.Bind,
 	// vfio.Release).
-	bind    func(addr string) (string, error)
+	bind    func(addr string, opts ...vfio.BindOption) (string, error)
 	release func(addr, driver string) error
 	// root prefixes /sys, /proc and /dev: "" on a real machine, a fake
 	// tree in tests.

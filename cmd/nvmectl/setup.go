@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -142,17 +143,25 @@ func setup(w, ew io.Writer, g *globals, a app, sel *selection, args []string, hu
 		case c.Driver == "vfio-pci":
 			r.Action = "already-bound"
 		default:
-			if c.Driver == "nvme" {
-				r.Reasons = a.inUse(a.kernelInfo(c.Addr))
-			}
+			// The library's in-use check, the one vfio.Bind applies.
+			r.Reasons = a.inUse(a.kernelInfo(c.Addr))
 			if len(r.Reasons) > 0 && !force {
 				r.Action = "refused"
 				bad++
 				break
 			}
-			if _, err := a.bind(c.Addr); err != nil {
-				r.Action = "failed"
-				r.Reasons = append(r.Reasons, err.Error())
+			var opts []vfio.BindOption
+			if force {
+				opts = append(opts, vfio.Force())
+			}
+			if _, err := a.bind(c.Addr, opts...); err != nil {
+				var iu *vfio.InUseError
+				if errors.As(err, &iu) { // in use since the check above
+					r.Action, r.Reasons = "refused", useStrings(iu.Uses)
+				} else {
+					r.Action = "failed"
+					r.Reasons = append(r.Reasons, err.Error())
+				}
 				bad++
 				break
 			}

@@ -59,7 +59,10 @@ func setupSys(t *testing.T, use string) (app, *[]string) {
 	w("proc/swaps", swaps)
 	var bound []string
 	a := fromSysfs(sys)
-	a.bind = func(addr string) (string, error) { bound = append(bound, addr); return "nvme", nil }
+	a.bind = func(addr string, _ ...vfio.BindOption) (string, error) {
+		bound = append(bound, addr)
+		return "nvme", nil
+	}
 	a.release = func(addr, drv string) error { bound = append(bound, "release "+addr+" "+drv); return nil }
 	a.memlock = func() (uint64, uint64, error) { return 8 << 20, 8 << 20, nil }
 	return a, &bound

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
 // This file reads what the kernel says about a controller on its own
@@ -31,6 +29,7 @@ func readTrim(p string) string {
 
 // kernelCtrl is what sysfs says about a controller bound to nvme.
 type kernelCtrl struct {
+	addr     string // PCI address
 	name     string // "nvme0"
 	model    string
 	serial   string
@@ -48,7 +47,7 @@ var (
 func (a app) kernelInfo(addr string) kernelCtrl {
 	dir := a.path("/sys/bus/pci/devices/" + addr + "/nvme")
 	ents, _ := os.ReadDir(dir)
-	var k kernelCtrl
+	k := kernelCtrl{addr: addr}
 	for _, e := range ents {
 		if ctrlName.MatchString(e.Name()) {
 			k.name = e.Name()
@@ -86,113 +85,33 @@ func (a app) kernelInfo(addr string) kernelCtrl {
 	return k
 }
 
-// blockDev is a disk or a partition with its device number.
-type blockDev struct {
-	name string
-	dev  string // "259:0"
-	dir  string // its sysfs directory
-}
-
-// devices returns disk and its partitions.
-func (a app) devices(disk string) []blockDev {
-	dir := a.path("/sys/block/" + disk)
-	if _, err := os.Stat(dir); err != nil {
-		dir = a.path("/sys/class/block/" + disk)
-	}
-	out := []blockDev{{name: disk, dev: readTrim(filepath.Join(dir, "dev")), dir: dir}}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(filepath.Join(p, "partition")); err == nil {
-			out = append(out, blockDev{name: e.Name(), dev: readTrim(filepath.Join(p, "dev")), dir: p})
-		}
-	}
-	return out
-}
-
-// inUse lists why the controller's block devices are in use: mounted
-// file systems (by major:minor in mountinfo), active swap, and holders
-// (device mapper, LVM, MD). Empty means free.
+// inUse lists why the controller's block devices are in use, in words:
+// the library's check (vfio.InUse), the one vfio.Bind applies: mounted
+// file systems, active swap, holders (device mapper, LVM, MD), exclusive
+// opens, locks and data signatures. Empty means free.
 func (a app) inUse(k kernelCtrl) []string {
-	var why []string
-	mounts := a.mounts()
-	swaps := a.swaps()
-	for _, disk := range k.disks {
-		for _, d := range a.devices(disk) {
-			seen := map[string]bool{}
-			for _, m := range append(mounts[d.dev], mounts["/dev/"+d.name]...) {
-				if !seen[m] {
-					seen[m] = true
-					why = append(why, fmt.Sprintf("/dev/%s is mounted on %s", d.name, m))
-				}
-			}
-			for _, s := range swaps {
-				if filepath.Base(s) == d.name || sameDev(s, d.dev) {
-					why = append(why, fmt.Sprintf("/dev/%s is active swap (%s)", d.name, s))
-				}
-			}
-			holders, _ := os.ReadDir(filepath.Join(d.dir, "holders"))
-			for _, h := range holders {
-				why = append(why, fmt.Sprintf("/dev/%s is held by %s (LVM, MD or device mapper)", d.name, h.Name()))
-			}
-		}
-	}
-	return why
-}
-
-// mounts maps major:minor, and the mount source when it is a device node,
-// to mount points, from /proc/self/mountinfo. The source catches file
-// systems that report an anonymous device number although they sit on a
-// block device (FUSE ones such as ntfs-3g).
-func (a app) mounts() map[string][]string {
-	out := map[string][]string{}
-	f, err := os.Open(a.path("/proc/self/mountinfo"))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
-		fs := strings.Fields(s.Text())
-		if len(fs) < 5 {
-			continue
-		}
-		mp := strings.ReplaceAll(fs[4], `\040`, " ")
-		out[fs[2]] = append(out[fs[2]], mp)
-		if i := slices.Index(fs, "-"); i > 0 && i+2 < len(fs) && strings.HasPrefix(fs[i+2], "/dev/") {
-			out[fs[i+2]] = append(out[fs[i+2]], mp)
-		}
-	}
-	return out
-}
-
-// swaps returns the active swap areas, from /proc/swaps.
-func (a app) swaps() []string {
-	f, err := os.Open(a.path("/proc/swaps"))
-	if err != nil {
+	if k.addr == "" {
 		return nil
 	}
-	defer f.Close()
-	var out []string
-	s := bufio.NewScanner(f)
-	for first := true; s.Scan(); first = false {
-		fs := strings.Fields(s.Text())
-		if first || len(fs) == 0 {
-			continue // header
-		}
-		out = append(out, strings.ReplaceAll(fs[0], `\040`, " "))
+	var uses []vfio.Use
+	var err error
+	if a.root == "" {
+		uses, err = vfio.InUse(k.addr)
+	} else {
+		uses, err = vfio.InUseFrom(a.root, k.addr)
 	}
-	return out
+	if err != nil {
+		return []string{"in-use check failed: " + err.Error()}
+	}
+	return useStrings(uses)
 }
 
-// sameDev reports whether path is a device node with number dev.
-func sameDev(path, dev string) bool {
-	var st syscall.Stat_t
-	if dev == "" || syscall.Stat(path, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFBLK {
-		return false
+func useStrings(uses []vfio.Use) []string {
+	var why []string
+	for _, u := range uses {
+		why = append(why, u.String())
 	}
-	return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)) == dev
+	return why
 }
 
 // hugepages is one hugepage size's reservation.
