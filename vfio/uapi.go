@@ -111,7 +111,11 @@ type groupStatus struct {
 }
 
 // deviceInfo is struct vfio_device_info (with cap_offset, Linux 5.x+; the
-// kernel accepts argsz from offsetofend(num_irqs)).
+// kernel accepts argsz from offsetofend(num_irqs)). Linux 6.1's header, the
+// one TestUAPIHeader compiles on Debian 12, declares 20 bytes; later
+// headers add a pad field (24 bytes), which that test will report when the
+// installed header has it. Either argsz works with every kernel: the
+// kernel copies only what it needs.
 type deviceInfo struct {
 	_          structs.HostLayout
 	ArgSz      uint32 // 0x00 argsz
