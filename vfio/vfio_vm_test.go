@@ -348,6 +348,9 @@ func TestVMBindAndRelease(t *testing.T) {
 		t.Fatalf("after BindKernel: %q, block devices %v", name, nvmeBlockDevs())
 	}
 
+	// Earlier tests in the boot may have left data on the namespace,
+	// which Bind would refuse: start blank.
+	wipe(t, "/dev/"+name+"n1")
 	prev, err := vfio.Bind(c.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -541,4 +544,107 @@ func TestVMGroupNotViable(t *testing.T) {
 		t.Fatalf("open with the whole group on vfio-pci: %v", err)
 	}
 	d.Close()
+}
+
+// TestVMContainerReattach closes the only group of a container that has a
+// mapping: the kernel drops the IOMMU and the mapping, and the Container
+// must follow, so that the group attached next sets the IOMMU up again
+// and its device opens. A device left open keeps its closed group
+// attached.
+func TestVMContainerReattach(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	c := env.Controllers()[0]
+	addr := env.BindVFIO(t, c)
+	group := -1
+	ctrls, err := vfio.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range ctrls {
+		if x.Addr == addr {
+			group = x.Group
+		}
+	}
+	cont, err := vfio.OpenContainer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cont.Close()
+	attach := func() *vfio.Group {
+		t.Helper()
+		g, err := vfio.OpenGroup(group, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SetContainer(cont); err != nil {
+			t.Fatalf("attach group %d: %v", group, err)
+		}
+		return g
+	}
+	const iova = 1 << 30
+	buf := anonBuffer(t, 2<<20)
+	g := attach()
+	if err := cont.MapDMA(buf, iova); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cont.MappedBytes() != 0 || cont.PageSize() != 0 || cont.IOVARanges() != nil {
+		t.Fatalf("after the last group closed: mapped %d, page %d, ranges %v", cont.MappedBytes(), cont.PageSize(), cont.IOVARanges())
+	}
+
+	g = attach()
+	if cont.PageSize() != 4096 || len(cont.IOVARanges()) == 0 {
+		t.Errorf("re-attached: page %d, ranges %v", cont.PageSize(), cont.IOVARanges())
+	}
+	// The kernel dropped the old mapping: the IOVA is free again.
+	if err := cont.MapDMA(buf, iova); err != nil {
+		t.Fatalf("map after re-attach: %v", err)
+	}
+	d, err := g.OpenDevice(addr)
+	if err != nil {
+		t.Fatalf("open the device after re-attach: %v", err)
+	}
+	// The device holds the group: closing the group keeps the IOMMU.
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cont.MappedBytes() != 2<<20 {
+		t.Errorf("group closed, device open: mapped %d", cont.MappedBytes())
+	}
+	page := anonBuffer(t, 4096)
+	if err := cont.MapDMA(page, iova+4<<20); err != nil {
+		t.Errorf("map with the device holding the group: %v", err)
+	}
+	if _, err := d.ConfigRead16(0); err != nil {
+		t.Errorf("device after its group closed: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cont.MappedBytes() != 0 || cont.PageSize() != 0 {
+		t.Errorf("after the device closed: mapped %d, page %d", cont.MappedBytes(), cont.PageSize())
+	}
+}
+
+// TestVMRegionCaps reads BAR0's region info with its capability chain:
+// QEMU's NVMe controller keeps its MSI-X table in BAR0, which the kernel
+// lets a user map (MSIX_MAPPABLE) where interrupts are remapped; no sparse
+// areas, so the whole BAR maps.
+func TestVMRegionCaps(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	d, _ := openFirst(t, env)
+	r, err := d.Region(vfio.PCIBAR0Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bar 0: %+v", r)
+	if r.Flags&vfio.RegionCaps == 0 || !r.MSIXMappable || r.Sparse {
+		t.Errorf("bar 0 = %+v, want capabilities with MSIX_MAPPABLE and no sparse areas", r)
+	}
+	bar, err := d.MapBAR(0)
+	if err != nil || uint64(len(bar)) != r.Size {
+		t.Fatalf("MapBAR(0) = %d bytes, %v; want %d", len(bar), err, r.Size)
+	}
 }

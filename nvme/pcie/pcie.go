@@ -64,7 +64,10 @@ func (s *System) Memory() *dma.Allocator {
 
 // Open opens the controller at addr (bound to vfio-pci), enables bus
 // mastering, maps BAR0 and brings the controller up with opts. Closing
-// the controller releases its device; the System stays open.
+// the controller releases its device; the System stays open, and so does
+// Memory: buffers allocated before, while or after the controller is open
+// stay mapped (the System keeps an IOMMU group attached while there are
+// any), and a controller opened again in the System can use them.
 func (s *System) Open(addr string, opts *nvme.Options) (*nvme.Controller, error) {
 	b, err := s.attach(addr)
 	if err != nil {
@@ -112,6 +115,7 @@ func (s *System) attach(addr string) (_ *bus, err error) {
 		}
 		gr = &groupRef{g: g}
 		s.groups[info.Group] = gr
+		s.dropIdleGroups(info.Group)
 	}
 	gr.refs++
 	defer func() {
@@ -147,10 +151,34 @@ func (s *System) attach(addr string) (_ *bus, err error) {
 	return b, nil
 }
 
+// dropGroup releases one reference to group n and closes the group when
+// none is left, except the System's last group while Memory has live
+// buffers: the container's IOMMU, and with it every DMA mapping, exists
+// only while a group is attached, so closing the last one would unmap the
+// buffers behind the allocator's back. That group stays open (reused if a
+// controller in it opens again) until another group is attached or the
+// System closes. s.mu is held.
 func (s *System) dropGroup(n int) {
-	if gr := s.groups[n]; gr != nil {
-		gr.refs--
-		if gr.refs == 0 {
+	gr := s.groups[n]
+	if gr == nil {
+		return
+	}
+	gr.refs--
+	if gr.refs > 0 {
+		return
+	}
+	if len(s.groups) == 1 && !s.closed && s.mem != nil && s.mem.Stats().Buffers > 0 {
+		return
+	}
+	gr.g.Close()
+	delete(s.groups, n)
+}
+
+// dropIdleGroups closes groups kept open only for the DMA mappings, now
+// that group keep holds the IOMMU. s.mu is held.
+func (s *System) dropIdleGroups(keep int) {
+	for n, gr := range s.groups {
+		if n != keep && gr.refs == 0 {
 			gr.g.Close()
 			delete(s.groups, n)
 		}
