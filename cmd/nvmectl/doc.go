@@ -28,10 +28,12 @@
 // (0, the default, keeps the reservation). It stops with a fix when the
 // kernel has no IOMMU groups or vfio-pci is not loaded, and warns when
 // RLIMIT_MEMLOCK is below 64 MiB. It refuses a controller on nvme whose
-// namespaces or partitions are in use — a mounted file system (by
-// major:minor in /proc/self/mountinfo), active swap (/proc/swaps), or a
-// holder in /sys/block/*/holders (LVM, MD, device mapper) — and does
-// nothing to it, unless --force. reset gives controllers on vfio-pci back
+// namespaces or partitions are in use or hold data — a mounted file system
+// (by major:minor in /proc/self/mountinfo), active swap (/proc/swaps), a
+// holder in /sys/block/*/holders (LVM, MD, device mapper), an exclusive
+// open by anyone, a lock, or a signature (partition table, file system,
+// LVM, RAID, ZFS, BlueStore): vfio.Bind's own check (vfio.InUse) — and
+// does nothing to it, unless --force (vfio.Force). reset gives controllers on vfio-pci back
 // to nvme (--driver) and leaves the others alone. status prints the
 // hugepage reservation, the IOMMU, vfio-pci, the memlock limit and each
 // controller's driver, block devices and what uses them.

@@ -90,8 +90,9 @@ func setupCmd(a app, g *globals) *cobra.Command {
 		Use:   "setup [ADDR...]",
 		Short: "Bind controllers to vfio-pci, reserve hugepages, check IOMMU and memlock (like setup.sh)",
 		Long: "setup binds the named NVMe controllers (all when none is named) to vfio-pci. It refuses a\n" +
-			"controller whose namespaces are in use (a mounted file system, active swap, or a holder\n" +
-			"such as LVM or MD) and leaves it alone, unless --force. --hugemem reserves 2 MiB hugepages.",
+			"controller whose namespaces are in use (a mounted file system, active swap, a holder such as\n" +
+			"LVM or MD, an exclusive open, a lock) or hold data (a partition table, file system or volume\n" +
+			"label) and leaves it alone, unless --force. --hugemem reserves 2 MiB hugepages.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return setup(cmd.OutOrStdout(), cmd.ErrOrStderr(), g, a, &sel, args, hugemem, force)
 		},
