@@ -225,7 +225,7 @@ func (a *Allocator) Alloc(size int) (*Buffer, error) {
 			return fail(mappingLimitError(a.stats.Buffers, n, nil))
 		}
 	}
-	iova, err := a.space.alloc(uint64(len(mem)), align)
+	iova, err := a.space.alloc(uint64(len(mem)), align, a.m.Ranges())
 	if err != nil {
 		return fail(err)
 	}

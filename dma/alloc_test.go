@@ -651,3 +651,60 @@ func TestVFIOMapperRefusesHeap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// shrinkingMapper is a SoftMapper whose windows can be narrowed after the
+// Allocator was made, as a VFIO container's are when a group with reserved
+// regions joins; Map refuses outside them, as the kernel does.
+type shrinkingMapper struct {
+	*SoftMapper
+	now []Range
+}
+
+func (m *shrinkingMapper) Ranges() []Range {
+	if m.now != nil {
+		return slices.Clone(m.now)
+	}
+	return m.SoftMapper.Ranges()
+}
+
+func (m *shrinkingMapper) Map(b []byte, iova IOVA) error {
+	for _, r := range m.Ranges() {
+		if r.Contains(iova, uint64(len(b))) {
+			return m.SoftMapper.Map(b, iova)
+		}
+	}
+	return fmt.Errorf("map at %v: outside the windows %v: %w", iova, m.Ranges(), ErrFault)
+}
+
+// TestAllocFollowsShrinkingRanges narrows the mapper's windows after the
+// Allocator was made: new buffers must go inside what is left, and the
+// rest must come back when the windows grow again.
+func TestAllocFollowsShrinkingRanges(t *testing.T) {
+	m := &shrinkingMapper{SoftMapper: NewSoftMapper(SoftRanges(Range{Start: 0x1000, Last: 0xff_ffff}))}
+	a := newTestAllocator(t, m, WithHugePages(false))
+	first := mustAlloc(t, a, 4096)
+	if first.IOVA != 0x1000 {
+		t.Fatalf("first buffer at %v", first.IOVA)
+	}
+	// A reserved region now covers [0x0, 0x7f_ffff].
+	m.now = []Range{{Start: 0x80_0000, Last: 0xff_ffff}}
+	b := mustAlloc(t, a, 8192)
+	if b.IOVA < 0x80_0000 {
+		t.Errorf("buffer at %v, inside the region reserved since", b.IOVA)
+	}
+	m.now = nil
+	c := mustAlloc(t, a, 4096)
+	if c.IOVA != 0x2000 {
+		t.Errorf("buffer after the windows grew back at %v, want 0x2000", c.IOVA)
+	}
+	m.now = []Range{{Start: 0x80_0000, Last: 0x80_1fff}} // full: only b's pages
+	if _, err := a.Alloc(4096); !errors.Is(err, ErrIOVASpace) || !strings.Contains(err.Error(), "now [[0x800000, 0x801fff]]") {
+		t.Errorf("alloc with the windows full: %v", err)
+	}
+	m.now = nil
+	for _, x := range []*Buffer{first, b, c} {
+		if err := a.Free(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -42,8 +42,11 @@ func (r Range) String() string { return fmt.Sprintf("[%#x, %#x]", uint64(r.Start
 //
 // Map makes b, which is page aligned and a whole number of pages, reachable at
 // [iova, iova+len(b)). Unmap removes a mapping that Map installed, with the
-// same b and iova. Ranges returns the IOVA windows Map accepts; it must not
-// change while an Allocator uses the Mapper.
+// same b and iova. Ranges returns the IOVA windows Map accepts now. They
+// may shrink while an Allocator uses the Mapper (a VFIO group with reserved
+// regions joins the container) but must not grow past what they were when
+// the Allocator was made: the Allocator hands out IOVAs inside the windows
+// it was made with, and asks for Ranges again at each Alloc.
 //
 // A Mapper may also implement
 //

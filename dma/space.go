@@ -48,31 +48,50 @@ func newSpace(windows []Range, minIOVA IOVA) *space {
 }
 
 // alloc carves size bytes (size > 0) aligned to align (a power of two) out
-// of the lowest free extent that fits.
-func (s *space) alloc(size, align uint64) (IOVA, error) {
+// of the lowest free extent that fits, inside one of within when within is
+// not nil (the Mapper's windows as they are now: they can shrink after the
+// space was built, when a VFIO group with reserved regions joins). What
+// lies outside within stays free for when the windows grow back.
+func (s *space) alloc(size, align uint64, within []Range) (IOVA, error) {
 	for i, r := range s.free {
-		start := (uint64(r.Start) + align - 1) &^ (align - 1)
-		if start < uint64(r.Start) || start > uint64(r.Last) { // wrapped, or past the end
-			continue
+		parts := []Range{r}
+		if within != nil {
+			parts = parts[:0]
+			for _, w := range within {
+				if w.Last < r.Start || w.Start > r.Last || w.Last < w.Start {
+					continue
+				}
+				parts = append(parts, Range{Start: max(r.Start, w.Start), Last: min(r.Last, w.Last)})
+			}
 		}
-		if size-1 > uint64(r.Last)-start {
-			continue
+		for _, p := range parts {
+			start := (uint64(p.Start) + align - 1) &^ (align - 1)
+			if start < uint64(p.Start) || start > uint64(p.Last) { // wrapped, or past the end
+				continue
+			}
+			if size-1 > uint64(p.Last)-start {
+				continue
+			}
+			iova, last := IOVA(start), IOVA(start+size-1)
+			// Split r into the part before the allocation and the part after.
+			var repl []Range
+			if iova > r.Start {
+				repl = append(repl, Range{Start: r.Start, Last: iova - 1})
+			}
+			if last < r.Last {
+				repl = append(repl, Range{Start: last + 1, Last: r.Last})
+			}
+			s.free = slices.Replace(s.free, i, i+1, repl...)
+			return iova, nil
 		}
-		iova, last := IOVA(start), IOVA(start+size-1)
-		// Split r into the part before the allocation and the part after.
-		var repl []Range
-		if iova > r.Start {
-			repl = append(repl, Range{Start: r.Start, Last: iova - 1})
-		}
-		if last < r.Last {
-			repl = append(repl, Range{Start: last + 1, Last: r.Last})
-		}
-		s.free = slices.Replace(s.free, i, i+1, repl...)
-		return iova, nil
 	}
 	total, largest := s.freeBytes()
-	return 0, fmt.Errorf("no free window of %d bytes aligned to %#x in %v (%d bytes free in %d pieces, largest %d): free buffers, or carve small ones from a dma.Pool: %w",
-		size, align, s.win, total, len(s.free), largest, ErrIOVASpace)
+	where := fmt.Sprint(s.win)
+	if within != nil {
+		where = fmt.Sprintf("%v (now %v)", s.win, within)
+	}
+	return 0, fmt.Errorf("no free window of %d bytes aligned to %#x in %s (%d bytes free in %d pieces, largest %d): free buffers, or carve small ones from a dma.Pool: %w",
+		size, align, where, total, len(s.free), largest, ErrIOVASpace)
 }
 
 // release returns [iova, iova+size) to the free list, merging it with its

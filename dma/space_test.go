@@ -51,7 +51,7 @@ func TestSpaceFirstFitModel(t *testing.T) {
 				break
 			}
 		}
-		got, err := s.alloc(size, align)
+		got, err := s.alloc(size, align, nil)
 		switch {
 		case ok && err != nil:
 			t.Fatalf("step %d: alloc(%d, %d) = %v; the model has room at %d", step, size, align, err, want)
@@ -82,20 +82,20 @@ func TestSpaceFirstFitModel(t *testing.T) {
 
 func TestSpaceTopOfAddressSpace(t *testing.T) {
 	s := newSpace([]Range{{Start: ^IOVA(0) - 0x2fff, Last: ^IOVA(0)}}, 0x1000)
-	a, err := s.alloc(0x1000, 0x1000)
+	a, err := s.alloc(0x1000, 0x1000, nil)
 	if err != nil || a != ^IOVA(0)-0x2fff {
 		t.Fatalf("alloc = %v, %v", a, err)
 	}
-	b, err := s.alloc(0x2000, 0x1000)
+	b, err := s.alloc(0x2000, 0x1000, nil)
 	if err != nil || b != ^IOVA(0)-0x1fff {
 		t.Fatalf("alloc at the top = %v, %v", b, err)
 	}
-	if _, err := s.alloc(0x1000, 0x1000); !errors.Is(err, ErrIOVASpace) {
+	if _, err := s.alloc(0x1000, 0x1000, nil); !errors.Is(err, ErrIOVASpace) {
 		t.Fatalf("alloc in a full space = %v", err)
 	}
 	// An alignment that wraps past the top must fail, not wrap to 0.
 	s.release(b, 0x2000)
-	if _, err := s.alloc(0x1000, 1<<63); !errors.Is(err, ErrIOVASpace) {
+	if _, err := s.alloc(0x1000, 1<<63, nil); !errors.Is(err, ErrIOVASpace) {
 		t.Fatalf("alloc with a wrapping alignment = %v", err)
 	}
 	s.release(a, 0x1000)
