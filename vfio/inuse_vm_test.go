@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,9 +30,26 @@ func onKernel(t *testing.T, env *vmtest.Env) (vmtest.Ctrl, string) {
 	env.BindVFIO(t, c)
 	name := env.BindKernel(t, c)
 	dev := "/dev/" + name + "n1"
+	waitDisk(t, dev)
 	wipe(t, dev)
 	t.Cleanup(func() { wipe(t, dev) })
 	return c, dev
+}
+
+// waitDisk waits until dev opens: its node can show up before the disk
+// answers (ENXIO).
+func waitDisk(t *testing.T, dev string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		f, err := os.Open(dev)
+		if err == nil {
+			f.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("open %s: %v", dev, err)
+		}
+	}
 }
 
 // wipe zeroes the first and the last MiB of dev, where every signature
@@ -39,7 +57,7 @@ func onKernel(t *testing.T, env *vmtest.Env) (vmtest.Ctrl, string) {
 func wipe(t *testing.T, dev string) {
 	t.Helper()
 	f, err := os.OpenFile(dev, os.O_WRONLY|os.O_SYNC, 0)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENXIO) {
 		return
 	}
 	if err != nil {
@@ -290,5 +308,7 @@ func TestVMBindRefusesSignature(t *testing.T) {
 		t.Fatalf("bind ignoring signatures: %v; driver %q", err, driverOf(c.Addr))
 	}
 	// Give it back to the kernel to wipe the table for the next test.
-	wipe(t, "/dev/"+env.BindKernel(t, c)+"n1")
+	dev = "/dev/" + env.BindKernel(t, c) + "n1"
+	waitDisk(t, dev)
+	wipe(t, dev)
 }

@@ -350,6 +350,7 @@ func TestVMBindAndRelease(t *testing.T) {
 
 	// Earlier tests in the boot may have left data on the namespace,
 	// which Bind would refuse: start blank.
+	waitDisk(t, "/dev/"+name+"n1")
 	wipe(t, "/dev/"+name+"n1")
 	prev, err := vfio.Bind(c.Addr)
 	if err != nil {
