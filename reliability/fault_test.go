@@ -16,14 +16,26 @@ import (
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
-// faultOpts: short deadlines so that timeouts, aborts and resets happen
-// within a test's time.
+// faultOpts: deadlines short enough that timeouts, aborts and resets
+// happen within a test's time, long enough that only the faulted command
+// misses them on a loaded machine. Only the cases that test a timeout use them
+// (faultCase.timeouts); the others run with slackOpts, so that a loaded
+// machine (-race, other packages' tests on the same cores) cannot turn a
+// slow completion into a spurious timeout and fail a case about something
+// else.
 var faultOpts = nvme.Options{
-	CommandTimeout: 250 * time.Millisecond,
-	AbortTimeout:   250 * time.Millisecond,
+	CommandTimeout: 1500 * time.Millisecond,
+	AbortTimeout:   time.Second,
 	WatchInterval:  2 * time.Millisecond,
 	IOQueueDepth:   32,
 }
+
+var slackOpts = func() nvme.Options {
+	o := faultOpts
+	o.CommandTimeout = 5 * time.Second
+	o.AbortTimeout = time.Second
+	return o
+}()
 
 // faultCase is one fault of TestFaults.
 type faultCase struct {
@@ -36,6 +48,9 @@ type faultCase struct {
 	// check runs after the load stopped and (unless gone) the sweep.
 	check func(t *testing.T, r *rig, errs []opErr, qs nvme.QueueStats)
 	gone  bool // the device is gone afterwards: no sweep
+	// timeouts: the case is about a command timing out, so it runs with
+	// the short deadlines of faultOpts (the others with slackOpts).
+	timeouts bool
 }
 
 // waitFor polls cond until it holds or d passes.
@@ -149,8 +164,9 @@ var faultCases = []faultCase{
 		},
 	},
 	{
-		name:   "dropped completion: abort",
-		accept: isTimeout,
+		name:     "dropped completion: abort",
+		timeouts: true,
+		accept:   isTimeout,
 		inject: func(t *testing.T, r *rig, l *load) {
 			r.fake.DropCompletion(nvmetest.AnyIO(), 1)
 			waitFor(t, "the dropped command aborted", 10*time.Second, func() bool { return r.fake.Stats().AbortsFound == 1 })
@@ -166,8 +182,9 @@ var faultCases = []faultCase{
 		},
 	},
 	{
-		name:   "lost command: abort misses, reset",
-		accept: isTimeout,
+		name:     "lost command: abort misses, reset",
+		timeouts: true,
+		accept:   isTimeout,
 		inject: func(t *testing.T, r *rig, l *load) {
 			r.fake.Lose(nvmetest.AnyIO(), 1)
 			waitFor(t, "a reset for the lost command", 10*time.Second, func() bool {
@@ -290,7 +307,11 @@ func TestFaults(t *testing.T) {
 }
 
 func runFault(t *testing.T, fc faultCase) {
-	r := newFakeRig(t, nvmetest.Config{MDTS: 5, Namespaces: []nvmetest.NSConfig{{Blocks: 32 << 20 / 512}}}, faultOpts)
+	opts := slackOpts
+	if fc.timeouts {
+		opts = faultOpts
+	}
+	r := newFakeRig(t, nvmetest.Config{MDTS: 5, Namespaces: []nvmetest.NSConfig{{Blocks: 32 << 20 / 512}}}, opts)
 	defer r.close()
 	l1, l2, s1 := r.loop(32), r.loop(32), r.sync(16)
 	var tgs []target
