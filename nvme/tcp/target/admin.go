@@ -226,9 +226,9 @@ func (c *conn) identifyController() []byte {
 		b[0x04c] = 1 << 1                      // CMIC: may have several controllers (hosts)
 		b[0x04d] = ctrl.sub.mdts
 		b[0x06f] = spec.CtrlTypeIO
-		le.PutUint16(b[0x05c:], 1<<8)          // OAES: namespace attribute notices
-		b[0x208] = 1<<3 | idc[0x208]&(1<<2)    // ONCS: Write Zeroes, DSM if the backing has it
-		b[0x20c] = idc[0x20c] & 1              // VWC
+		le.PutUint16(b[0x05c:], 1<<8)       // OAES: namespace attribute notices
+		b[0x208] = 1<<3 | idc[0x208]&(1<<2) // ONCS: Write Zeroes, DSM if the backing has it
+		b[0x20d] = idc[0x20d] & 1           // VWC
 		le.PutUint32(b[0x204:], maxNSID(ctrl.sub))
 		copy(b[0x300:0x400], ctrl.sub.nqn)
 		le.PutUint32(b[0x700:], uint32(spec.CommandSize+c.t.cfg.InCapsule)/16) // IOCCSZ
@@ -237,14 +237,14 @@ func (c *conn) identifyController() []byte {
 	}
 	le.PutUint16(b[0x04e:], ctrl.id)
 	le.PutUint32(b[0x050:], vsVersion)
-	b[0x103] = aerLimit - 1                                        // AERL
-	b[0x105] = 1 << 2                                              // LPA: extended data for Get Log Page
-	le.PutUint16(b[0x140:], uint16(10*time.Second/kasUnits))       // KAS
-	b[0x200], b[0x201] = 0x66, 0x44                                // SQES, CQES
-	le.PutUint16(b[0x202:], mqes+1)                                // MAXCMD
-	le.PutUint32(b[0x218:], 1|spec.SGLSAddressAsOffset)            // SGLS: SGLs, offsets in capsules
-	b[0x70a] = 0                                                   // FCATT: dynamic controller model
-	b[0x70b] = 1                                                   // MSDBD
+	b[0x103] = aerLimit - 1                                  // AERL
+	b[0x105] = 1 << 2                                        // LPA: extended data for Get Log Page
+	le.PutUint16(b[0x140:], uint16(10*time.Second/kasUnits)) // KAS
+	b[0x200], b[0x201] = 0x66, 0x44                          // SQES, CQES
+	le.PutUint16(b[0x202:], mqes+1)                          // MAXCMD
+	le.PutUint32(b[0x218:], 1|spec.SGLSAddressAsOffset)      // SGLS: SGLs, offsets in capsules
+	b[0x70a] = 0                                             // FCATT: dynamic controller model
+	b[0x70b] = 1                                             // MSDBD
 	return b
 }
 

@@ -46,9 +46,9 @@ type conn struct {
 	done     chan *slot // slots whose backing I/O completed
 	inflight sync.WaitGroup
 	mu       sync.Mutex
-	busy     map[uint16]bool   // CIDs outstanding; under mu
-	waiting  map[uint16]*slot  // writes waiting for H2CData; reader only
-	icSlot   *slot             // slot taking the in-capsule data being received
+	busy     map[uint16]bool  // CIDs outstanding; under mu
+	waiting  map[uint16]*slot // writes waiting for H2CData; reader only
+	icSlot   *slot            // slot taking the in-capsule data being received
 	senderWG sync.WaitGroup
 	cmdDone  func(*ddi.Buf) int
 }

@@ -21,7 +21,7 @@ type slot struct {
 	ns   *nsInfo
 	cid  uint16
 	read bool
-	n    int // bytes to move
+	n    int  // bytes to move
 	held bool // cid is in conn.busy on this slot's behalf
 
 	// Writes through R2T.
