@@ -28,7 +28,7 @@ type rig struct {
 	logs chan string
 }
 
-func newRig(t *testing.T, cfg Config, fake nvmetest.Config) *rig {
+func newRig(t testing.TB, cfg Config, fake nvmetest.Config) *rig {
 	t.Helper()
 	tr := testrig.Open(t, fake, &nvme.Options{IOQueues: 2})
 	g, err := poller.New([]*nvme.Controller{tr.Ctrl}, &poller.Options{CPUs: []int{0}, Idle: poller.IdleAdaptive})

@@ -94,9 +94,9 @@ const (
 	vsVersion      = 0x00020000
 	aerLimit       = 4 // AERL+1
 	defaultKATO    = 120 * time.Second
-	katoGrace      = 5 * time.Second // on top of KATO, for the network (as nvmet's)
-	kasUnits       = 100 * time.Millisecond
-	mpsMin         = 4096
+
+	kasUnits = 100 * time.Millisecond
+	mpsMin   = 4096
 )
 
 // ErrClosed is returned by Serve after Close.
@@ -341,3 +341,7 @@ func (t *Target) dropController(c *controller) {
 		q.c.Close()
 	}
 }
+
+// katoGrace is added to KATO before the association ends, for the
+// network (as nvmet does). A variable for tests.
+var katoGrace = 5 * time.Second

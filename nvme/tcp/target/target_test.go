@@ -140,7 +140,7 @@ func TestRefusedCommands(t *testing.T) {
 		{"bad nsid", q, spec.Command{Opcode: uint8(spec.IORead), NSID: 7}, nil, make([]byte, 512), spec.MakeStatus(spec.SCTGeneric, spec.SCInvalidNamespace)},
 		{"sgl length short", q, rw(spec.IOWrite, 0, 2), make([]byte, 512), nil, spec.MakeStatus(spec.SCTGeneric, spec.SCDataSGLLengthInvalid)},
 		{"identify bad cns", a, spec.Command{Opcode: uint8(spec.AdminIdentify), CDW10: 0x44}, nil, make([]byte, 4096), spec.MakeStatus(spec.SCTGeneric, spec.SCInvalidField)},
-		{"unknown log", a, spec.Command{Opcode: uint8(spec.AdminGetLogPage), CDW10: 0x33 | (4/4-1)<<16}, nil, make([]byte, 4), spec.MakeStatus(spec.SCTCommandSpecific, spec.SCInvalidLogPage)},
+		{"unknown log", a, spec.Command{Opcode: uint8(spec.AdminGetLogPage), CDW10: 0x33}, nil, make([]byte, 4), spec.MakeStatus(spec.SCTCommandSpecific, spec.SCInvalidLogPage)},
 		{"property set read-only", a, (&fabrics.PropertySetCommand{Attrib: fabrics.PropertySize4, Offset: spec.RegCSTS}).SQE(), nil, nil, spec.MakeStatus(spec.SCTGeneric, spec.SCInvalidField)},
 	}
 	for _, c := range cases {
