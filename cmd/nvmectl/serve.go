@@ -29,6 +29,7 @@ var serveOpen = openSystem
 type serveOpts struct {
 	listen  string
 	pollers int
+	nvmf    nvmfOpts
 }
 
 func serveCmd(a app, g *globals) *cobra.Command {
@@ -58,6 +59,7 @@ func serveCmd(a app, g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", o.listen, "address to serve /metrics and /healthz on (host:port)")
 	f.IntVar(&o.pollers, "pollers", 1, "pollers to run, on the first CPUs this process may use (0: one per CPU)")
+	addNVMfFlags(f, &o.nvmf)
 	return cmd
 }
 
@@ -114,6 +116,11 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 			err = devicef("stop pollers: %w", serr)
 		}
 	}()
+	stopNVMf, err := startNVMf(o.nvmf, ctrls, grp, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopNVMf()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := metrics.RegisterWith(reg, grp, &metrics.Options{Names: addrs}, ctrls...); err != nil {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/seedb8fa28ef/gonvme/ddi"
+	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
+	"github.com/seedb8fa28ef/gonvme/nvme/tcp/target"
+	"github.com/seedb8fa28ef/gonvme/poller"
+)
+
+// nvmectl serve --nvmf: export the controllers' namespaces over NVMe/TCP.
+
+// nvmfOpts are serve's NVMe/TCP flags.
+type nvmfOpts struct {
+	listen     string   // tcp://HOST:PORT, empty: no target
+	nqn        string   // subsystem NQN (one controller), or its prefix
+	allowHosts []string // host NQNs let in; empty: any host
+	discPort   int      // discovery controller port; 0: none
+}
+
+// defaultNQNPrefix is the start of the default subsystem NQN; the
+// controller's serial number follows: nqn.2024-01.io.gonvme:SERIAL.
+const defaultNQNPrefix = "nqn.2024-01.io.gonvme:"
+
+func addNVMfFlags(f *pflag.FlagSet, o *nvmfOpts) {
+	f.StringVar(&o.listen, "nvmf", "", "export the namespaces over NVMe/TCP at tcp://HOST:PORT (HOST defaults to 127.0.0.1, PORT to 4420)")
+	f.StringVar(&o.nqn, "nqn", "", "subsystem NQN (default "+defaultNQNPrefix+"SERIAL; with several controllers, -N is appended for the N-th)")
+	f.StringSliceVar(&o.allowHosts, "allow-host", nil, "host NQN allowed to connect (repeatable; default: any host)")
+	f.IntVar(&o.discPort, "discovery-port", 8009, "port of the NVMe/TCP discovery controller, on the --nvmf host (0: none)")
+}
+
+// nvmfAddr parses --nvmf.
+func nvmfAddr(s string) (host, port string, err error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "tcp" || u.Path != "" && u.Path != "/" {
+		return "", "", fmt.Errorf("--nvmf %q: want tcp://HOST:PORT", s)
+	}
+	host, port = u.Hostname(), u.Port()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "" {
+		port = "4420"
+	}
+	return host, port, nil
+}
+
+// subsystemNQN returns the NQN of the i-th of n controllers.
+func subsystemNQN(o nvmfOpts, c *nvme.Controller, i, n int) string {
+	if o.nqn != "" {
+		if n == 1 {
+			return o.nqn
+		}
+		return fmt.Sprintf("%s-%d", o.nqn, i+1)
+	}
+	serial := strings.TrimSpace(string(c.Identify().SN[:]))
+	var b strings.Builder
+	for _, r := range serial {
+		if r > ' ' && r < 0x7f {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		fmt.Fprintf(&b, "ctrl%d", i+1)
+	}
+	return defaultNQNPrefix + b.String()
+}
+
+// startNVMf runs the NVMe/TCP target over ctrls and their pollers, if
+// --nvmf was given, and returns a function that stops it.
+func startNVMf(o nvmfOpts, ctrls []*nvme.Controller, grp *poller.Group, stdout io.Writer) (stop func(), err error) {
+	if o.listen == "" {
+		return func() {}, nil
+	}
+	host, port, err := nvmfAddr(o.listen)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	for _, h := range o.allowHosts {
+		if err := fabrics.CheckNQN(h); err != nil {
+			return nil, usagef("--allow-host: %v", err)
+		}
+	}
+	var edevs []ddi.Edev
+	var lns []net.Listener
+	var tgt *target.Target
+	stop = func() {
+		if tgt != nil {
+			tgt.Close()
+		}
+		for _, l := range lns {
+			l.Close()
+		}
+		for _, e := range edevs {
+			ddi.Unregister(e)
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	var subs []target.Subsystem
+	for i, c := range ctrls {
+		var devs []*ddi.Device
+		for _, id := range c.Namespaces() {
+			ns, err := c.Namespace(id)
+			if err != nil {
+				return nil, deviceError{err}
+			}
+			d, err := ddi.RegisterDevice(ns, grp.Handle(c))
+			if err != nil {
+				return nil, deviceError{err}
+			}
+			edevs = append(edevs, d.Edev())
+			devs = append(devs, d)
+		}
+		b, err := target.DeviceBacking(c, devs...)
+		if err != nil {
+			return nil, deviceError{err}
+		}
+		subs = append(subs, target.Subsystem{NQN: subsystemNQN(o, c, i, len(ctrls)), Backing: b})
+	}
+	addrs := []target.Address{{Host: host, Port: port}}
+	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs,
+		Logf: func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) }}, subs...)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	ports := []string{port}
+	if o.discPort != 0 && fmt.Sprint(o.discPort) != port {
+		ports = append(ports, fmt.Sprint(o.discPort))
+	}
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		if err != nil {
+			return nil, usagef("--nvmf: %v", err)
+		}
+		lns = append(lns, l)
+		go func() { _ = tgt.Serve(l) }()
+	}
+	for _, s := range subs {
+		fmt.Fprintf(stdout, "Serving %s over NVMe/TCP on %s (discovery on port %s).\n", s.NQN, net.JoinHostPort(host, port), ports[len(ports)-1])
+	}
+	return stop, nil
+}
