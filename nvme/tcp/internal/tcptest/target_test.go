@@ -16,10 +16,15 @@ import (
 // to a listener on 127.0.0.1.
 type dialer func(t *testing.T) net.Conn
 
-func pipeDialer(tgt *Target) dialer {
+// pipeDialer's connections are closed when the test ends, and the test
+// then waits for the target to end every Serve: a host that closes ends its
+// connection on the target too.
+func pipeDialer(t *testing.T, tgt *Target) dialer {
+	t.Cleanup(tgt.Wait) // runs after the connections are closed
 	return func(t *testing.T) net.Conn {
 		h, c := net.Pipe()
 		tgt.Go(c)
+		t.Cleanup(func() { h.Close() })
 		return h
 	}
 }
@@ -92,7 +97,7 @@ func TestEndToEnd(t *testing.T) {
 				name := fmt.Sprintf("%s/hdgst=%t/ddgst=%t/success=%t", transport, dg.hd, dg.dd, success)
 				t.Run(name, func(t *testing.T) {
 					tgt := New(Config{Success: success})
-					dial := pipeDialer(tgt)
+					dial := pipeDialer(t, tgt)
 					if transport == "tcp" {
 						dial = tcpDialer(t, tgt)
 					}
@@ -193,7 +198,7 @@ func endToEnd(t *testing.T, tgt *Target, dial dialer, hd, dd bool, cattr uint8) 
 
 func TestDiscovery(t *testing.T) {
 	tgt := New(Config{Addr: "127.0.0.1", Port: "4420"})
-	a, _ := bringUp(t, pipeDialer(tgt), false, false, fabrics.DiscoveryNQN, 0)
+	a, _ := bringUp(t, pipeDialer(t, tgt), false, false, fabrics.DiscoveryNQN, 0)
 	idc := make([]byte, spec.IdentifySize)
 	a.ok(spec.Command{Opcode: uint8(spec.AdminIdentify), CDW10: spec.CNSController}, nil, idc)
 	if ic, err := spec.ParseIdentifyController(idc); err != nil || ic.CNTRLTYPE != spec.CtrlTypeDiscovery {
@@ -227,7 +232,7 @@ func TestDiscovery(t *testing.T) {
 // naming the field.
 func TestConnectRefused(t *testing.T) {
 	tgt := New(Config{})
-	dial := pipeDialer(tgt)
+	dial := pipeDialer(t, tgt)
 	c := dial(t)
 	defer c.Close()
 	cl := dial2(t, c, false, false)
@@ -342,7 +347,7 @@ func TestHostProtocolErrors(t *testing.T) {
 // the connection goes on.
 func TestDataDigestError(t *testing.T) {
 	tgt := New(Config{})
-	dial := pipeDialer(tgt)
+	dial := pipeDialer(t, tgt)
 	_, cntlid := bringUp(t, dial, true, true, tgt.Config().SubNQN, 0)
 	ioc := dial(t)
 	defer ioc.Close()
