@@ -477,3 +477,26 @@ func TestNames(t *testing.T) {
 		t.Error("role names")
 	}
 }
+
+// After Reset a reader takes a new connection from its start, whatever
+// state the old one was left in.
+func TestReset(t *testing.T) {
+	var w Writer
+	r := established(t, Host, Params{HeaderDigest: true})
+	cqe := spec.Completion{CID: 1}
+	bad := w.AppendCapsuleResp(nil, &cqe) // no header digest: a fatal error
+	if _, err := readAll(t, r, append(bad, 1, 2, 3), 100, nil); !errors.Is(err, ErrInvalidHeaderField) {
+		t.Fatalf("%v", err)
+	}
+	buf := &r.buf[0]
+	allocs := testing.AllocsPerRun(10, r.Reset)
+	if allocs != 0 || &r.buf[0] != buf || r.Err() != nil || r.Buffered() != 0 || r.Params() != (Params{}) {
+		t.Fatalf("Reset: %v allocs, state %v %d %+v", allocs, r.Err(), r.Buffered(), r.Params())
+	}
+	s := w.AppendICResp(nil, ICResp{MaxH2CData: 8192})
+	s = w.AppendCapsuleResp(s, &cqe)
+	out, err := readAll(t, r, s, 7, nil)
+	if err != nil || len(out) != 2 || out[1].Completion != cqe {
+		t.Fatalf("after Reset: %v %d", err, len(out))
+	}
+}

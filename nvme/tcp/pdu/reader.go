@@ -186,6 +186,14 @@ func NewReader(role Role, bufSize int) *Reader {
 	return &Reader{role: role, buf: make([]byte, bufSize)}
 }
 
+// Reset makes r a Reader for a new connection of the same role, keeping
+// its buffer: for a host that reconnects, without allocating. Everything
+// buffered, the parameters and any error are dropped.
+func (r *Reader) Reset() {
+	buf := r.buf
+	*r = Reader{role: r.role, buf: buf}
+}
+
 // SetParams sets what the following PDUs are checked against. Call it
 // after the ICReq/ICResp exchange, before Next parses the next PDU (the
 // bytes may already be buffered: the Reader parses lazily).
