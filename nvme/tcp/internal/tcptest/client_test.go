@@ -31,11 +31,14 @@ var errTerm = errors.New("controller sent C2HTermReq")
 
 // dial initializes the connection (ICReq/ICResp) asking for the given
 // digests.
-func dial(t testing.TB, c net.Conn, hd, dd bool) *client {
+func dial(t testing.TB, c net.Conn, hd, dd bool) *client { return dialPDA(t, c, hd, dd, 0) }
+
+// dialPDA is dial asking for C2H data aligned to (hpda+1)*4 bytes.
+func dialPDA(t testing.TB, c net.Conn, hd, dd bool, hpda uint8) *client {
 	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(time.Minute)) // a hung test fails instead of hanging
 	cl := &client{t: t, c: c, r: pdu.NewReader(pdu.Host, 0), inCapsule: AdminInCapsule, out: make([]byte, 0, pdu.MaxHeadLen)}
-	q := pdu.ICReq{HeaderDigest: hd, DataDigest: dd}
+	q := pdu.ICReq{HeaderDigest: hd, DataDigest: dd, HPDA: hpda}
 	if _, err := c.Write(cl.w.AppendICReq(nil, q)); err != nil {
 		t.Fatal(err)
 	}

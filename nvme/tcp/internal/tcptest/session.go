@@ -123,7 +123,7 @@ func (s *session) handle(p *pdu.PDU) error {
 	switch p.Type {
 	case pdu.TypeICReq:
 		resp, params, w := pdu.AcceptICReq(p.ICReq, pdu.ControllerLimits{
-			MaxH2CData: s.t.cfg.MaxH2CData, MaxInCapsule: uint32(max(AdminInCapsule, int(s.t.cfg.InCapsule)))})
+			CPDA: s.t.cfg.CPDA, MaxH2CData: s.t.cfg.MaxH2CData, MaxInCapsule: uint32(max(AdminInCapsule, int(s.t.cfg.InCapsule)))})
 		s.r.SetParams(params)
 		s.w = w
 		return s.send(s.w.AppendICResp(s.out[:0], resp))

@@ -20,6 +20,9 @@ type Config struct {
 	InCapsule  uint32 // in-capsule data accepted on I/O queues [4096]
 	R2TChunk   uint32 // bytes asked for per R2T [32768]
 	C2HChunk   uint32 // bytes per C2HData PDU [16384]
+	// CPDA is the alignment the target asks for H2C data: (CPDA+1)*4
+	// bytes [0].
+	CPDA uint8
 	// Success completes reads with the SUCCESS flag on the last C2HData
 	// instead of a CapsuleResp.
 	Success bool

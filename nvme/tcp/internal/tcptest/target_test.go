@@ -57,9 +57,13 @@ func pattern(n int, seed byte) []byte {
 // does: Connect, Property Get CAP and VS, Property Set CC.EN, Property Get
 // CSTS until RDY.
 func bringUp(t *testing.T, dial dialer, hd, dd bool, subnqn string, cattr uint8) (*client, uint16) {
+	return bringUpPDA(t, dial, hd, dd, 0, subnqn, cattr)
+}
+
+func bringUpPDA(t *testing.T, dial dialer, hd, dd bool, hpda uint8, subnqn string, cattr uint8) (*client, uint16) {
 	admin := dial(t)
 	t.Cleanup(func() { admin.Close() })
-	a := dial2(t, admin, hd, dd)
+	a := dialPDA(t, admin, hd, dd, hpda)
 	cqe, err := a.connect(0, fabrics.CNTLIDDynamic, subnqn, cattr)
 	if err != nil || !cqe.StatusField().Success() {
 		t.Fatalf("connect admin: %v %v", err, cqe.StatusField())
@@ -92,11 +96,14 @@ func dial2(t *testing.T, c net.Conn, hd, dd bool) *client { return dial(t, c, hd
 // by CapsuleResp and by the SUCCESS flag.
 func TestEndToEnd(t *testing.T) {
 	for _, transport := range []string{"pipe", "tcp"} {
-		for _, dg := range []struct{ hd, dd bool }{{false, false}, {true, false}, {true, true}} {
+		for _, dg := range []struct {
+			hd, dd     bool
+			hpda, cpda uint8 // data alignment each side asks for
+		}{{false, false, 0, 0}, {true, false, 0, 0}, {true, true, 0, 0}, {false, true, 7, 31}, {true, true, 31, 3}} {
 			for _, success := range []bool{false, true} {
-				name := fmt.Sprintf("%s/hdgst=%t/ddgst=%t/success=%t", transport, dg.hd, dg.dd, success)
+				name := fmt.Sprintf("%s/hdgst=%t/ddgst=%t/hpda=%d/cpda=%d/success=%t", transport, dg.hd, dg.dd, dg.hpda, dg.cpda, success)
 				t.Run(name, func(t *testing.T) {
-					tgt := New(Config{Success: success})
+					tgt := New(Config{Success: success, CPDA: dg.cpda})
 					dial := pipeDialer(t, tgt)
 					if transport == "tcp" {
 						dial = tcpDialer(t, tgt)
@@ -105,7 +112,7 @@ func TestEndToEnd(t *testing.T) {
 					if success {
 						cattr = fabrics.CAttrDisableSQFlow
 					}
-					endToEnd(t, tgt, dial, dg.hd, dg.dd, cattr)
+					endToEnd(t, tgt, dial, dg.hd, dg.dd, dg.hpda, cattr)
 					if errs := tgt.Errors(); len(errs) != 0 {
 						t.Errorf("the target found host errors: %v", errs)
 					}
@@ -115,9 +122,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-func endToEnd(t *testing.T, tgt *Target, dial dialer, hd, dd bool, cattr uint8) {
+func endToEnd(t *testing.T, tgt *Target, dial dialer, hd, dd bool, hpda, cattr uint8) {
 	cfg := tgt.Config()
-	a, cntlid := bringUp(t, dial, hd, dd, cfg.SubNQN, cattr)
+	a, cntlid := bringUpPDA(t, dial, hd, dd, hpda, cfg.SubNQN, cattr)
 
 	idc := make([]byte, spec.IdentifySize)
 	a.ok(spec.Command{Opcode: uint8(spec.AdminIdentify), CDW10: spec.CNSController}, nil, idc)
@@ -150,7 +157,7 @@ func endToEnd(t *testing.T, tgt *Target, dial dialer, hd, dd bool, cattr uint8) 
 	// An I/O queue on its own connection.
 	ioc := dial(t)
 	defer ioc.Close()
-	q := dial2(t, ioc, hd, dd)
+	q := dialPDA(t, ioc, hd, dd, hpda)
 	q.inCapsule = inCapsule
 	if cqe, err := q.connect(1, cntlid, cfg.SubNQN, cattr); err != nil || !cqe.StatusField().Success() {
 		t.Fatalf("connect io: %v %v", err, cqe.StatusField())
