@@ -3,11 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/guest"
+	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
 )
 
 // Carrying a dynamically linked host binary into the guest (QEMU.md,
@@ -132,4 +137,101 @@ func (c *carrySet) list() []ramFile {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// A profile that needs more than the guest init and the test binaries says
+// so (vmtest.Profile's Fabrics and Tools): profileCarry adds those files to
+// any boot of that profile, whichever verb builds it (test, run, bench),
+// when its initramfs is written. It reads the profile from the boot
+// description among the files and writes the description again with the
+// fabrics modules' load order in it.
+
+// toolDirs are searched for a carried tool after $PATH (setup runs as
+// root, but a user's PATH may lack the sbin directories).
+var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
+
+// lookTool finds a host command to carry.
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range toolDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found on the host (run `go run ./hack/qemu setup` as root)", name)
+}
+
+// profileCarry returns files with what the boot's profile needs added: the
+// fabrics modules (from the cache setup made) and the profile's tools with
+// their libraries. Files without a boot description, or whose profile needs
+// nothing more, come back unchanged.
+func profileCarry(files []ramFile, assets func() (*Assets, error)) ([]ramFile, error) {
+	bootName := strings.TrimPrefix(guest.BootPath, "/")
+	bi := -1
+	for i, f := range files {
+		if f.Name == bootName && f.Src == "" {
+			bi = i
+		}
+	}
+	if bi < 0 {
+		return files, nil
+	}
+	var bt vmtest.Boot
+	if err := json.Unmarshal(files[bi].Data, &bt); err != nil {
+		return nil, fmt.Errorf("initramfs: boot description: %w", err)
+	}
+	p, err := vmtest.ParseProfile(bt.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %w", err)
+	}
+	if !p.Fabrics && len(p.Tools) == 0 {
+		return files, nil
+	}
+	out := append([]ramFile(nil), files...)
+	have := map[string]bool{}
+	for _, f := range files {
+		have[f.Name] = true
+	}
+	if p.Fabrics {
+		a, err := assets()
+		if err != nil {
+			return nil, err
+		}
+		if len(a.FabricsModules) == 0 {
+			return nil, fmt.Errorf("profile %s needs the NVMe/TCP modules, the cache has none (run `go run ./hack/qemu setup`)", p.Name)
+		}
+		for _, mod := range a.FabricsModules {
+			name := strings.TrimPrefix(guest.ModuleDir, "/") + "/" + mod
+			if !have[name] {
+				out = append(out, ramFile{Name: name, Src: filepath.Join(a.ModuleDir, mod), Perm: 0o644})
+				have[name] = true
+			}
+		}
+		bt.FabricsModules = a.FabricsModules
+	}
+	cs := newCarrySet()
+	for _, t := range p.Tools {
+		bin, err := lookTool(t)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+		}
+		if err := cs.add(bin, guest.BinDir+"/"+t); err != nil {
+			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+		}
+	}
+	for _, f := range cs.list() {
+		if !have[f.Name] {
+			out = append(out, f)
+			have[f.Name] = true
+		}
+	}
+	js, err := json.MarshalIndent(&bt, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	out[bi].Data = js
+	return out, nil
 }

@@ -19,7 +19,14 @@ type ramFile struct {
 // writeInitramfs writes an uncompressed newc archive: the directories the
 // init needs, /dev/console (the kernel opens it for init's stdio), and the
 // files with their parent directories.
+//
+// A boot whose profile needs fabrics modules or tools gets them here
+// (profileCarry).
 func writeInitramfs(out string, files []ramFile) (err error) {
+	files, err = profileCarry(files, loadAssets)
+	if err != nil {
+		return err
+	}
 	f, err := os.Create(out)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)

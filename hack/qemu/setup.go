@@ -24,6 +24,16 @@ var (
 	// setup must refuse a controller with a mounted file system).
 	nvmeModules = []string{"crct10dif_common", "crct10dif_generic", "crc-t10dif", "crc64",
 		"crc64_rocksoft_generic", "crc64-rocksoft", "t10-pi", "nvme-core", "nvme", "crc32c_generic", "ext4"}
+	// fabricsModules are loaded on demand by the tests that need NVMe over
+	// TCP (vmtest's LoadFabrics): the kernel target (configfs, nvmet,
+	// nvmet-tcp), the initiator (nvme-fabrics, nvme-tcp), CRC32C for
+	// digests, null_blk as a second backing device and ext4 for a file
+	// system on a connected namespace. The generic CRC algorithms come
+	// first, as in nvmeModules: the guest has no modprobe for the crypto
+	// API to call. Only boots whose profile asks for them carry them
+	// (vmtest.Profile.Fabrics); nvme, the PCI driver, is not among them.
+	fabricsModules = []string{"crct10dif_generic", "crc64_rocksoft_generic", "configfs", "nvmet", "nvmet-tcp",
+		"nvme-fabrics", "nvme-tcp", "crc32c_generic", "null_blk", "ext4"}
 )
 
 // moduleRoots is what the cached module set was made from: a change to the
@@ -40,8 +50,14 @@ type Assets struct {
 	VFIOModules []string `json:"vfio_modules"` // file names in load order
 	NVMeModules []string `json:"nvme_modules"` // file names in load order
 	ModuleRoots []string `json:"module_roots"` // the module lists the set was made from
-	QEMU        string   `json:"-"`
-	Firmware    string   `json:"-"`
+	// FabricsModules are file names in load order (fabricsModules and what
+	// they depend on, some of them in NVMeModules too), made from
+	// FabricsRoots. They are kept apart from ModuleRoots so that a
+	// checkout without them still takes the cache as it is.
+	FabricsModules []string `json:"fabrics_modules,omitempty"`
+	FabricsRoots   []string `json:"fabrics_roots,omitempty"`
+	QEMU           string   `json:"-"`
+	Firmware       string   `json:"-"`
 }
 
 // cacheDir returns $GONVME_CACHE, $XDG_CACHE_HOME/gonvme or ~/.cache/gonvme.
@@ -209,6 +225,13 @@ func setup(log io.Writer) (*Assets, error) {
 		}
 	}
 	if cacheErr == nil && cached.Kernel == pkg && slices.Equal(cached.ModuleRoots, moduleRoots()) {
+		if !slices.Equal(cached.FabricsRoots, fabricsModules) {
+			fmt.Fprintf(log, "setup: adding the NVMe/TCP modules of %s to %s\n", pkg, dir)
+			if err := addFabrics(log, dir, cached); err != nil {
+				return nil, err
+			}
+			return cached, nil
+		}
 		fmt.Fprintf(log, "setup: kernel %s cached in %s\n", pkg, dir)
 		return cached, nil
 	}
@@ -223,9 +246,8 @@ func setup(log io.Writer) (*Assets, error) {
 		}
 		return nil, err
 	}
-	b, _ := json.MarshalIndent(a, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "assets.json"), append(b, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("write stamp: %w", err)
+	if err := writeStamp(dir, a); err != nil {
+		return nil, err
 	}
 	a.QEMU, a.Firmware, err = findQEMU()
 	if err != nil {
@@ -234,6 +256,74 @@ func setup(log io.Writer) (*Assets, error) {
 	fmt.Fprintf(log, "setup: kernel %s ready: vmlinux %s, %d VFIO and %d nvme modules\n",
 		a.Release, a.Vmlinux, len(a.VFIOModules), len(a.NVMeModules))
 	return a, nil
+}
+
+func writeStamp(dir string, a *Assets) error {
+	b, _ := json.MarshalIndent(a, "", "  ")
+	tmp := filepath.Join(dir, "assets.json.tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write stamp: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "assets.json")); err != nil {
+		return fmt.Errorf("write stamp: %w", err)
+	}
+	return nil
+}
+
+// addFabrics fetches the cached kernel's package again and adds the
+// fabrics modules to its module directory, leaving every file already
+// there as it is (a boot may be reading them), then rewrites the stamp.
+func addFabrics(log io.Writer, dir string, a *Assets) error {
+	tmp, root, err := downloadKernel(log, dir, a.Kernel)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	mods, err := moduleTree(root, a.Kernel)
+	if err != nil {
+		return err
+	}
+	idx, err := indexModules(mods)
+	if err != nil {
+		return err
+	}
+	if err := copyFabrics(log, idx, a); err != nil {
+		return err
+	}
+	return writeStamp(dir, a)
+}
+
+// copyFabrics orders fabricsModules with their dependencies, records that
+// order in a, and copies the files not already in a's VFIO and nvme lists
+// into a.ModuleDir (each through a temporary file and a rename).
+func copyFabrics(log io.Writer, idx moduleIndex, a *Assets) error {
+	order, err := idx.order(fabricsModules)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, n := range append(append([]string{}, a.VFIOModules...), a.NVMeModules...) {
+		have[n] = true
+	}
+	var names []string
+	for _, m := range order {
+		name := filepath.Base(m.path)
+		names = append(names, name)
+		if have[name] {
+			continue
+		}
+		dst := filepath.Join(a.ModuleDir, name)
+		if err := copyFile(m.path, dst+".tmp"); err != nil {
+			return err
+		}
+		if err := os.Rename(dst+".tmp", dst); err != nil {
+			return err
+		}
+	}
+	a.FabricsModules = names
+	a.FabricsRoots = append([]string{}, fabricsModules...)
+	fmt.Fprintf(log, "setup: fabrics modules %v\n", names)
+	return nil
 }
 
 // ensureCC makes sure the race detector (cgo) has a C compiler, and that
@@ -265,13 +355,19 @@ const vfioHeader = "/usr/include/linux/vfio.h"
 // the kernel driver's rows, qemu-img (qemu-utils) for QEMU's nvme:// row.
 var benchTools = []struct{ bin, pkg string }{{"fio", "fio"}, {"qemu-img", "qemu-utils"}}
 
-// ensureBenchTools installs fio and qemu-utils when they are missing and
-// setup runs as root. Only `bench` needs them, so a failure is reported and
-// not fatal.
+// nvmfTools are the host packages the profiles with Tools (vmtest's nvmf)
+// carry into the guest: Debian's nvme-cli, and e2fsprogs for a file system
+// on a connected namespace (fio is a bench tool already).
+var nvmfTools = []struct{ bin, pkg string }{{"nvme", "nvme-cli"}, {"mkfs.ext4", "e2fsprogs"}, {"e2fsck", "e2fsprogs"}}
+
+// ensureBenchTools installs fio, qemu-utils, nvme-cli and e2fsprogs when
+// they are missing and setup runs as root. Only `bench` and the boots of
+// profiles that carry tools need them, so a failure is reported and not
+// fatal (such a boot then fails naming the missing tool).
 func ensureBenchTools(log io.Writer) {
 	var pkgs []string
-	for _, t := range benchTools {
-		if _, err := exec.LookPath(t.bin); err != nil {
+	for _, t := range append(append(benchTools[:0:0], benchTools...), nvmfTools...) {
+		if _, err := exec.LookPath(t.bin); err != nil && !slices.Contains(pkgs, t.pkg) {
 			pkgs = append(pkgs, t.pkg)
 		}
 	}
@@ -279,47 +375,72 @@ func ensureBenchTools(log io.Writer) {
 		return
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintf(log, "setup: %s missing; `bench` needs them: sudo apt-get install -y --no-install-recommends %s\n",
+		fmt.Fprintf(log, "setup: %s missing; `bench` and the nvmf profile need them: sudo apt-get install -y --no-install-recommends %s\n",
 			strings.Join(pkgs, " "), strings.Join(pkgs, " "))
 		return
 	}
-	fmt.Fprintf(log, "setup: installing %s for bench\n", strings.Join(pkgs, " "))
+	fmt.Fprintf(log, "setup: installing %s for bench and the nvmf profile\n", strings.Join(pkgs, " "))
 	if err := aptGet(log, append([]string{"install", "-y", "--no-install-recommends"}, pkgs...)...); err != nil {
-		fmt.Fprintf(log, "setup: %v (bench will not run)\n", err)
+		fmt.Fprintf(log, "setup: %v (bench and the nvmf profile will not run)\n", err)
 	}
 }
 
-func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
+// downloadKernel fetches the kernel package pkg into a new temporary
+// directory under dir (the caller removes it) and unpacks it into root.
+func downloadKernel(log io.Writer, dir, pkg string) (tmp, root string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cache dir: %w", err)
+		return "", "", fmt.Errorf("cache dir: %w", err)
 	}
-	tmp, err := os.MkdirTemp(dir, "fetch-")
+	tmp, err = os.MkdirTemp(dir, "fetch-")
 	if err != nil {
-		return nil, fmt.Errorf("cache dir: %w", err)
+		return "", "", fmt.Errorf("cache dir: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
 	// apt-get download writes into the current directory; as root it drops
 	// to the _apt user, which needs to be able to write there.
 	_ = os.Chmod(tmp, 0o777)
 	if err := runLogged(log, tmp, "apt-get", "download", pkg); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {
-		return nil, fmt.Errorf("apt-get download %s: found %d .deb files", pkg, len(debs))
+		return "", "", fmt.Errorf("apt-get download %s: found %d .deb files", pkg, len(debs))
 	}
-	root := filepath.Join(tmp, "root")
+	root = filepath.Join(tmp, "root")
 	if err := runLogged(log, "", "dpkg-deb", "-x", debs[0], root); err != nil {
-		return nil, err
+		return "", "", err
 	}
+	return tmp, root, nil
+}
+
+// moduleTree returns the lib/modules/<release> directory of an unpacked
+// kernel package.
+func moduleTree(root, pkg string) (string, error) {
 	mods, _ := filepath.Glob(filepath.Join(root, "lib/modules/*"))
 	if len(mods) == 0 {
 		mods, _ = filepath.Glob(filepath.Join(root, "usr/lib/modules/*"))
 	}
 	if len(mods) != 1 {
-		return nil, fmt.Errorf("%s: want one lib/modules/<release>, found %v", pkg, mods)
+		return "", fmt.Errorf("%s: want one lib/modules/<release>, found %v", pkg, mods)
 	}
-	release := filepath.Base(mods[0])
+	return mods[0], nil
+}
+
+func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
+	tmp, root, err := downloadKernel(log, dir, pkg)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	modTree, err := moduleTree(root, pkg)
+	if err != nil {
+		return nil, err
+	}
+	release := filepath.Base(modTree)
 	out := filepath.Join(dir, "kernel", release)
 	if err := os.RemoveAll(out); err != nil {
 		return nil, err
@@ -332,7 +453,7 @@ func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
 	if err := extractVmlinux(filepath.Join(root, "boot", "vmlinuz-"+release), vmlinux); err != nil {
 		return nil, err
 	}
-	idx, err := indexModules(mods[0])
+	idx, err := indexModules(modTree)
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +474,9 @@ func fetchKernel(log io.Writer, dir, pkg string) (*Assets, error) {
 			*set.dst = append(*set.dst, name)
 		}
 		fmt.Fprintf(log, "setup: modules %v\n", *set.dst)
+	}
+	if err := copyFabrics(log, idx, a); err != nil {
+		return nil, err
 	}
 	return a, nil
 }

@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -50,7 +51,17 @@ type Profile struct {
 	Name     string // canonical, e.g. "4k+small-mdts"
 	Topology Topology
 	Ctrls    []Ctrl
+	// Fabrics makes the boot carry the NVMe over TCP modules
+	// (Boot.FabricsModules), which Env.LoadFabrics loads.
+	Fabrics bool
+	// Tools are host commands the harness carries into the guest's
+	// guest.BinDir with the libraries they need (Env.Tool runs them).
+	Tools []string
 }
+
+// NVMfTools are the host commands the nvmf profile carries: Debian's
+// nvme-cli, e2fsprogs' mkfs.ext4 and e2fsck, and fio.
+var NVMfTools = []string{"nvme", "mkfs.ext4", "e2fsck", "fio"}
 
 const (
 	gib = 1 << 30
@@ -111,6 +122,15 @@ var modifiers = map[string]modifier{
 	}},
 	"media-errors": {31, "reads of LBAs 100, 1000 and 4000 of nvme0's namespace 1 fail (blkdebug EIO)", func(p *Profile) error {
 		p.Ctrls[0].Namespaces[0].MediaErrorLBAs = append([]uint64(nil), MediaErrorLBAs...)
+		return nil
+	}},
+	"nvmf": {50, "NVMe over TCP: the fabrics modules (nvmet, nvmet-tcp, nvme-fabrics, nvme-tcp, null_blk) and Debian's nvme-cli, mkfs.ext4, e2fsck and fio carried", func(p *Profile) error {
+		p.Fabrics = true
+		for _, t := range NVMfTools {
+			if !slices.Contains(p.Tools, t) {
+				p.Tools = append(p.Tools, t)
+			}
+		}
 		return nil
 	}},
 	"4k": {40, "4096 B logical blocks on every namespace", func(p *Profile) error {

@@ -28,6 +28,10 @@ type Boot struct {
 	Command     []string   `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
 	Then        [][]string `json:"then,omitempty"`    // run mode: further commands, run while each exits 0
 	Bind        string     `json:"bind,omitempty"`    // run mode: vfio, kernel or none
+
+	// FabricsModules are the NVMe over TCP modules in load order, carried
+	// when the profile asks for them (Profile.Fabrics); Env.LoadFabrics.
+	FabricsModules []string `json:"fabrics_modules,omitempty"`
 }
 
 // Test is one test binary to run in the guest with -test.run Run.
