@@ -148,8 +148,9 @@ type KernelTargetConfig struct {
 	Addr string
 	Port int
 	// DiscoveryPort, when not zero, is a second port the subsystem is
-	// linked into (nvmet answers discovery on every port; it listens only
-	// on ports with a subsystem linked). Its discovery log then lists both.
+	// linked into: nvmet answers discovery on every port but listens only
+	// on ports with a subsystem linked, and its discovery log lists the
+	// entries of the port asked (so 8009's log names the subsystem at 8009).
 	DiscoveryPort int
 }
 
