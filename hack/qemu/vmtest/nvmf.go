@@ -110,16 +110,29 @@ func (e *Env) RunTool(t testing.TB, name string, args ...string) (string, error)
 	return string(out), err
 }
 
-// Tool runs a carried tool, logs the command line and returns its combined
-// output; a non-zero status fails the test with the output.
+// Tool runs a carried tool, logs the command line and the start of its
+// output and returns the output (combined); a non-zero status fails the
+// test with all of it.
 func (e *Env) Tool(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := e.RunTool(t, name, args...)
-	t.Logf("$ %s %s\n%s", name, quoteArgs(args), out)
+	t.Logf("$ %s %s\n%s", name, quoteArgs(args), headLines(out, toolLogLines))
 	if err != nil {
 		t.Fatalf("vmtest: %s %s: %v\n%s", name, quoteArgs(args), err, out)
 	}
 	return out
+}
+
+// toolLogLines is how much of a tool's output Tool logs.
+const toolLogLines = 24
+
+// headLines returns the first n lines of s, and how many it left out.
+func headLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) <= n+1 {
+		return s
+	}
+	return strings.Join(lines[:n], "") + fmt.Sprintf("[... %d more lines]\n", len(lines)-n)
 }
 
 func quoteArgs(args []string) string {
