@@ -150,12 +150,17 @@ func (c *carrySet) list() []ramFile {
 // root, but a user's PATH may lack the sbin directories).
 var toolDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin"}
 
-// lookTool finds a host command to carry.
+// lookTool finds a host command to carry in $PATH or toolDirs.
 func lookTool(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, d := range toolDirs {
+	return lookToolIn(name, toolDirs)
+}
+
+// lookToolIn finds an executable regular file name in dirs.
+func lookToolIn(name string, dirs []string) (string, error) {
+	for _, d := range dirs {
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			return p, nil
@@ -164,11 +169,22 @@ func lookTool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found on the host (run `go run ./hack/qemu setup` as root)", name)
 }
 
+// carryNeeds is what profileCarry looks things up with; tests replace it.
+type carryNeeds struct {
+	assets func() (*Assets, error)      // loadAssets
+	look   func(string) (string, error) // lookTool
+	carry  *carrySet                    // newCarrySet()
+}
+
+func defaultCarryNeeds() carryNeeds {
+	return carryNeeds{assets: loadAssets, look: lookTool, carry: newCarrySet()}
+}
+
 // profileCarry returns files with what the boot's profile needs added: the
 // fabrics modules (from the cache setup made) and the profile's tools with
 // their libraries. Files without a boot description, or whose profile needs
 // nothing more, come back unchanged.
-func profileCarry(files []ramFile, assets func() (*Assets, error)) ([]ramFile, error) {
+func profileCarry(files []ramFile, n carryNeeds) ([]ramFile, error) {
 	bootName := strings.TrimPrefix(guest.BootPath, "/")
 	bi := -1
 	for i, f := range files {
@@ -196,7 +212,7 @@ func profileCarry(files []ramFile, assets func() (*Assets, error)) ([]ramFile, e
 		have[f.Name] = true
 	}
 	if p.Fabrics {
-		a, err := assets()
+		a, err := n.assets()
 		if err != nil {
 			return nil, err
 		}
@@ -212,9 +228,9 @@ func profileCarry(files []ramFile, assets func() (*Assets, error)) ([]ramFile, e
 		}
 		bt.FabricsModules = a.FabricsModules
 	}
-	cs := newCarrySet()
+	cs := n.carry
 	for _, t := range p.Tools {
-		bin, err := lookTool(t)
+		bin, err := n.look(t)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 		}

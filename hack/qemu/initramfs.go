@@ -23,7 +23,7 @@ type ramFile struct {
 // A boot whose profile needs fabrics modules or tools gets them here
 // (profileCarry).
 func writeInitramfs(out string, files []ramFile) (err error) {
-	files, err = profileCarry(files, loadAssets)
+	files, err = profileCarry(files, defaultCarryNeeds())
 	if err != nil {
 		return err
 	}
