@@ -7,6 +7,7 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/pdu"
 )
@@ -29,6 +30,10 @@ type slot struct {
 	next   uint32 // next byte expected
 	r2tEnd uint32
 	failed bool // a data digest error: Transient Transport Error
+
+	// dsmRanges is NR+1 of a Dataset Management whose ranges come
+	// through R2T; 0 for other commands.
+	dsmRanges int
 
 	// Multi-step commands (Write Zeroes, Dataset Management): the
 	// remaining pieces, run one after another from Iodone.
@@ -85,6 +90,7 @@ func (c *conn) release(s *slot) {
 		c.mu.Unlock()
 	}
 	s.ns, s.cid, s.held, s.steps, s.st, s.failed, s.next, s.r2tEnd = nil, 0, false, s.steps[:0], 0, false, 0, 0
+	s.dsmRanges = 0
 	c.free <- s
 	c.inflight.Done()
 }
@@ -254,34 +260,52 @@ func (c *conn) ioCommand(cmd *spec.Command, icd []byte, s *slot) error {
 // dsm runs Dataset Management: each range with the Deallocate attribute
 // becomes a ddi CmdDelete, in order; without it the command is a hint
 // and completes at once. NVM Command Set 1.0, 3.2.3.
+//
+// The data SGL may describe more than the NR+1 ranges: Linux sends a
+// 4 KiB buffer (room for 256 ranges) whatever NR says, in the capsule
+// when IOCCSZ allows, else through R2T. Like Linux's nvmet, the target
+// takes any length from the ranges' size up to a slot's buffer and reads
+// the first NR+1 ranges of it.
 func (c *conn) dsm(cmd *spec.Command, icd []byte, s *slot, fail func(spec.Status) error) error {
 	nr := int(cmd.CDW10&0xff) + 1
-	if st, ok := dataSGL(cmd, nr*16, false, icd); !ok {
+	want := nr * 16
+	if _, _, length, err := fabrics.ParseDataSGL(cmd.SGL1()); err == nil && int(length) > want && int(length) <= len(s.buf) {
+		want = int(length)
+	}
+	if st, ok := dataSGL(cmd, want, false, icd); !ok {
 		return fail(st)
 	}
-	if len(icd) == 0 {
-		// Ranges through R2T: rare (256 ranges are 4 KiB, under
-		// IOCCSZ); refuse rather than add a path.
-		return fail(status(spec.SCTGeneric, spec.SCDataSGLLengthInvalid))
-	}
-	if cmd.CDW11&(1<<2) == 0 {
+	if cmd.CDW11&spec.DSMDeallocate == 0 {
 		return fail(0)
 	}
+	if len(icd) == 0 {
+		// The ranges through R2T: h2cDone parses them once all came.
+		s.dsmRanges, s.n = nr, want
+		c.waiting[cmd.CID] = s
+		return c.r2t(s)
+	}
+	s.deallocate(icd[:nr*16])
+	s.start()
+	return nil
+}
+
+// deallocate turns the ranges in b into CmdDelete steps of s, or sets
+// s.st if one lies outside the namespace (then no step runs).
+func (s *slot) deallocate(b []byte) {
 	ns := s.ns
-	for i := range nr {
-		r := icd[i*16 : i*16+16]
+	for r := b; len(r) >= 16; r = r[16:] {
 		n := uint64(binary.LittleEndian.Uint32(r[4:]))
 		lba := binary.LittleEndian.Uint64(r[8:])
 		if n == 0 {
 			continue
 		}
 		if lba+n > ns.blocks || lba+n < lba {
-			return fail(status(spec.SCTGeneric, spec.SCLBAOutOfRange))
+			s.steps = s.steps[:0]
+			s.st = status(spec.SCTGeneric, spec.SCLBAOutOfRange)
+			return
 		}
 		s.steps = append(s.steps, step{cmd: ddi.CmdDelete, blkno: lba, bytes: int(n << ns.bshift)})
 	}
-	s.start()
-	return nil
 }
 
 // r2t asks the host for the next range of s's data: all that is left, up
@@ -323,6 +347,8 @@ func (c *conn) h2cDone(s *slot, p *pdu.PDU) error {
 	s.next, s.r2tEnd = 0, 0
 	if s.failed {
 		s.st = spec.MakeStatus(spec.SCTGeneric, spec.SCTransientTransportError)
+	} else if s.dsmRanges > 0 {
+		s.deallocate(s.buf[:s.dsmRanges*16])
 	}
 	s.start()
 	return nil
