@@ -326,6 +326,12 @@ func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool)
 func (c *Controller) createQueues(q *QueuePair) error {
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
+	// The queues belong to the epoch seen before creating them: if a
+	// reset starts meanwhile, the queue pair is not in step with it.
+	e := c.epoch.Load()
+	if s := epochState(e); s != StateReady {
+		return fmt.Errorf("create io queues %d: controller is %v", q.id, s)
+	}
 	size := uint32(q.size - 1)
 	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
 	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
@@ -338,7 +344,7 @@ func (c *Controller) createQueues(q *QueuePair) error {
 		_, _ = c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0)
 		return fmt.Errorf("create io sq %d: %w", q.id, err)
 	}
-	q.epoch = c.epoch.Load()
+	q.epoch = e
 	return nil
 }
 

@@ -3,6 +3,7 @@ package nvme
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,9 +137,10 @@ type Controller struct {
 	aers    []*Request
 	events  []AsyncEvent // bounded record of asynchronous events
 
-	qmu    sync.Mutex
-	qids   []bool // qids[i]: I/O queue i+1 in use
-	qpairs map[*QueuePair]struct{}
+	qmu     sync.Mutex
+	qids    []bool // qids[i]: I/O queue i+1 in use
+	qpairs  map[*QueuePair]struct{}
+	retired []*QueuePair // closed by their owners, memory freed at Close
 
 	nsMu       sync.RWMutex
 	namespaces map[uint32]*Namespace
@@ -184,12 +186,17 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 		c.logf = func(string, ...any) {}
 	}
 	c.epoch.Store(makeEpoch(0, StateInit))
+	if bm, ok := bus.(BusMaster); ok {
+		if err := bm.SetBusMaster(true); err != nil {
+			return nil, fmt.Errorf("nvme: bring-up: bus master enable: %w", err)
+		}
+	}
 	c.adminMu.Lock()
 	for _, s := range bringup {
 		if err := s.run(c); err != nil {
-			c.adminMu.Unlock()
 			c.setState(StateFailed)
-			c.releaseAll()
+			c.release(c.stopDevice())
+			c.adminMu.Unlock()
 			return nil, fmt.Errorf("nvme: bring-up: %s: %w", s.name, err)
 		}
 	}
@@ -217,6 +224,7 @@ var bringup = []step{
 	{"identify controller", (*Controller).identifyController},
 	{"set number of queues", (*Controller).setNumQueues},
 	{"identify namespaces", (*Controller).scanNamespaces},
+	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
 
@@ -227,6 +235,7 @@ var resetSteps = []step{
 	{"configure admin queue", (*Controller).configureAdmin},
 	{"enable", (*Controller).enable},
 	{"set number of queues", (*Controller).setNumQueues},
+	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
 
@@ -406,6 +415,37 @@ func (c *Controller) setNumQueues() error {
 	return nil
 }
 
+// eventConfig returns the Asynchronous Event Configuration the driver
+// sets: every SMART / Health critical warning defined before NVMe 2.0,
+// and the notices the controller supports (OAES) and the driver handles.
+func (c *Controller) eventConfig() uint32 {
+	aec := uint32(0x1f) // spare, temperature, reliability, read only, volatile memory backup
+	oaes := c.ident.OAES
+	for _, bit := range []uint32{spec.AECNamespaceAttribute, spec.AECFirmwareActivation} {
+		if oaes&bit != 0 {
+			aec |= bit
+		}
+	}
+	return aec
+}
+
+// configureEvents sets Asynchronous Event Configuration (a controller
+// reset clears it). A controller that refuses it still works; its events
+// may stay off, which is logged.
+func (c *Controller) configureEvents() error {
+	if c.opts.AsyncEvents < 0 || c.ident == nil {
+		return nil
+	}
+	aec := c.eventConfig()
+	if _, err := c.adminSimpleLocked(spec.AdminSetFeatures, 0, uint32(spec.FeatureAsyncEventConfig), aec); err != nil {
+		if errors.Is(err, ErrRemoved) || errors.Is(err, ErrTimeout) {
+			return err
+		}
+		c.logf("nvme: set asynchronous event configuration %#x: %v", aec, err)
+	}
+	return nil
+}
+
 func (c *Controller) armAER() error {
 	n := c.opts.AsyncEvents
 	if n < 0 || c.ident == nil {
@@ -566,6 +606,7 @@ func (c *Controller) reset(reason string) error {
 	}
 	c.logf("nvme: reset: %s", reason)
 	c.setState(StateResetting)
+	c.quiesce()
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
 	for _, s := range resetSteps {
@@ -582,6 +623,24 @@ func (c *Controller) reset(reason string) error {
 		return fmt.Errorf("reset: %w", ErrRemoved)
 	}
 	return nil
+}
+
+// quiesce waits until no queue pair owner is inside its doorbell section
+// (ringDoorbells). The epoch has moved on, so any owner entering it from
+// now on writes nothing: after quiesce no doorbell of the old epoch
+// reaches the controller.
+func (c *Controller) quiesce() {
+	c.qmu.Lock()
+	qs := make([]*QueuePair, 0, len(c.qpairs))
+	for q := range c.qpairs {
+		qs = append(qs, q)
+	}
+	c.qmu.Unlock()
+	for _, q := range qs {
+		for q.ringing.Load() != 0 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // NewQueuePair creates an I/O queue pair of depth entries (0 for
@@ -625,6 +684,15 @@ func (c *Controller) NewQueuePair(depth int) (*QueuePair, error) {
 	return q, nil
 }
 
+// retireQueue takes a closed queue pair whose queues may still exist on
+// the controller: its memory is freed by release, after stopDevice.
+func (c *Controller) retireQueue(q *QueuePair) {
+	c.releaseQueue(q)
+	c.qmu.Lock()
+	c.retired = append(c.retired, q)
+	c.qmu.Unlock()
+}
+
 func (c *Controller) releaseQueue(q *QueuePair) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
@@ -664,8 +732,11 @@ func (c *Controller) Close() error {
 		}
 		errs = append(errs, c.shutdown())
 	}
+	c.adminMu.Lock()
+	stopped := c.stopDevice()
 	c.setState(StateClosed)
-	c.releaseAll()
+	c.release(stopped)
+	c.adminMu.Unlock()
 	errs = append(errs, c.bus.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nvme: close: %w", err)
@@ -684,6 +755,89 @@ func (c *Controller) shutdown() error {
 	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, timeout)
 }
 
+// stopDevice makes sure the controller can no longer reach host memory,
+// before any of it is freed: it disables the controller (CC.EN cleared,
+// waiting for CSTS.RDY to clear), resets the function if it does not
+// stop, and turns bus mastering off. It reports whether the controller
+// is stopped (or gone: a removed device reaches nothing). Called with
+// adminMu held, or during bring-up.
+func (c *Controller) stopDevice() bool {
+	stopped := false
+	wait := max(c.toutCAP, 500*time.Millisecond)
+	if c.csts().Removed() {
+		stopped = true // registers read all ones: the device is gone
+	} else {
+		cc := spec.CC(c.regs.Read32(spec.RegCC))
+		if cc.EN() {
+			c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false).WithSHN(spec.SHNNone)))
+		}
+		err := c.waitCSTS("disable", func(s spec.CSTS) bool { return !s.RDY() }, wait)
+		if err != nil && !errors.Is(err, ErrRemoved) {
+			c.logf("nvme: %s: %v; resetting the function", c.name(), err)
+			if ferr := c.bus.Reset(); ferr != nil {
+				c.logf("nvme: %s: function reset: %v", c.name(), ferr)
+			} else {
+				c.regs.Write32(spec.RegCC, 0)
+				err = c.waitCSTS("disable after function reset", func(s spec.CSTS) bool { return !s.RDY() }, wait)
+			}
+		}
+		stopped = err == nil || errors.Is(err, ErrRemoved)
+	}
+	if bm, ok := c.bus.(BusMaster); ok {
+		if err := bm.SetBusMaster(false); err != nil {
+			c.logf("nvme: %s: bus master disable: %v", c.name(), err)
+		}
+	}
+	return stopped
+}
+
+// release frees the DMA memory of every queue and admin buffer when the
+// controller is stopped (stopDevice). Otherwise the memory stays mapped,
+// leaked for good with a log line: a controller that could not be
+// disabled may still write to it, and freed memory (its IOVA) could go to
+// another buffer, even of another controller sharing the IOVA space.
+func (c *Controller) release(stopped bool) {
+	if stopped {
+		c.releaseAll()
+		return
+	}
+	n := 0
+	c.qmu.Lock()
+	for q := range c.qpairs {
+		n += q.memBytes()
+		q.abandon()
+	}
+	clear(c.qpairs)
+	for _, q := range c.retired {
+		n += q.memBytes()
+		q.abandon()
+	}
+	c.retired = nil
+	c.qmu.Unlock()
+	if c.admin != nil {
+		n += c.admin.memBytes()
+		c.admin.abandon()
+		c.admin = nil
+	}
+	if c.scratch != nil {
+		n += c.scratch.Len()
+		c.scratch = nil
+	}
+	c.logf("nvme: %s: the controller could not be disabled: leaving %d bytes of DMA memory mapped and unused for good", c.name(), n)
+}
+
+// name names the controller in log lines: the bus's String (the PCI
+// address), else the serial number.
+func (c *Controller) name() string {
+	if s, ok := c.bus.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if c.ident != nil {
+		return "controller " + c.ident.SN
+	}
+	return "controller"
+}
+
 // releaseAll frees the DMA memory of every queue.
 func (c *Controller) releaseAll() {
 	c.qmu.Lock()
@@ -691,6 +845,10 @@ func (c *Controller) releaseAll() {
 		q.free_()
 	}
 	clear(c.qpairs)
+	for _, q := range c.retired {
+		q.free_()
+	}
+	c.retired = nil
 	c.qmu.Unlock()
 	if c.admin != nil {
 		c.admin.free_()

@@ -96,6 +96,11 @@ type QueuePair struct {
 	epoch uint64 // controller epoch this queue was last in step with
 	term  error  // set once the queue pair can take no more work
 	stats QueueStats
+
+	// ringing is 1 while the owner is between checking the epoch and
+	// writing a doorbell; a reset waits for it to be 0 after moving the
+	// epoch on, so no doorbell reaches a queue the reset deletes.
+	ringing atomic.Uint32
 }
 
 // clock is the monotonic time base of command deadlines.
@@ -200,6 +205,24 @@ func (q *QueuePair) free_() {
 	q.sq, q.cq = nil, nil
 }
 
+// memBytes returns the DMA memory q holds.
+func (q *QueuePair) memBytes() int {
+	n := 0
+	for _, b := range []*dma.Buffer{q.sqMem, q.cqMem, q.prpMem} {
+		if b != nil {
+			n += b.Len()
+		}
+	}
+	return n
+}
+
+// abandon drops q's DMA memory without freeing it: the controller could
+// not be stopped and may still use it (Controller.release).
+func (q *QueuePair) abandon() {
+	q.sqMem, q.cqMem, q.prpMem = nil, nil, nil
+	q.sq, q.cq = nil, nil
+}
+
 // ID returns the queue identifier (0 for the admin queue).
 func (q *QueuePair) ID() uint16 { return q.id }
 
@@ -244,7 +267,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	if r.Done == nil {
 		return invalidf("request has no Done callback")
 	}
-	if !q.admin && q.epoch != q.ctrl.epoch.Load() {
+	if q.stale() {
 		q.sync()
 	}
 	if q.term != nil {
@@ -266,7 +289,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	r.admin = q.admin
 	r.next = nil
 	r.Err, r.DW0, r.Status = nil, 0, 0
-	if q.freeN == 0 || q.waitHead != nil || q.resetting() {
+	if q.freeN == 0 || q.waitHead != nil || q.stale() {
 		if q.freeN == 0 {
 			q.stats.Waits++
 		}
@@ -278,10 +301,46 @@ func (q *QueuePair) Submit(r *Request) error {
 	return nil
 }
 
-// resetting reports whether the controller is being reset, when nothing
-// may be written to the queues.
-func (q *QueuePair) resetting() bool {
-	return !q.admin && epochState(q.ctrl.epoch.Load()) == StateResetting
+// stale reports whether the controller's epoch moved on since this I/O
+// queue pair was last in step with it (a reset started or finished, the
+// controller failed, was removed or closed): the queues on the device are
+// gone or about to be, so nothing may be issued to them.
+func (q *QueuePair) stale() bool {
+	return !q.admin && q.epoch != q.ctrl.epoch.Load()
+}
+
+// ringDoorbells writes the completion queue head doorbell (cq) and the
+// submission queue tail doorbell (if the tail moved), unless the
+// controller's epoch moved on. For an I/O queue pair the epoch check and
+// the writes form a section a reset waits for (see Controller.quiesce):
+// the reset moves the epoch first, then waits until no owner is inside,
+// so a doorbell either lands before the controller is disabled or not at
+// all. The admin queue needs no section: it is used under adminMu, which
+// a reset holds.
+func (q *QueuePair) ringDoorbells(cq bool) {
+	sq := q.sqTail != q.lastTail
+	if !sq && !cq {
+		return
+	}
+	if !q.admin {
+		q.ringing.Store(1)
+		if q.ctrl.epoch.Load() != q.epoch {
+			q.ringing.Store(0)
+			return
+		}
+	}
+	if cq {
+		q.regs.Write32(q.cqDB, uint32(q.cqHead))
+		q.stats.CQDoorbells++
+	}
+	if sq {
+		q.regs.Write32(q.sqDB, uint32(q.sqTail))
+		q.lastTail = q.sqTail
+		q.stats.SQDoorbells++
+	}
+	if !q.admin {
+		q.ringing.Store(0)
+	}
 }
 
 func (q *QueuePair) pushWait(r *Request) {
@@ -355,10 +414,8 @@ func (q *QueuePair) issue(r *Request) {
 // Ring writes the submission queue tail doorbell if commands were added
 // since the last write. Owner goroutine only.
 func (q *QueuePair) Ring() {
-	if q.sqTail != q.lastTail && q.term == nil && !q.resetting() {
-		q.regs.Write32(q.sqDB, uint32(q.sqTail))
-		q.lastTail = q.sqTail
-		q.stats.SQDoorbells++
+	if q.term == nil {
+		q.ringDoorbells(false)
 	}
 }
 
@@ -372,7 +429,7 @@ const maxReap = 128
 // Every few calls it checks command deadlines. Owner goroutine only.
 func (q *QueuePair) Poll() int {
 	q.stats.Polls++
-	if !q.admin && q.epoch != q.ctrl.epoch.Load() {
+	if q.stale() {
 		q.sync()
 	}
 	if q.term != nil || q.cq == nil {
@@ -401,16 +458,13 @@ func (q *QueuePair) Poll() int {
 			return n
 		}
 	}
-	if n > 0 {
-		q.regs.Write32(q.cqDB, uint32(q.cqHead))
-		q.stats.CQDoorbells++
-	} else {
+	if n == 0 {
 		q.stats.IdlePolls++
 	}
-	for q.waitHead != nil && q.freeN > 0 && !q.resetting() {
+	for q.waitHead != nil && q.freeN > 0 && !q.stale() {
 		q.issue(q.popWait())
 	}
-	q.Ring()
+	q.ringDoorbells(n > 0)
 	// The admin queue has no per-command deadlines here: synchronous
 	// admin commands bound their own wait, and Asynchronous Event
 	// Requests are meant to stay outstanding indefinitely.
@@ -447,7 +501,9 @@ func (q *QueuePair) complete(cid uint16, st spec.Status, dw0 uint32, sqHead uint
 		r.serr.set(st, spec.Opcode(r.Cmd.Opcode), q.admin, cid)
 		r.Err = &r.serr
 	}
-	if aborted {
+	if aborted && st.SCT() == spec.SCTGeneric && st.SC() == spec.SCAbortRequested {
+		// The abort the driver asked for took it: a timeout. Any other
+		// completion is what the device says, success included.
 		r.Err = q.timeoutError(cid, r.Err)
 	}
 	r.state = reqIdle
@@ -646,8 +702,11 @@ func (q *QueuePair) Exec(r *Request) error {
 }
 
 // Close deletes the queues on the controller and frees their memory.
-// Outstanding and waiting requests fail with ErrClosed. Owner goroutine
-// only; the queue pair may not be used afterwards.
+// Outstanding and waiting requests fail with ErrClosed. When the queues
+// cannot be deleted (the controller is being reset, failed, or reported
+// removed) the memory stays mapped until the controller's Close has
+// stopped it. Owner goroutine only; the queue pair may not be used
+// afterwards.
 func (q *QueuePair) Close() error {
 	if q.cq == nil {
 		return nil
@@ -656,11 +715,26 @@ func (q *QueuePair) Close() error {
 		q.term = fmt.Errorf("queue %d: %w", q.id, ErrClosed)
 	}
 	var err error
-	if epochState(q.ctrl.epoch.Load()) == StateReady {
+	e := q.ctrl.epoch.Load()
+	free := false
+	switch {
+	case e == q.epoch && epochState(e) == StateReady:
 		err = q.ctrl.deleteQueues(q)
+		free = err == nil
+	case epochState(e) == StateReady:
+		// Out of step with a reset that completed: the controller
+		// forgot these queues.
+		free = true
 	}
 	q.failAll(q.term)
-	q.ctrl.releaseQueue(q)
-	q.free_()
+	if free {
+		q.ctrl.releaseQueue(q)
+		q.free_()
+	} else {
+		// The queues may still exist on a controller that can reach
+		// them (being reset, failed, or only reported removed): their
+		// memory goes when the controller is stopped, at its Close.
+		q.ctrl.retireQueue(q)
+	}
 	return err
 }

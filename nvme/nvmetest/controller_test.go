@@ -72,6 +72,9 @@ func TestRegisters(t *testing.T) {
 	if got := c.Stats().Resets; got != 1 {
 		t.Errorf("resets %d, want 1", got)
 	}
+	if e := c.HostErrors(); len(e) != 0 {
+		t.Errorf("host errors %v", e)
+	}
 }
 
 func TestBareQueueIO(t *testing.T) {
@@ -175,6 +178,9 @@ func TestBareQueueIO(t *testing.T) {
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if e := c.HostErrors(); len(e) != 0 {
+		t.Errorf("host errors %v", e)
 	}
 }
 
