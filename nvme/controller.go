@@ -342,6 +342,10 @@ func (c *Controller) configureAdmin() error {
 		}
 		c.admin = q
 	} else {
+		// Reset: the controller is disabled. Keep what it completed
+		// (an event, an abort's answer, a command whose caller waits),
+		// fail the rest.
+		c.admin.reapStale()
 		c.admin.failAll(fmt.Errorf("admin queue: %w: controller reset", ErrAborted))
 		c.admin.resetRings()
 	}

@@ -93,9 +93,10 @@ type QueuePair struct {
 	abortWait int64 // ns
 	lastScan  int64
 
-	epoch uint64 // controller epoch this queue was last in step with
-	term  error  // set once the queue pair can take no more work
-	stats QueueStats
+	epoch      uint64 // controller epoch this queue was last in step with
+	term       error  // set once the queue pair can take no more work
+	recovering bool   // inside recover or reapStale: Submit parks requests
+	stats      QueueStats
 
 	// ringing is 1 while the owner is between checking the epoch and
 	// writing a doorbell; a reset waits for it to be 0 after moving the
@@ -289,7 +290,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	r.admin = q.admin
 	r.next = nil
 	r.Err, r.DW0, r.Status = nil, 0, 0
-	if q.freeN == 0 || q.waitHead != nil || q.stale() {
+	if q.freeN == 0 || q.waitHead != nil || q.recovering || q.stale() {
 		if q.freeN == 0 {
 			q.stats.Waits++
 		}
@@ -602,6 +603,9 @@ func (q *QueuePair) fail(r *Request, err error) {
 // was in flight (commands that timed out fail with ErrTimeout instead);
 // when the controller is gone, failed or closed, it fails everything.
 func (q *QueuePair) sync() {
+	if q.recovering {
+		return // a Done callback run by recover submits: it waits
+	}
 	e := q.ctrl.epoch.Load()
 	switch epochState(e) {
 	case StateResetting, StateInit:
@@ -610,14 +614,49 @@ func (q *QueuePair) sync() {
 		q.recover()
 		q.epoch = e
 	case StateRemoved:
+		q.reapStale()
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrRemoved))
 		q.epoch = e
 	case StateFailed:
+		q.reapStale()
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrFailed))
 		q.epoch = e
 	case StateClosed:
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrClosed))
 		q.epoch = e
+	}
+}
+
+// reapStale completes the requests whose completions the controller
+// posted before it stopped (a reset disabled it, it failed or it was
+// removed), as Poll would but without writing the head doorbell: the
+// queue no longer exists on the device. What the controller completed
+// ran; resubmitting it would run it twice (Linux does the same in
+// nvme_reap_pending_cqes). The completion queue holds at most size-1
+// entries, so this ends.
+func (q *QueuePair) reapStale() {
+	if q.cq == nil {
+		return
+	}
+	q.recovering = true
+	defer func() { q.recovering = false }()
+	for n := 0; n < int(q.size); n++ {
+		c := &q.cq[q.cqHead]
+		dw3 := atomic.LoadUint32((*uint32)(unsafe.Pointer(&c.CID)))
+		cid, phase, st := spec.SplitDW3(dw3)
+		if phase != q.phase {
+			break
+		}
+		dw0, sqHead := c.DW0, c.SQHead
+		q.cqHead++
+		if q.cqHead == q.size {
+			q.cqHead = 0
+			q.phase = !q.phase
+		}
+		q.complete(cid, st, dw0, sqHead)
+		if q.cq == nil { // a Done callback closed the queue pair
+			return
+		}
 	}
 }
 
@@ -628,9 +667,19 @@ func (q *QueuePair) terminate(err error) {
 	q.failAll(q.term)
 }
 
-// recover runs on the owner after a controller reset: the controller lost
-// the queue, so the rings start over and the queue is created again.
+// recover runs on the owner after a controller reset: it reaps what the
+// controller completed, then, since the controller lost the queues, the
+// rings start over, the queues are created again and what had no
+// completion is resubmitted (or failed with ErrTimeout if it was late).
 func (q *QueuePair) recover() {
+	// First what the controller completed before the reset disabled it:
+	// those commands ran and must not run again.
+	q.reapStale()
+	if q.cq == nil {
+		return
+	}
+	q.recovering = true
+	defer func() { q.recovering = false }()
 	var resubmit, timedOut []*Request
 	for i := range q.trk {
 		t := &q.trk[i]
