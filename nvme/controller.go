@@ -131,27 +131,49 @@ type Controller struct {
 
 	epoch atomic.Uint64
 
-	adminMu sync.Mutex // the admin queue and everything below
-	admin   *QueuePair
-	scratch *dma.Buffer // one page for identify data
-	aers    []*Request
-	events  []AsyncEvent // bounded record of asynchronous events
+	adminMu   sync.Mutex // the admin queue and everything below
+	admin     *QueuePair
+	adminBufs []*dma.Buffer // every admin buffer, freed at Close
+	adminFree []*dma.Buffer // those no command holds
+	aers      []*Request
+	events    []AsyncEvent // bounded record of asynchronous events
+	aborts    []*abortCall // Abort commands outstanding (the watcher's)
 
 	qmu     sync.Mutex
 	qids    []bool // qids[i]: I/O queue i+1 in use
 	qpairs  map[*QueuePair]struct{}
 	retired []*QueuePair // closed by their owners, memory freed at Close
 
+	scanMu     sync.Mutex // one namespace scan at a time
 	nsMu       sync.RWMutex
 	namespaces map[uint32]*Namespace
 	nsids      []uint32
 
-	resetMu sync.Mutex
-	work    chan ctrlWork
-	stop    chan struct{}
-	watchWG sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
+	resetMu   sync.Mutex
+	resetNeed atomic.Uint64 // a reset is pending while the generation is below this
+	resetWhy  atomic.Pointer[string]
+	abortMu   sync.Mutex
+	abortQ    []abortReq // aborts asked for, not yet sent
+	wake      chan struct{}
+	stop      chan struct{}
+	watchWG   sync.WaitGroup
+	closeMu   sync.Mutex
+	closed    bool
+
+	statMu sync.Mutex
+	rstats RecoveryStats
+}
+
+// RecoveryStats count the controller's recoveries. Controller.RecoveryStats
+// returns a copy.
+type RecoveryStats struct {
+	Resets         uint64        // resets completed
+	LastResetTime  time.Duration // the last reset, from disabling to ready
+	MaxResetTime   time.Duration // the longest reset
+	Aborts         uint64        // Abort commands sent for late commands
+	AbortsTimedOut uint64        // of them, those that did not complete in AbortTimeout (each reset the controller)
+	MaxAborts      int           // the most Abort commands outstanding at once
+	AbortLimit     int           // what the controller allows outstanding (ACL+1)
 }
 
 // AsyncEvent is a completed Asynchronous Event Request.
@@ -160,11 +182,20 @@ type AsyncEvent struct {
 	At    time.Time
 }
 
-type ctrlWork struct {
-	reset  string // reason, when a reset is asked for
-	sqid   uint16
-	cid    uint16
-	isAbrt bool
+// abortReq is an abort a queue pair asked for: the command's queue and
+// identifier, and the generation it was issued in (a reset since then
+// makes the abort pointless, and the identifier may have been reused).
+type abortReq struct {
+	sqid, cid uint16
+	gen       uint64
+}
+
+// abortCall is an Abort command the watcher sent. Its fields are guarded
+// by adminMu.
+type abortCall struct {
+	req  Request
+	at   time.Time
+	done bool
 }
 
 // Open brings up the controller behind bus, using mem for every queue and
@@ -202,7 +233,7 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 	}
 	c.adminMu.Unlock()
 	c.setState(StateReady)
-	c.work = make(chan ctrlWork, 64)
+	c.wake = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
 	c.watchWG.Add(1)
 	go c.watch()
@@ -349,13 +380,6 @@ func (c *Controller) configureAdmin() error {
 		c.admin.failAll(fmt.Errorf("admin queue: %w: controller reset", ErrAborted))
 		c.admin.resetRings()
 	}
-	if c.scratch == nil {
-		b, err := c.mem.Alloc(spec.IdentifySize)
-		if err != nil {
-			return fmt.Errorf("identify buffer: %w", err)
-		}
-		c.scratch = b
-	}
 	n := uint16(c.opts.AdminQueueDepth - 1)
 	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
 	c.regs.Write64(spec.RegASQ, uint64(c.admin.sqMem.IOVA))
@@ -372,7 +396,7 @@ func (c *Controller) enable() error {
 }
 
 func (c *Controller) identifyController() error {
-	b, err := c.identifyLocked(spec.CNSController, 0, 0)
+	b, err := c.identify(spec.CNSController, 0, true)
 	if err != nil {
 		return err
 	}
@@ -499,7 +523,14 @@ func (c *Controller) Events() []AsyncEvent {
 	return append([]AsyncEvent(nil), c.events...)
 }
 
-// watch is the controller's background goroutine.
+// watch is the controller's background goroutine: every WatchInterval,
+// and at once when woken (a reset or an abort asked for), it checks CSTS
+// for removal and a fatal status, resets the controller when a reset is
+// pending, reaps the admin queue (events, the answers to aborts), resets
+// when an abort took longer than AbortTimeout, and sends queued aborts
+// while fewer than ACL+1 are outstanding. It never waits for an admin
+// command: aborts are sent and reaped asynchronously, so the CSTS checks
+// never wait behind one.
 func (c *Controller) watch() {
 	defer c.watchWG.Done()
 	t := time.NewTicker(c.opts.WatchInterval)
@@ -508,22 +539,16 @@ func (c *Controller) watch() {
 		select {
 		case <-c.stop:
 			return
-		case w := <-c.work:
-			if w.isAbrt {
-				c.abort(w.sqid, w.cid)
-			} else if err := c.reset(w.reset); err != nil {
-				c.logf("nvme: reset (%s): %v", w.reset, err)
-			}
+		case <-c.wake:
 		case <-t.C:
-			c.tick()
 		}
+		c.watchOnce()
 	}
 }
 
-// tick reaps admin completions (asynchronous events) and checks CSTS.
-func (c *Controller) tick() {
-	st := c.State()
-	if st != StateReady {
+// watchOnce is one pass of the watcher.
+func (c *Controller) watchOnce() {
+	if c.State() != StateReady {
 		return
 	}
 	s := c.csts()
@@ -538,10 +563,96 @@ func (c *Controller) tick() {
 		}
 		return
 	}
-	if c.adminMu.TryLock() {
-		c.admin.Poll()
+	if !c.resetPending() && c.adminMu.TryLock() {
+		if c.admin != nil {
+			c.admin.Poll()
+			c.checkAborts()
+		}
 		c.adminMu.Unlock()
 	}
+	if c.resetPending() {
+		why := "requested"
+		if p := c.resetWhy.Load(); p != nil {
+			why = *p
+		}
+		if err := c.reset(why); err != nil {
+			c.logf("nvme: reset (%s): %v", why, err)
+		}
+	}
+}
+
+// checkAborts retires the aborts that completed, asks for a reset when one
+// is past AbortTimeout, and sends queued aborts while fewer than ACL+1 are
+// outstanding (NVMe Base 2.0, 5.1: more fail with Abort Command Limit
+// Exceeded). Queued aborts of an earlier generation are dropped: a reset
+// since settled those commands. adminMu held.
+func (c *Controller) checkAborts() {
+	now := time.Now()
+	gen := epochGen(c.epoch.Load())
+	live := c.aborts[:0]
+	for _, a := range c.aborts {
+		switch {
+		case a.done:
+			continue
+		case now.Sub(a.at) > c.opts.AbortTimeout:
+			c.statMu.Lock()
+			c.rstats.AbortsTimedOut++
+			c.statMu.Unlock()
+			c.requestReset(gen, fmt.Sprintf("abort (cid %d) got no answer within %v", a.req.Cmd.CDW10>>16, c.opts.AbortTimeout))
+		}
+		live = append(live, a)
+	}
+	clear(c.aborts[len(live):])
+	c.aborts = live
+	if c.resetPending() {
+		return
+	}
+	limit := c.abortLimit()
+	c.abortMu.Lock()
+	q := c.abortQ
+	sent := 0
+	for sent < len(q) && len(c.aborts) < limit {
+		r := q[sent]
+		sent++
+		if r.gen != gen {
+			continue
+		}
+		a := &abortCall{at: now}
+		a.req.Cmd = spec.Command{Opcode: uint8(spec.AdminAbort), CDW10: uint32(r.sqid) | uint32(r.cid)<<16}
+		a.req.Done = func(req *Request) {
+			a.done = true
+			switch {
+			case req.Err != nil:
+				c.logf("nvme: abort queue %d cid %d: %v", r.sqid, r.cid, req.Err)
+			case req.DW0&1 != 0:
+				c.logf("nvme: abort queue %d cid %d: the controller did not abort it", r.sqid, r.cid)
+			default:
+				c.logf("nvme: abort queue %d cid %d: aborted", r.sqid, r.cid)
+			}
+		}
+		if err := c.admin.Submit(&a.req); err != nil {
+			c.logf("nvme: abort queue %d cid %d: %v", r.sqid, r.cid, err)
+			continue
+		}
+		c.aborts = append(c.aborts, a)
+	}
+	c.abortQ = append(q[:0], q[sent:]...)
+	c.abortMu.Unlock()
+	if sent > 0 {
+		c.admin.Ring()
+	}
+	c.statMu.Lock()
+	c.rstats.Aborts += uint64(sent)
+	c.rstats.MaxAborts = max(c.rstats.MaxAborts, len(c.aborts))
+	c.statMu.Unlock()
+}
+
+// abortLimit is ACL+1, the Abort commands the controller takes at once.
+func (c *Controller) abortLimit() int {
+	if c.ident == nil {
+		return 1
+	}
+	return int(c.ident.ACL) + 1
 }
 
 // markRemoved moves the controller to StateRemoved (once: Removed and
@@ -549,6 +660,7 @@ func (c *Controller) tick() {
 func (c *Controller) markRemoved(how string) {
 	if c.setState(StateRemoved) {
 		c.logf("nvme: controller removed: %s", how)
+		c.kick()
 	}
 }
 
@@ -564,31 +676,61 @@ func (c *Controller) MarkRemoved() { c.markRemoved("reported by the transport") 
 // there for transports and callers that poll for it. Any goroutine.
 func (c *Controller) Removed() bool { return c.State() == StateRemoved }
 
-// requestAbort asks the watcher to abort a command. Any goroutine; never
-// blocks (if the watcher is swamped, the command's second deadline will
-// reset the controller anyway).
-func (c *Controller) requestAbort(sqid, cid uint16) {
-	select {
-	case c.work <- ctrlWork{isAbrt: true, sqid: sqid, cid: cid}:
-	default:
-	}
-}
-
-// requestReset asks the watcher to reset the controller. Any goroutine;
-// never blocks.
-func (c *Controller) requestReset(reason string) {
-	if c.work == nil {
+// kick wakes the watcher. Any goroutine; never blocks.
+func (c *Controller) kick() {
+	if c.wake == nil {
 		return
 	}
 	select {
-	case c.work <- ctrlWork{reset: reason}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (c *Controller) abort(sqid, cid uint16) {
-	dw0, err := c.adminSimple(spec.AdminAbort, 0, uint32(sqid)|uint32(cid)<<16, 0)
-	c.logf("nvme: abort queue %d cid %d: dw0 %#x err %v", sqid, cid, dw0, err)
+// requestAbort asks the watcher to abort command cid on queue sqid, issued
+// in generation gen. Any goroutine; never blocks, never drops: the queue
+// holds at most one entry per late command, and the command's own second
+// deadline (AbortTimeout later) resets the controller whether or not the
+// abort went out.
+func (c *Controller) requestAbort(sqid, cid uint16, gen uint64) {
+	c.abortMu.Lock()
+	c.abortQ = append(c.abortQ, abortReq{sqid: sqid, cid: cid, gen: gen})
+	c.abortMu.Unlock()
+	c.kick()
+}
+
+// requestReset asks the watcher to reset the controller, which is then
+// pending until a reset completes after generation gen (the one the
+// asker was in step with: a reset that completed since already settled
+// what it is about). A pending reset is sticky, supersedes queued aborts,
+// and is never dropped. Any goroutine; never blocks.
+func (c *Controller) requestReset(gen uint64, reason string) {
+	for {
+		need := c.resetNeed.Load()
+		if need > gen {
+			break
+		}
+		if c.resetNeed.CompareAndSwap(need, gen+1) {
+			c.resetWhy.Store(&reason)
+			break
+		}
+	}
+	c.kick()
+}
+
+// resetPending reports whether a requested reset has not happened yet.
+func (c *Controller) resetPending() bool {
+	return epochGen(c.epoch.Load()) < c.resetNeed.Load()
+}
+
+// RecoveryStats returns the counts of resets and aborts so far. Any
+// goroutine.
+func (c *Controller) RecoveryStats() RecoveryStats {
+	c.statMu.Lock()
+	defer c.statMu.Unlock()
+	s := c.rstats
+	s.AbortLimit = c.abortLimit()
+	return s
 }
 
 // Reset resets the controller: it disables it (resetting the PCI function
@@ -609,7 +751,12 @@ func (c *Controller) reset(reason string) error {
 		return fmt.Errorf("reset: controller is %v", s)
 	}
 	c.logf("nvme: reset: %s", reason)
+	start := time.Now()
 	c.setState(StateResetting)
+	// The reset settles every late command: queued aborts are moot.
+	c.abortMu.Lock()
+	c.abortQ = c.abortQ[:0]
+	c.abortMu.Unlock()
 	c.quiesce()
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
@@ -623,9 +770,19 @@ func (c *Controller) reset(reason string) error {
 			return fmt.Errorf("reset: %s: %w", s.name, err)
 		}
 	}
+	// The Abort commands outstanding were failed with the admin queue.
+	clear(c.aborts)
+	c.aborts = c.aborts[:0]
 	if !c.transition(StateReady, 1) {
 		return fmt.Errorf("reset: %w", ErrRemoved)
 	}
+	d := time.Since(start)
+	c.statMu.Lock()
+	c.rstats.Resets++
+	c.rstats.LastResetTime = d
+	c.rstats.MaxResetTime = max(c.rstats.MaxResetTime, d)
+	c.statMu.Unlock()
+	c.logf("nvme: reset done in %v", d)
 	return nil
 }
 
@@ -823,10 +980,10 @@ func (c *Controller) release(stopped bool) {
 		c.admin.abandon()
 		c.admin = nil
 	}
-	if c.scratch != nil {
-		n += c.scratch.Len()
-		c.scratch = nil
+	for _, b := range c.adminBufs {
+		n += b.Len()
 	}
+	c.adminBufs, c.adminFree = nil, nil
 	c.logf("nvme: %s: the controller could not be disabled: leaving %d bytes of DMA memory mapped and unused for good", c.name(), n)
 }
 
@@ -858,10 +1015,10 @@ func (c *Controller) releaseAll() {
 		c.admin.free_()
 		c.admin = nil
 	}
-	if c.scratch != nil {
-		c.mem.Free(c.scratch)
-		c.scratch = nil
+	for _, b := range c.adminBufs {
+		c.mem.Free(b)
 	}
+	c.adminBufs, c.adminFree = nil, nil
 }
 
 // Capabilities returns CAP as read at bring-up.

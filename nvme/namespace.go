@@ -66,11 +66,18 @@ func (c *Controller) newNamespace(nsid uint32, id *spec.IdentifyNamespace) (*Nam
 	}, nil
 }
 
-// scanNamespaces identifies the active namespaces (bring-up step).
-func (c *Controller) scanNamespaces() error {
+// scanNamespaces identifies the active namespaces: a bring-up step,
+// adminMu held.
+func (c *Controller) scanNamespaces() error { return c.scan(true) }
+
+// scan identifies the active namespaces and replaces the namespace set;
+// locked says whether the caller holds adminMu. Scans are serialized.
+func (c *Controller) scan(locked bool) error {
+	c.scanMu.Lock()
+	defer c.scanMu.Unlock()
 	var ids []uint32
 	for after := uint32(0); len(ids) < c.opts.MaxNamespaces; {
-		b, err := c.identifyLocked(spec.CNSActiveNamespaces, after, 0)
+		b, err := c.identify(spec.CNSActiveNamespaces, after, locked)
 		if err != nil {
 			return err
 		}
@@ -95,7 +102,7 @@ func (c *Controller) scanNamespaces() error {
 	nss := make(map[uint32]*Namespace, len(ids))
 	active := make([]uint32, 0, len(ids))
 	for _, nsid := range ids {
-		b, err := c.identifyLocked(spec.CNSNamespace, nsid, 0)
+		b, err := c.identify(spec.CNSNamespace, nsid, locked)
 		if err != nil {
 			return err
 		}
@@ -122,11 +129,7 @@ func (c *Controller) scanNamespaces() error {
 
 // Rescan identifies the active namespaces again (after a format or a
 // namespace attribute change). Any goroutine.
-func (c *Controller) Rescan() error {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return c.scanNamespaces()
-}
+func (c *Controller) Rescan() error { return c.scan(false) }
 
 // Namespace returns active namespace nsid, or an error wrapping
 // ErrNoNamespace that lists the active ones. Any goroutine.

@@ -143,6 +143,7 @@ func newQueuePair(c *Controller, id uint16, size int, admin bool) (q *QueuePair,
 	}
 	if admin {
 		q.timeout = int64(c.opts.AdminTimeout)
+		q.maxXfer = adminMaxXfer // adminExec applies MDTS
 	}
 	defer func() {
 		if err != nil {
@@ -289,6 +290,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	}
 	r.admin = q.admin
 	r.next = nil
+	r.deadline = 0
 	r.Err, r.DW0, r.Status = nil, 0, 0
 	if q.freeN == 0 || q.waitHead != nil || q.recovering || q.stale() {
 		if q.freeN == 0 {
@@ -375,7 +377,7 @@ func (q *QueuePair) issue(r *Request) {
 	q.freeN--
 	t := &q.trk[slot]
 	t.gen = (t.gen + 1) & q.genMask
-	t.req, t.deadline, t.aborting, t.timedOut = r, 0, false, false
+	t.req, t.deadline, t.aborting, t.timedOut = r, r.deadline, false, false
 	cid := t.gen<<q.slotBits | slot
 
 	cmd := &q.sq[q.sqTail]
@@ -564,14 +566,14 @@ func (q *QueuePair) checkDeadlines(now int64) {
 				// Admin commands are not aborted on their own
 				// queue: a late one resets the controller.
 				t.timedOut = true
-				q.ctrl.requestReset(fmt.Sprintf("admin command %s (cid %d) timed out", spec.AdminOpcodeName(spec.Opcode(t.req.Cmd.Opcode)), cid))
+				q.ctrl.requestReset(epochGen(q.epoch), fmt.Sprintf("admin command %s (cid %d) timed out", spec.AdminOpcodeName(spec.Opcode(t.req.Cmd.Opcode)), cid))
 				continue
 			}
-			q.ctrl.requestAbort(q.id, cid)
+			q.ctrl.requestAbort(q.id, cid, epochGen(q.epoch))
 		case !t.timedOut:
 			t.timedOut = true
 			cid := t.gen<<q.slotBits | uint16(i)
-			q.ctrl.requestReset(fmt.Sprintf("queue %d cid %d: no completion after abort", q.id, cid))
+			q.ctrl.requestReset(epochGen(q.epoch), fmt.Sprintf("queue %d cid %d: no completion after abort (AbortTimeout %v)", q.id, cid, time.Duration(q.abortWait)))
 		}
 	}
 }
@@ -690,6 +692,7 @@ func (q *QueuePair) recover() {
 		if t.timedOut || t.aborting {
 			timedOut = append(timedOut, r)
 		} else {
+			r.deadline = t.deadline // its clock keeps running
 			resubmit = append(resubmit, r)
 		}
 		q.release(uint16(i))

@@ -77,6 +77,27 @@ type heldCmd struct {
 	cq        *cqState
 	e         cqEntry
 	abortable bool
+	op        uint8
+}
+
+// abortLimit is ACL+1, the Abort commands the fake takes at once.
+const abortLimit = 4
+
+// abortsOutstanding counts the Abort commands the device holds (hung or
+// slow): those fetched and not completed.
+func (d *device) abortsOutstanding() int {
+	n := 0
+	for _, h := range d.held {
+		if h.sqid == 0 && h.op == uint8(spec.AdminAbort) {
+			n++
+		}
+	}
+	for _, p := range d.cmds.h {
+		if p.sq.id == 0 && p.cmd.Opcode == uint8(spec.AdminAbort) {
+			n++
+		}
+	}
+	return n
 }
 
 const errLogEntries = 64
@@ -357,8 +378,14 @@ func (d *device) fetched(q *sqState, cmd *spec.Command) {
 // dispatch runs a fetched command now or queues it for its latency.
 func (d *device) dispatch(q *sqState, cmd *spec.Command) {
 	d.fetched(q, cmd)
+	if q.id == 0 && spec.Opcode(cmd.Opcode) == spec.AdminAbort && d.abortsOutstanding() >= abortLimit {
+		d.hostError("more than ACL+1 (%d) Abort commands outstanding", abortLimit)
+		d.post(q.cq, cqEntry{dw0: 1, sqHead: uint16(q.head), cid: cmd.CID,
+			status: spec.MakeStatus(spec.SCTCommandSpecific, spec.SCAbortCommandLimitExceeded)})
+		return
+	}
 	if d.hung {
-		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: cqEntry{sqid: q.id, cid: cmd.CID}})
+		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: cqEntry{sqid: q.id, cid: cmd.CID}, op: cmd.Opcode})
 		return
 	}
 	if d.faults.armed() {
@@ -430,7 +457,7 @@ func (d *device) execute(q *sqState, cmd *spec.Command) {
 	}
 	e := cqEntry{dw0: dw0, sqHead: uint16(q.head), sqid: q.id, cid: cmd.CID, status: st}
 	if act.drop || act.lose {
-		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: e, abortable: act.drop})
+		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: e, abortable: act.drop, op: cmd.Opcode})
 		d.c.cnt.dropped.Add(1)
 		return
 	}

@@ -50,7 +50,8 @@ func (d *device) hostError(format string, args ...any) {
 // outstanding on the same submission queue, a Get Log Page offset (or
 // NUMDU) when LPA does not allow it, CC.EN set again before CSTS.RDY
 // cleared, freeing queue memory the controller could still reach (enabled
-// and bus master on), and more Asynchronous Event Requests than AERL+1.
+// and bus master on), more Asynchronous Event Requests than AERL+1, and
+// more Abort commands outstanding than ACL+1.
 func (c *Controller) HostErrors() []HostError {
 	_ = c.call(func() { c.dev.checkDoorbells(true) })
 	c.herr.mu.Lock()
