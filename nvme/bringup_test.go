@@ -3,9 +3,11 @@ package nvme_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
@@ -274,5 +276,96 @@ func TestAdminCommands(t *testing.T) {
 	checkData(t, "after format", b[:4096], make([]byte, 4096))
 	if err := c.FormatNVM(1, 7, 0); err == nil {
 		t.Error("format with a missing LBA format accepted")
+	}
+}
+
+// TestCFSAtEnable: a controller that reports CSTS.CFS when enabled fails
+// Open at once with an error naming CSTS.CFS, not after an Identify
+// timed out.
+func TestCFSAtEnable(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	defer testrig.CheckHost(t, fake)
+	mem, err := newAllocator(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := mem.Close(); err != nil {
+			t.Errorf("leak: %v", err)
+		}
+	}()
+	fake.FatalAtEnable(1)
+	start := time.Now()
+	c, err := nvme.Open(fake, mem, &nvme.Options{AdminTimeout: 5 * time.Second})
+	if err == nil {
+		c.Close()
+		t.Fatal("open of a controller fatal at enable succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second || !errors.Is(err, nvme.ErrDevice) || !strings.Contains(err.Error(), "CSTS.CFS") {
+		t.Errorf("open after %v: %v; want at once, ErrDevice naming CSTS.CFS", d, err)
+	}
+}
+
+// TestCloseFailedController: a controller whose reset failed half way is
+// still enabled, its admin queue live; Close disables it before freeing
+// its memory (the fake's host-error check sees the order).
+func TestCloseFailedController(t *testing.T) {
+	r := newRig(t, smallNS(), &faultOpts)
+	r.qp(16)
+	r.fake.InjectStatus(nvmetest.Admin(spec.AdminSetFeatures), spec.SCTGeneric, spec.SCInternalError, -1)
+	if err := r.ctrl.Reset(); err == nil {
+		t.Fatal("reset succeeded with Set Features failing")
+	}
+	if s := r.ctrl.State(); s != nvme.StateFailed {
+		t.Fatalf("state %v after the failed reset, want failed", s)
+	}
+	r.fake.ClearFaults()
+	// Cleanup closes the queue pair and the controller, then checks
+	// for host errors and leaks.
+}
+
+// TestCloseCannotDisable: a controller that cannot be disabled (CC
+// ignored, function reset failing) keeps its memory: Close logs that it
+// leaves it mapped, naming the controller, and frees none of it, so no
+// IOVA of it is reused while the device may still write there.
+func TestCloseCannotDisable(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{Serial: "WEDGED1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	mem, err := newAllocator(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testrig.Log{}
+	c, err := nvme.Open(fake, mem, &nvme.Options{Logf: logs.Logf, AdminTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.NewQueuePair(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mem.Stats()
+	fake.Wedge()
+	q.Close()
+	if err := c.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if line := logs.Find("could not be disabled"); !strings.Contains(line, "WEDGED1") || !strings.Contains(line, "bytes of DMA memory mapped") {
+		t.Errorf("log %q: want a line naming the controller and the memory left mapped", logs.Lines())
+	}
+	if after := mem.Stats(); after.Buffers != before.Buffers || after.Frees != before.Frees {
+		t.Errorf("DMA buffers %d (%d frees) after close, %d (%d frees) before: the memory of a controller that may still write was freed",
+			after.Buffers, after.Frees, before.Buffers, before.Frees)
+	}
+	testrig.CheckHost(t, fake)
+	if err := mem.Close(); !errors.Is(err, dma.ErrLeaked) {
+		t.Errorf("allocator close: %v, want the leak reported", err)
 	}
 }

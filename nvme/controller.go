@@ -390,9 +390,18 @@ func (c *Controller) configureAdmin() error {
 func (c *Controller) enable() error {
 	cc := spec.CC(0).WithCSS(0).WithMPS(0).WithAMS(0).WithIOSQES(6).WithIOCQES(4).WithEN(true)
 	c.regs.Write32(spec.RegCC, uint32(cc))
-	return c.waitCSTS("wait ready", func(s spec.CSTS) bool {
+	err := c.waitCSTS("wait ready", func(s spec.CSTS) bool {
 		return s.RDY() || s.CFS()
 	}, c.toutCAP)
+	if err != nil {
+		return err
+	}
+	if s := c.csts(); s.CFS() {
+		// A fatal controller may also report ready; it processes
+		// nothing, so say so now rather than time out an Identify.
+		return fmt.Errorf("%w: CSTS.CFS (controller fatal status) set while enabling: CSTS %v", ErrDevice, s)
+	}
+	return nil
 }
 
 func (c *Controller) identifyController() error {

@@ -78,6 +78,31 @@ type heldCmd struct {
 	e         cqEntry
 	abortable bool
 	op        uint8
+	prp1      uint64 // data pointer, for admin commands
+}
+
+// checkAdminData is a host error when the data of admin command cmd lies
+// in the first page of data of an admin command still in flight (held,
+// or slow): the device may still write there, so the host handed one
+// buffer to two commands.
+func (d *device) checkAdminData(cmd *spec.Command) {
+	page := func(p uint64) uint64 { return p &^ (pageSize - 1) }
+	clash := func(op uint8, prp1 uint64) {
+		if prp1 != 0 && page(prp1) == page(cmd.PRP1) {
+			d.hostError("admin command %s uses data at %#x, where admin command %s still in flight may write",
+				spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)), cmd.PRP1, spec.AdminOpcodeName(spec.Opcode(op)))
+		}
+	}
+	for _, h := range d.held {
+		if h.sqid == 0 {
+			clash(h.op, h.prp1)
+		}
+	}
+	for i := range d.cmds.h {
+		if p := &d.cmds.h[i]; p.sq.id == 0 {
+			clash(p.cmd.Opcode, p.cmd.PRP1)
+		}
+	}
 }
 
 // abortLimit is ACL+1, the Abort commands the fake takes at once.
@@ -384,8 +409,11 @@ func (d *device) dispatch(q *sqState, cmd *spec.Command) {
 			status: spec.MakeStatus(spec.SCTCommandSpecific, spec.SCAbortCommandLimitExceeded)})
 		return
 	}
+	if q.id == 0 && cmd.PRP1 != 0 {
+		d.checkAdminData(cmd)
+	}
 	if d.hung {
-		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: cqEntry{sqid: q.id, cid: cmd.CID}, op: cmd.Opcode})
+		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: cqEntry{sqid: q.id, cid: cmd.CID}, op: cmd.Opcode, prp1: cmd.PRP1})
 		return
 	}
 	if d.faults.armed() {
@@ -457,7 +485,7 @@ func (d *device) execute(q *sqState, cmd *spec.Command) {
 	}
 	e := cqEntry{dw0: dw0, sqHead: uint16(q.head), sqid: q.id, cid: cmd.CID, status: st}
 	if act.drop || act.lose {
-		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: e, abortable: act.drop, op: cmd.Opcode})
+		d.held = append(d.held, heldCmd{sqid: q.id, cq: q.cq, e: e, abortable: act.drop, op: cmd.Opcode, prp1: cmd.PRP1})
 		d.c.cnt.dropped.Add(1)
 		return
 	}

@@ -248,7 +248,7 @@ func (c *Controller) Hang() {
 		c.dev.hung = true
 		// What waits for its latency hangs too.
 		c.dev.cmds.filter(func(p *pendingCmd) bool {
-			c.dev.held = append(c.dev.held, heldCmd{sqid: p.sq.id, cq: p.sq.cq, e: cqEntry{sqid: p.sq.id, cid: p.cmd.CID}, op: p.cmd.Opcode})
+			c.dev.held = append(c.dev.held, heldCmd{sqid: p.sq.id, cq: p.sq.cq, e: cqEntry{sqid: p.sq.id, cid: p.cmd.CID}, op: p.cmd.Opcode, prp1: p.cmd.PRP1})
 			return false
 		})
 	})

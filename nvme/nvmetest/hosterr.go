@@ -51,7 +51,8 @@ func (d *device) hostError(format string, args ...any) {
 // NUMDU) when LPA does not allow it, CC.EN set again before CSTS.RDY
 // cleared, freeing queue memory the controller could still reach (enabled
 // and bus master on), more Asynchronous Event Requests than AERL+1, and
-// more Abort commands outstanding than ACL+1.
+// more Abort commands outstanding than ACL+1, and an admin command whose
+// data page is that of an admin command still in flight.
 func (c *Controller) HostErrors() []HostError {
 	_ = c.call(func() { c.dev.checkDoorbells(true) })
 	c.herr.mu.Lock()

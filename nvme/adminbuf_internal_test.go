@@ -1,0 +1,69 @@
+package nvme
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+)
+
+// TestTimedOutAdminKeepsItsBuffer: an admin command that timed out is
+// still in flight: the device may write its data later. Its buffer must
+// not go to the next admin command before the reset that retires it. The
+// reset is held off here (resetMu), the next command runs meanwhile, and
+// the fake reports a host error if that command's data lies where the
+// timed-out one may still write. (An internal test: it holds resetMu.)
+func TestTimedOutAdminKeepsItsBuffer(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	mem, err := dma.NewAllocator(fake.Mapper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := mem.Close(); err != nil {
+			t.Errorf("leak: %v", err)
+		}
+	}()
+	c, err := Open(fake, mem, &Options{AdminTimeout: 50 * time.Millisecond, WatchInterval: time.Millisecond, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	fake.Slow(nvmetest.Admin(spec.AdminIdentify), 300*time.Millisecond, 1)
+	c.resetMu.Lock() // hold off the reset the timeout asks for
+	_, err = c.IdentifyRaw(spec.CNSController, 0)
+	if !errors.Is(err, ErrTimeout) {
+		c.resetMu.Unlock()
+		t.Fatalf("slow identify: %v, want ErrTimeout", err)
+	}
+	b, err := c.IdentifyRaw(spec.CNSController, 0)
+	c.resetMu.Unlock()
+	if err != nil {
+		t.Fatalf("identify after the timeout: %v", err)
+	}
+	if id, err := spec.ParseIdentifyController(b); err != nil || id.SN != "NVMETEST0001" {
+		t.Errorf("identify after the timeout: serial %q, %v", id.SN, err)
+	}
+	for _, e := range fake.HostErrors() {
+		t.Errorf("host error: %v", e)
+	}
+	// The reset retires the timed-out command; then the controller works.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.RecoveryStats().Resets == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no reset after the admin timeout")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := c.IdentifyRaw(spec.CNSController, 0); err != nil {
+		t.Errorf("identify after the reset: %v", err)
+	}
+}
