@@ -2,6 +2,7 @@ package nvme
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
@@ -365,25 +366,84 @@ func (c *Controller) FormatNVM(nsid uint32, lbaf, ses uint8) error {
 	return c.Rescan()
 }
 
-// AdminPassthru sends a raw admin command. data (any memory, at most one
-// page) is sent to the device when toDevice, else filled from it. The
-// driver sets CID and the data pointer. Commands that change queues or
-// the controller's state under the driver (create/delete queues, number
-// of queues) are refused. Any goroutine.
-func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool) (uint32, error) {
-	switch spec.Opcode(cmd.Opcode) {
-	case spec.AdminCreateIOCQ, spec.AdminCreateIOSQ, spec.AdminDeleteIOCQ, spec.AdminDeleteIOSQ, spec.AdminAsyncEventRequest:
-		return 0, invalidf("admin passthru: %s is the driver's", spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)))
+// AdminPassthru sends a raw admin command. data (any memory, at most
+// AdminTransfer bytes) is sent to the device when toDevice, else filled
+// from it. The driver sets CID and the data pointer (PRPs).
+//
+// Commands that would break the driver's own state are refused:
+//   - always: creating or deleting I/O queues, Asynchronous Event
+//     Request, Doorbell Buffer Config (the driver rings its doorbells
+//     itself) and fabrics commands; FUSE bits (fused operations) and a
+//     PSDT other than PRP, which the driver does not implement for admin
+//     commands;
+//   - unless the caller names the command in allow (its name in the spec
+//     tables, spec.AdminOpcodeName; for Set Features "Set Features "
+//     and the feature's spec.FeatureName): Format NVM, Sanitize,
+//     Namespace Management, Namespace Attachment, Firmware Commit, Abort,
+//     Virtualization Management, Capacity Management, Lockdown, and Set
+//     Features of Number of Queues, Asynchronous Event Configuration,
+//     Host Memory Buffer and Keep Alive Timer.
+//
+// After a Format NVM, Sanitize, Namespace Management or Namespace
+// Attachment that succeeded, the namespaces are scanned again. Any
+// goroutine.
+func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool, allow ...string) (uint32, error) {
+	op := spec.Opcode(cmd.Opcode)
+	name := spec.AdminOpcodeName(op)
+	switch op {
+	case spec.AdminCreateIOCQ, spec.AdminCreateIOSQ, spec.AdminDeleteIOCQ, spec.AdminDeleteIOSQ,
+		spec.AdminAsyncEventRequest, spec.AdminDoorbellBufferConfig, spec.AdminFabrics:
+		return 0, invalidf("admin passthru: %s is the driver's", name)
 	}
-	if len(data) > c.pageSize {
-		return 0, invalidf("admin passthru: data of %d bytes exceeds one page", len(data))
+	if cmd.Flags&spec.FlagFuseMask != 0 {
+		return 0, invalidf("admin passthru: %s: FUSE %#x: the driver does not implement fused admin commands", name, cmd.Flags&spec.FlagFuseMask)
+	}
+	if cmd.Flags&spec.FlagPSDTMask != spec.FlagPSDTPRP {
+		return 0, invalidf("admin passthru: %s: PSDT %#x: the driver describes admin data with PRPs only", name, cmd.Flags&spec.FlagPSDTMask>>6)
+	}
+	if guarded := passthruGuard(cmd); guarded != "" && !slices.Contains(allow, guarded) {
+		return 0, invalidf("admin passthru: %s changes state the driver keeps (queues, namespaces, events, firmware); pass %q to allow it", guarded, guarded)
+	}
+	if len(data) > c.adminXfer() {
+		return 0, invalidf("admin passthru: data of %d bytes exceeds the %d one admin command carries", len(data), c.adminXfer())
 	}
 	cmd.PRP1, cmd.PRP2 = 0, 0
+	in, out := []byte(nil), data
 	if toDevice {
-		return c.adminExec(cmd, data, nil, c.opts.AdminTimeout, false)
+		in, out = data, nil
 	}
-	return c.adminExec(cmd, nil, data, c.opts.AdminTimeout, false)
+	dw0, err := c.adminExec(cmd, in, out, c.opts.AdminTimeout, false)
+	if err == nil {
+		switch op {
+		case spec.AdminFormatNVM, spec.AdminSanitize, spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment:
+			if rerr := c.Rescan(); rerr != nil {
+				c.logf("nvme: rescan after %s: %v", name, rerr)
+			}
+		}
+	}
+	return dw0, err
 }
+
+// passthruGuard returns the name a caller must pass to AdminPassthru to
+// send cmd, or "" when cmd needs no opt-in.
+func passthruGuard(cmd spec.Command) string {
+	op := spec.Opcode(cmd.Opcode)
+	switch op {
+	case spec.AdminFormatNVM, spec.AdminSanitize, spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment,
+		spec.AdminFirmwareCommit, spec.AdminAbort, spec.AdminVirtualizationMgmt, spec.AdminCapacityManagement, spec.AdminLockdown:
+		return spec.AdminOpcodeName(op)
+	case spec.AdminSetFeatures:
+		switch fid := uint8(cmd.CDW10); fid {
+		case spec.FeatureNumberOfQueues, spec.FeatureAsyncEventConfig, spec.FeatureHostMemoryBuffer, spec.FeatureKeepAlive:
+			return spec.AdminOpcodeName(op) + " " + spec.FeatureName(fid)
+		}
+	}
+	return ""
+}
+
+// AdminTransfer returns the most data one admin command (AdminPassthru,
+// GetLogPage piece, ...) carries: 16 KiB, or less when MDTS says so.
+func (c *Controller) AdminTransfer() int { return c.adminXfer() }
 
 // createQueues creates q's completion and submission queues on the
 // controller (interrupts off: the queues are polled).
