@@ -384,9 +384,11 @@ func (c *Controller) FormatNVM(nsid uint32, lbaf, ses uint8) error {
 //     Features of Number of Queues, Asynchronous Event Configuration,
 //     Host Memory Buffer and Keep Alive Timer.
 //
-// After a Format NVM, Sanitize, Namespace Management or Namespace
-// Attachment that succeeded, the namespaces are scanned again. Any
-// goroutine.
+// After a Format NVM or Sanitize that succeeded, the namespaces are
+// scanned again; after a Namespace Management or Namespace Attachment
+// too, unless the controller sends Namespace Attribute Changed notices
+// (OAES), on which the driver rescans by itself (Options.OnEvent sees
+// what changed). Any goroutine.
 func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool, allow ...string) (uint32, error) {
 	op := spec.Opcode(cmd.Opcode)
 	name := spec.AdminOpcodeName(op)
@@ -414,14 +416,28 @@ func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool,
 	}
 	dw0, err := c.adminExec(cmd, in, out, c.opts.AdminTimeout, false)
 	if err == nil {
+		rescan := false
 		switch op {
-		case spec.AdminFormatNVM, spec.AdminSanitize, spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment:
+		case spec.AdminFormatNVM, spec.AdminSanitize:
+			rescan = true
+		case spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment:
+			// The Namespace Attribute Changed notice makes the event
+			// goroutine rescan, and tells OnEvent what changed.
+			rescan = !c.nsNotices()
+		}
+		if rescan {
 			if rerr := c.Rescan(); rerr != nil {
 				c.logf("nvme: rescan after %s: %v", name, rerr)
 			}
 		}
 	}
 	return dw0, err
+}
+
+// nsNotices reports whether the driver gets Namespace Attribute Changed
+// notices from the controller (and rescans on them).
+func (c *Controller) nsNotices() bool {
+	return c.opts.AsyncEvents >= 0 && c.ident != nil && c.ident.OAES&spec.AECNamespaceAttribute != 0
 }
 
 // passthruGuard returns the name a caller must pass to AdminPassthru to

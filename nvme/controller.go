@@ -76,6 +76,14 @@ type Options struct {
 	MaxNamespaces int
 	// Logf, if set, receives state changes and recoveries.
 	Logf func(format string, args ...any)
+	// OnEvent, if set, is called for each asynchronous event once the
+	// driver handled it: read the log page it names (which clears it
+	// and lets the next event of its type through), rescanned the
+	// namespaces after a Namespace Attribute Changed notice, and armed
+	// another Asynchronous Event Request. It runs on the controller's
+	// event goroutine, one event at a time; it may call Controller
+	// methods, and the next event waits for it to return.
+	OnEvent func(AsyncEvent)
 }
 
 func (o *Options) setDefaults() {
@@ -136,8 +144,12 @@ type Controller struct {
 	adminBufs []*dma.Buffer // every admin buffer, freed at Close
 	adminFree []*dma.Buffer // those no command holds
 	aers      []*Request
-	events    []AsyncEvent // bounded record of asynchronous events
 	aborts    []*abortCall // Abort commands outstanding (the watcher's)
+
+	evMu   sync.Mutex
+	evQ    []aerEvent   // completed event requests for the event goroutine
+	events []AsyncEvent // bounded record of handled events
+	evWake chan struct{}
 
 	qmu     sync.Mutex
 	qids    []bool // qids[i]: I/O queue i+1 in use
@@ -176,12 +188,6 @@ type RecoveryStats struct {
 	AbortLimit     int           // what the controller allows outstanding (ACL+1)
 }
 
-// AsyncEvent is a completed Asynchronous Event Request.
-type AsyncEvent struct {
-	Event spec.AsyncEvent
-	At    time.Time
-}
-
 // abortReq is an abort a queue pair asked for: the command's queue and
 // identifier, and the generation it was issued in (a reset since then
 // makes the abort pointless, and the identifier may have been reused).
@@ -207,7 +213,7 @@ type abortCall struct {
 //
 // On error the bus is left open for the caller to close.
 func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
-	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}}
+	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -235,8 +241,9 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 	c.setState(StateReady)
 	c.wake = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
-	c.watchWG.Add(1)
+	c.watchWG.Add(2)
 	go c.watch()
+	go c.eventLoop()
 	return c, nil
 }
 
@@ -450,86 +457,6 @@ func (c *Controller) setNumQueues() error {
 	}
 	c.qmu.Unlock()
 	return nil
-}
-
-// eventConfig returns the Asynchronous Event Configuration the driver
-// sets: every SMART / Health critical warning defined before NVMe 2.0,
-// and the notices the controller supports (OAES) and the driver handles.
-func (c *Controller) eventConfig() uint32 {
-	aec := uint32(0x1f) // spare, temperature, reliability, read only, volatile memory backup
-	oaes := c.ident.OAES
-	for _, bit := range []uint32{spec.AECNamespaceAttribute, spec.AECFirmwareActivation} {
-		if oaes&bit != 0 {
-			aec |= bit
-		}
-	}
-	return aec
-}
-
-// configureEvents sets Asynchronous Event Configuration (a controller
-// reset clears it). A controller that refuses it still works; its events
-// may stay off, which is logged.
-func (c *Controller) configureEvents() error {
-	if c.opts.AsyncEvents < 0 || c.ident == nil {
-		return nil
-	}
-	aec := c.eventConfig()
-	if _, err := c.adminSimpleLocked(spec.AdminSetFeatures, 0, uint32(spec.FeatureAsyncEventConfig), aec); err != nil {
-		if errors.Is(err, ErrRemoved) || errors.Is(err, ErrTimeout) {
-			return err
-		}
-		c.logf("nvme: set asynchronous event configuration %#x: %v", aec, err)
-	}
-	return nil
-}
-
-func (c *Controller) armAER() error {
-	n := c.opts.AsyncEvents
-	if n < 0 || c.ident == nil {
-		return nil
-	}
-	n = min(n, int(c.ident.AERL)+1)
-	for len(c.aers) < n {
-		c.aers = append(c.aers, &Request{Done: c.aerDone})
-	}
-	for _, r := range c.aers[:n] {
-		if r.InFlight() {
-			continue
-		}
-		r.Reset()
-		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
-		if err := c.admin.Submit(r); err != nil {
-			return err
-		}
-	}
-	c.admin.Ring()
-	return nil
-}
-
-// aerDone runs with adminMu held (admin completions are reaped under it).
-func (c *Controller) aerDone(r *Request) {
-	if r.Err != nil {
-		return // aborted by a reset (re-armed after it) or refused
-	}
-	ev := spec.AsyncEvent(r.DW0)
-	if len(c.events) >= 64 {
-		c.events = c.events[1:]
-	}
-	c.events = append(c.events, AsyncEvent{Event: ev, At: time.Now()})
-	c.logf("nvme: asynchronous event %v", ev)
-	if epochState(c.epoch.Load()) == StateReady {
-		r.Reset()
-		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
-		_ = c.admin.Submit(r)
-	}
-}
-
-// Events returns the asynchronous events received so far (the last 64).
-// Any goroutine.
-func (c *Controller) Events() []AsyncEvent {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return append([]AsyncEvent(nil), c.events...)
 }
 
 // watch is the controller's background goroutine: every WatchInterval,

@@ -8,7 +8,8 @@
 // controller of package nvme/nvmetest.
 //
 //	Controller ──admin queue (qid 0, serialized, synchronous)
-//	    │        watcher goroutine: async events, aborts, resets, removal
+//	    │        watcher goroutine: aborts, resets, removal, fatal status
+//	    │        event goroutine: asynchronous events, namespace rescans
 //	    ├── QueuePair 1 ── owned by one goroutine (a poller)
 //	    ├── QueuePair 2 ── owned by another
 //	    └── Namespace n ── immutable geometry + request builders
@@ -41,6 +42,16 @@
 // (two waits bounded by CAP.TO or CRTO). A controller whose registers
 // read all ones is removed: every queue pair fails its requests with
 // ErrRemoved.
+//
+// Events: the driver keeps Asynchronous Event Requests outstanding and
+// enables, with Asynchronous Event Configuration, the SMART warnings and
+// the notices it handles. For each event, its event goroutine reads the
+// log page the event names with Retain Asynchronous Event clear (the
+// controller masks further events of that type until then), rescans the
+// namespaces after a Namespace Attribute Changed notice (an attached
+// namespace appears; a detached one's Namespace fails its builders with
+// ErrNoNamespace, and the device fails its commands in flight), calls
+// Options.OnEvent and arms the request again.
 //
 // Goroutines: Controller methods may be called from any goroutine;
 // QueuePair methods only by its owner; Namespace methods from any

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
@@ -205,7 +206,13 @@ func TestAdminPassthruGuard(t *testing.T) {
 	if _, err := c.AdminPassthru(spec.Command{Opcode: uint8(spec.AdminNamespaceAttachment), NSID: 2, CDW10: 1}, list, true, "Namespace Attachment"); err != nil {
 		t.Fatalf("detach allowed by name: %v", err)
 	}
-	if got := c.Namespaces(); len(got) != 1 || got[0] != 1 {
-		t.Errorf("namespaces after the detach %v, want [1]", got)
+	// The fake sends a Namespace Attribute Changed notice: the driver
+	// rescans on it.
+	deadline := time.Now().Add(5 * time.Second)
+	for got := c.Namespaces(); len(got) != 1 || got[0] != 1; got = c.Namespaces() {
+		if time.Now().After(deadline) {
+			t.Fatalf("namespaces 5 s after the detach %v, want [1]", got)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

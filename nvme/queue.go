@@ -28,6 +28,7 @@ type QueueStats struct {
 	BadSQHeads  uint64 // completions with an SQ head pointer outside the queue (ignored)
 	Timeouts    uint64 // commands past their deadline (aborted)
 	Requeued    uint64 // commands resubmitted after a controller reset
+	Reaped      uint64 // completions posted before a reset (or a failure), reaped in recovery
 	Failed      uint64 // requests failed without a device status (timeout, removal, close)
 }
 
@@ -655,6 +656,7 @@ func (q *QueuePair) reapStale() {
 			q.cqHead = 0
 			q.phase = !q.phase
 		}
+		q.stats.Reaped++
 		q.complete(cid, st, dw0, sqHead)
 		if q.cq == nil { // a Done callback closed the queue pair
 			return

@@ -94,15 +94,15 @@ func (d *device) logRead(lid uint8) {
 }
 
 // nsChanged notes a namespace attribute change of nsid for the Changed
-// Namespace List log and sends the notice.
+// Namespace List log and sends the notice, once until the host reads the
+// list (as QEMU's controller does).
 func (d *device) nsChanged(nsid uint32) {
-	found := false
 	for _, id := range d.changedNS {
-		found = found || id == nsid
+		if id == nsid {
+			return // noted already: the host has not read the list since
+		}
 	}
-	if !found {
-		d.changedNS = append(d.changedNS, nsid)
-	}
+	d.changedNS = append(d.changedNS, nsid)
 	d.queueEvent(uint32(spec.AEVTypeNotice) | uint32(spec.AEVNoticeNamespaceChanged)<<8 | uint32(spec.LogChangedNamespaces)<<16)
 }
 

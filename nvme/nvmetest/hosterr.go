@@ -60,6 +60,15 @@ func (c *Controller) HostErrors() []HostError {
 	return append([]HostError(nil), c.herr.list...)
 }
 
+// ClearHostErrors forgets the host errors caught so far: for a test that
+// made a mistake on purpose, after checking it was caught. Any goroutine.
+func (c *Controller) ClearHostErrors() {
+	_ = c.call(func() { c.dev.checkDoorbells(true) })
+	c.herr.mu.Lock()
+	defer c.herr.mu.Unlock()
+	c.herr.list, c.herr.n = nil, 0
+}
+
 // HostErrorCount returns how many host errors the fake caught, including
 // those beyond the 64 HostErrors keeps. Any goroutine.
 func (c *Controller) HostErrorCount() uint64 {
