@@ -269,16 +269,34 @@ func (c *Controller) SetFeature(fid uint8, nsid, cdw11 uint32, data []byte, save
 	return dw0, nil
 }
 
+// lpaExtendedData is LPA bit 2: Get Log Page takes NUMDU and a byte offset
+// (NVMe Base 2.0, 5.17.2.1, "Log Page Attributes").
+const lpaExtendedData = 1 << 2
+
+// logOffsets reports whether the controller honours log page offsets.
+func (c *Controller) logOffsets() bool { return c.ident != nil && c.ident.LPA&lpaExtendedData != 0 }
+
 // GetLogPage reads len(buf) bytes of log page lid for nsid, starting at
-// byte offset off (a multiple of 4), into buf (any memory). Large logs are
-// read in page-sized pieces at increasing offsets. lsp is the log specific
-// field; rae keeps an asynchronous event pending. Any goroutine.
+// byte offset off (a multiple of 4), into buf (any memory). lsp is the log
+// specific field; rae keeps an asynchronous event pending.
+//
+// When the controller takes log page offsets (LPA bit 2) a large log is
+// read in pieces of AdminTransfer bytes at increasing offsets. When it
+// does not, the log is read with one command from its start: off must be
+// 0 and buf at most AdminTransfer bytes, else ErrInvalid. Any goroutine.
 func (c *Controller) GetLogPage(lid uint8, nsid uint32, lsp uint8, rae bool, off uint64, buf []byte) error {
 	if len(buf) == 0 || len(buf)%4 != 0 || off%4 != 0 {
 		return invalidf("log page %#x: length %d and offset %d must be non-zero multiples of 4", lid, len(buf), off)
 	}
+	piece := c.adminXfer()
+	if !c.logOffsets() {
+		if off != 0 || len(buf) > piece {
+			return invalidf("log page %s: the controller reads logs only from the start in one command (no LPA extended data): offset %d, %d bytes (at most %d)",
+				spec.LogName(lid), off, len(buf), piece)
+		}
+	}
 	for done := 0; done < len(buf); {
-		n := min(len(buf)-done, c.pageSize)
+		n := min(len(buf)-done, piece)
 		numd := uint32(n/4 - 1)
 		cdw10 := uint32(lid) | uint32(lsp&0x7f)<<8 | (numd&0xffff)<<16
 		if rae {
@@ -308,9 +326,13 @@ func (c *Controller) SMARTLog() (*spec.SMARTLog, error) {
 }
 
 // ErrorLog reads and parses n entries of the Error Information log (n is
-// clamped to ELPE+1). Any goroutine.
+// clamped to ELPE+1, and to what one command reads when the controller
+// takes no log offsets). Any goroutine.
 func (c *Controller) ErrorLog(n int) ([]spec.ErrorLogEntry, error) {
 	n = max(1, min(n, int(c.ident.ELPE)+1))
+	if !c.logOffsets() {
+		n = min(n, c.adminXfer()/spec.ErrorLogEntrySize) // one read
+	}
 	b := make([]byte, n*64)
 	if err := c.GetLogPage(spec.LogErrorInformation, 0, 0, false, 0, b); err != nil {
 		return nil, err

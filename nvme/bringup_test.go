@@ -2,6 +2,7 @@ package nvme_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -367,5 +368,73 @@ func TestCloseCannotDisable(t *testing.T) {
 	testrig.CheckHost(t, fake)
 	if err := mem.Close(); !errors.Is(err, dma.ErrLeaked) {
 		t.Errorf("allocator close: %v, want the leak reported", err)
+	}
+}
+
+// TestLogPagesWithoutLPAOffsets: a controller without LPA bit 2 takes no
+// log page offset: the driver reads a log with one command from its
+// start (8 KiB here, not two pieces at offsets 0 and 4096), and refuses
+// an offset before sending anything. With LPA the offset is used.
+func TestLogPagesWithoutLPAOffsets(t *testing.T) {
+	for _, noOffsets := range []bool{true, false} {
+		r := newRig(t, nvmetest.Config{NoLogOffsets: noOffsets}, nil)
+		c := r.ctrl
+		logs := r.fake.Stats().AdminCommands(spec.AdminGetLogPage)
+		b := make([]byte, 8192)
+		if err := c.GetLogPage(spec.LogErrorInformation, 0, 0, false, 0, b); err != nil {
+			t.Fatalf("no offsets %t: error log of 8 KiB: %v", noOffsets, err)
+		}
+		if n := r.fake.Stats().AdminCommands(spec.AdminGetLogPage) - logs; n != 1 {
+			t.Errorf("no offsets %t: 8 KiB read with %d commands, want 1", noOffsets, n)
+		}
+		if _, err := c.ErrorLog(64); err != nil {
+			t.Errorf("no offsets %t: error log: %v", noOffsets, err)
+		}
+		part := make([]byte, 32)
+		err := c.GetLogPage(spec.LogSMART, spec.NSIDAll, 0, false, 0x40, part)
+		if noOffsets != errors.Is(err, nvme.ErrInvalid) {
+			t.Errorf("no offsets %t: SMART log at offset 0x40: %v", noOffsets, err)
+		}
+	}
+}
+
+// TestShutdownWaitCapped: a controller that claims an RTD3E of 71 minutes
+// and never completes its shutdown holds Close up for
+// Options.ShutdownTimeout, not for RTD3E.
+func TestShutdownWaitCapped(t *testing.T) {
+	cfg := nvmetest.Config{IdentifyController: func(b []byte) { binary.LittleEndian.PutUint32(b[0x58:], 0xffffffff) }}
+	r := newRig(t, cfg, &nvme.Options{ShutdownTimeout: 300 * time.Millisecond})
+	if got := time.Duration(r.ctrl.Identify().RTD3E) * time.Microsecond; got < time.Hour {
+		t.Fatalf("RTD3E %v", got)
+	}
+	r.fake.Stall(time.Hour) // CC.SHN is never seen
+	done := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		r.ctrl.Close() // the disable after it fails too; the function reset works
+		done <- time.Since(start)
+	}()
+	select {
+	case d := <-done:
+		if d < 300*time.Millisecond || d > 5*time.Second {
+			t.Errorf("close took %v, want the 300 ms shutdown wait and the disable", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("close still waits for the shutdown after 30 s (RTD3E not capped)")
+	}
+}
+
+// TestCRTOReadyTimeout: a controller with NVMe 2.0 ready timeouts
+// (CAP.CRMS.CRWMS) that becomes ready after 800 ms, past its CAP.TO of
+// 500 ms but within CRTO.CRWMT (2 s), is waited for.
+func TestCRTOReadyTimeout(t *testing.T) {
+	cfg := nvmetest.Config{TO: 1, CRWMT: 2 * time.Second, ReadyDelay: 800 * time.Millisecond}
+	start := time.Now()
+	r := newRig(t, cfg, nil)
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Errorf("open after %v, before the controller was ready", d)
+	}
+	if c := r.ctrl.Capabilities(); c.TO() != 500*time.Millisecond || c.CRMS()&1 == 0 {
+		t.Errorf("CAP %v", c)
 	}
 }

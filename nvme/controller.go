@@ -62,6 +62,11 @@ type Options struct {
 	AbortTimeout time.Duration
 	// AdminTimeout bounds each admin command. Default 30 s.
 	AdminTimeout time.Duration
+	// ShutdownTimeout caps the wait for a normal shutdown at Close
+	// (CSTS.SHST complete), which otherwise follows the controller's
+	// RTD3E entry latency (at least 5 s; RTD3E may claim up to 71
+	// minutes). Default 60 s.
+	ShutdownTimeout time.Duration
 	// SGL selects Scatter Gather Lists instead of PRPs for I/O data when
 	// the controller supports them.
 	SGL bool
@@ -106,6 +111,7 @@ func (o *Options) setDefaults() {
 	defd(&o.AbortTimeout, 5*time.Second)
 	defd(&o.AdminTimeout, 30*time.Second)
 	defd(&o.WatchInterval, 100*time.Millisecond)
+	defd(&o.ShutdownTimeout, 60*time.Second)
 	if o.AsyncEvents == 0 {
 		o.AsyncEvents = 4
 	}
@@ -127,15 +133,16 @@ type Controller struct {
 	opts Options
 	logf func(string, ...any)
 
-	cap      spec.CAP
-	vs       spec.VS
-	dstrd    uint8
-	pageSize int
-	maxXfer  int
-	useSGL   bool
-	toutCAP  time.Duration
-	ident    *spec.IdentifyController
-	ioQueues int // granted by the controller
+	cap       spec.CAP
+	vs        spec.VS
+	dstrd     uint8
+	pageSize  int
+	maxXfer   int
+	useSGL    bool
+	toutCAP   time.Duration // CAP.TO: CSTS.RDY to clear, or to set without CRTO
+	toutReady time.Duration // CSTS.RDY to set after CC.EN: CAP.TO, or CRTO.CRWMT
+	ident     *spec.IdentifyController
+	ioQueues  int // granted by the controller
 
 	epoch atomic.Uint64
 
@@ -323,6 +330,18 @@ func (c *Controller) readCaps() error {
 		return fmt.Errorf("%w: CAP.DSTRD %d puts the doorbells outside the %#x-byte register window", ErrDevice, c.dstrd, c.regs.Len())
 	}
 	c.toutCAP = max(c.cap.TO(), 500*time.Millisecond)
+	c.toutReady = c.toutCAP
+	if c.cap.CRMS()&1 != 0 {
+		// NVMe 2.0 ready timeouts (CAP.CRMS.CRWMS): becoming ready
+		// with media (CC.CRIME clear, as the driver enables) may take
+		// CRTO.CRWMT, which CAP.TO no longer has to cover.
+		crto := spec.CRTO(c.regs.Read32(spec.RegCRTO))
+		if w := crto.CRWMT(); w > c.toutReady {
+			c.toutReady = w
+		} else if w < c.toutCAP {
+			c.logf("nvme: CRTO.CRWMT %v below CAP.TO %v: waiting CAP.TO", w, c.toutCAP)
+		}
+	}
 	c.logf("nvme: CAP %v VS %v", c.cap, c.vs)
 	return nil
 }
@@ -341,7 +360,7 @@ func (c *Controller) waitCSTS(what string, ok func(spec.CSTS) bool, timeout time
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s: CSTS %v after %v (CAP.TO)", ErrTimeout, what, s, timeout)
+			return fmt.Errorf("%w: %s: CSTS %v after %v (CAP.TO or CRTO)", ErrTimeout, what, s, timeout)
 		}
 		time.Sleep(sleep)
 		sleep = min(sleep*2, time.Millisecond)
@@ -353,7 +372,7 @@ func (c *Controller) disable() error {
 	if cc.EN() && !c.csts().RDY() {
 		// Enabling in progress: the spec asks to wait for it to finish
 		// before clearing EN. A fatal controller never gets there.
-		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutCAP)
+		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutReady)
 	}
 	c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false)))
 	err := c.waitCSTS("wait not ready", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
@@ -399,7 +418,7 @@ func (c *Controller) enable() error {
 	c.regs.Write32(spec.RegCC, uint32(cc))
 	err := c.waitCSTS("wait ready", func(s spec.CSTS) bool {
 		return s.RDY() || s.CFS()
-	}, c.toutCAP)
+	}, c.toutReady)
 	if err != nil {
 		return err
 	}
@@ -845,11 +864,18 @@ func (c *Controller) Close() error {
 func (c *Controller) shutdown() error {
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
 	c.regs.Write32(spec.RegCC, uint32(cc.WithSHN(spec.SHNNormal)))
+	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, c.shutdownWait())
+}
+
+// shutdownWait is how long a normal shutdown may take: RTD3E (the
+// controller's own figure, up to 71 minutes), at least 5 s or CAP.TO,
+// and at most Options.ShutdownTimeout.
+func (c *Controller) shutdownWait() time.Duration {
 	timeout := max(c.toutCAP, 5*time.Second)
 	if c.ident != nil && c.ident.RTD3E > 0 {
 		timeout = max(timeout, time.Duration(c.ident.RTD3E)*time.Microsecond)
 	}
-	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, timeout)
+	return min(timeout, c.opts.ShutdownTimeout)
 }
 
 // stopDevice makes sure the controller can no longer reach host memory,

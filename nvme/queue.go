@@ -378,8 +378,15 @@ func (q *QueuePair) issue(r *Request) {
 	q.freeN--
 	t := &q.trk[slot]
 	t.gen = (t.gen + 1) & q.genMask
-	t.req, t.deadline, t.aborting, t.timedOut = r, r.deadline, false, false
 	cid := t.gen<<q.slotBits | slot
+	if cid == 0xffff {
+		// Reserved: the Error Information log names "no command" with it
+		// (NVMe Base 2.0, 5.16.1.2). Only the last slot of a queue whose
+		// slot count is a power of two (or of a depth-2 queue) gets here.
+		t.gen = 0
+		cid = slot
+	}
+	t.req, t.deadline, t.aborting, t.timedOut = r, r.deadline, false, false
 
 	cmd := &q.sq[q.sqTail]
 	*cmd = r.Cmd

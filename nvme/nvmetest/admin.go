@@ -439,7 +439,7 @@ func (d *device) createCQ(cmd *spec.Command) spec.Status {
 		return stXferErr
 	}
 	d.cqs[qid].reset(qid, size, cmd.PRP1, d.c.cfg.DSTRD)
-	d.c.regs.Write32(d.cqs[qid].headR, 0)
+	d.claimDoorbell(d.cqs[qid].headR, qid, true)
 	return stOK
 }
 
@@ -464,7 +464,7 @@ func (d *device) createSQ(cmd *spec.Command) spec.Status {
 	q := &d.sqs[qid]
 	q.reset(qid, size, cmd.PRP1, &d.cqs[cqid], d.c.cfg.DSTRD)
 	d.cqs[cqid].nsq++
-	d.c.regs.Write32(q.tailR, 0)
+	d.claimDoorbell(q.tailR, qid, false)
 	d.live = append(d.live, qid)
 	return stOK
 }

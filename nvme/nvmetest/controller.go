@@ -95,6 +95,11 @@ type Config struct {
 	// ShutdownDelay is the time CSTS.SHST reports shutdown processing
 	// before complete. Default 1 ms; negative for at once.
 	ShutdownDelay time.Duration
+	// CRWMT, when set, makes the controller report NVMe 2.0 ready
+	// timeouts: CAP.CRMS.CRWMS and a CRTO register whose CRWMT (and
+	// CRIMT) is this, rounded up to 500 ms. ReadyDelay may then exceed
+	// CAP.TO up to it.
+	CRWMT time.Duration
 	// NoLogOffsets clears LPA bit 2 (extended data for Get Log Page):
 	// a log page offset or NUMDU other than 0 is then Invalid Field in
 	// Command and a host error.
@@ -168,10 +173,17 @@ func (cfg *Config) setDefaults() error {
 	defDelay(&cfg.ReadyDelay, time.Millisecond)
 	defDelay(&cfg.DisableDelay, 200*time.Microsecond)
 	defDelay(&cfg.ShutdownDelay, time.Millisecond)
-	if max(cfg.ReadyDelay, cfg.DisableDelay, cfg.ShutdownDelay) >= time.Duration(cfg.TO)*500*time.Millisecond {
-		return fmt.Errorf("nvmetest: RDY and SHST delays must stay below CAP.TO (%v)", time.Duration(cfg.TO)*500*time.Millisecond)
+	to := time.Duration(cfg.TO) * 500 * time.Millisecond
+	if max(cfg.DisableDelay, cfg.ShutdownDelay) >= to || cfg.ReadyDelay >= max(to, cfg.crwmt()) {
+		return fmt.Errorf("nvmetest: RDY and SHST delays must stay below CAP.TO (%v; CRTO.CRWMT %v for ReadyDelay)", to, cfg.crwmt())
 	}
 	return nil
+}
+
+// crwmt returns CRWMT rounded up to 500 ms units (0 when not set).
+func (cfg *Config) crwmt() time.Duration {
+	u := (cfg.CRWMT + 500*time.Millisecond - 1) / (500 * time.Millisecond)
+	return min(u, 0xffff) * 500 * time.Millisecond
 }
 
 // mdtsBytes returns the largest transfer the fake accepts.
@@ -293,6 +305,9 @@ func New(cfg Config) (*Controller, error) {
 		uint64(cfg.TO)<<24 |
 		uint64(cfg.DSTRD)<<32 |
 		uint64(spec.CAPCSSNVM)<<37) // MPSMIN = MPSMAX = 0: 4 KiB pages
+	if cfg.CRWMT > 0 {
+		c.cap |= 1 << 59 // CRMS.CRWMS: ready with media timeouts in CRTO
+	}
 	c.dev.init(c)
 	c.powerOn()
 	go c.run()
@@ -307,6 +322,9 @@ func (c *Controller) powerOn() {
 	}
 	c.regs.Write64(spec.RegCAP, uint64(c.cap))
 	c.regs.Write32(spec.RegVS, uint32(spec.VS1_4))
+	if u := uint32(c.cfg.crwmt() / (500 * time.Millisecond)); u > 0 {
+		c.regs.Write32(spec.RegCRTO, u<<16|u)
+	}
 	c.dev.poisonDoorbells()
 }
 

@@ -381,8 +381,8 @@ func (d *device) becomeReady() {
 	d.cqs[0].reset(0, cqn, acq, d.c.cfg.DSTRD)
 	d.sqs[0].reset(0, sqn, asq, &d.cqs[0], d.c.cfg.DSTRD)
 	d.cqs[0].nsq = 1
-	regs.Write32(d.sqs[0].tailR, 0)
-	regs.Write32(d.cqs[0].headR, 0)
+	d.claimDoorbell(d.sqs[0].tailR, 0, false)
+	d.claimDoorbell(d.cqs[0].headR, 0, true)
 	d.live = append(d.live[:0], 0)
 	d.rdy, d.enabled = true, true
 	d.c.cnt.enables.Add(1)

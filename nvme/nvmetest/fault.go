@@ -226,9 +226,10 @@ func (c *Controller) Remove() {
 func (c *Controller) Removed() bool { return c.removed.Load() }
 
 // Stall makes the controller process nothing, not even CC changes, for d
-// from now. Any goroutine.
+// from now (between two passes of the device: what a pass in progress
+// fetches is processed first); Stall(0) ends a stall. Any goroutine.
 func (c *Controller) Stall(d time.Duration) {
-	c.stall.Store(now() + int64(d))
+	_ = c.call(func() { c.stall.Store(now() + int64(d)) })
 }
 
 // TriggerEvent completes an outstanding Asynchronous Event Request with

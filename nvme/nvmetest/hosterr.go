@@ -126,6 +126,21 @@ func (d *device) checkDoorbells(all bool) {
 	}
 }
 
+// claimDoorbell gives the doorbell at off to a queue being created (value
+// 0), after checking that the host did not write it while the queue did
+// not exist. Device goroutine.
+func (d *device) claimDoorbell(off uintptr, qid uint16, isCQ bool) {
+	if v := d.c.regs.Read32(off); v != doorbellPoison && !d.c.removed.Load() {
+		kind := "submission queue tail"
+		if isCQ {
+			kind = "completion queue head"
+		}
+		d.hostError("write of %#x to the %s doorbell of queue %d, which did not exist", v, kind, qid)
+		d.errorEvent(spec.AEVErrorInvalidDoorbell)
+	}
+	d.c.regs.Write32(off, 0)
+}
+
 // errorEvent reports an error status asynchronous event with info, as a
 // controller does for a bad doorbell write: an entry in the Error
 // Information log and an event naming that log. Device goroutine.

@@ -224,11 +224,12 @@ func TestTransitionsTakeTime(t *testing.T) {
 // TestEnableBeforeReadyClears: setting CC.EN again before CSTS.RDY
 // cleared from a disable is a host error.
 func TestEnableBeforeReadyClears(t *testing.T) {
-	c, mem := newFake(t, Config{DisableDelay: 400 * time.Millisecond})
+	c, mem := newFake(t, Config{TO: 4, DisableDelay: 1500 * time.Millisecond})
 	q, err := NewBareQueue(c, mem, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer q.free()
 	regs := c.Registers()
 	cc := regs.Read32(spec.RegCC)
 	regs.Write32(spec.RegCC, 0)
@@ -242,7 +243,6 @@ func TestEnableBeforeReadyClears(t *testing.T) {
 	if err := q.waitRDY(false); err != nil {
 		t.Fatal(err)
 	}
-	q.free()
 }
 
 const nsChanged = uint32(spec.AEVTypeNotice) | uint32(spec.AEVNoticeNamespaceChanged)<<8 | uint32(spec.LogChangedNamespaces)<<16

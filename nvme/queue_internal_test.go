@@ -67,3 +67,50 @@ func TestTimedOutAdminKeepsItsBuffer(t *testing.T) {
 		t.Errorf("identify after the reset: %v", err)
 	}
 }
+
+// TestNeverCID0xFFFF: on queues whose command identifiers would reach
+// 0xFFFF (depth 2: no slot bits; depth 3: two slots, the last all ones)
+// the driver skips it when the generation wraps; the fake records CID
+// 0xFFFF as a host error. The generations start just short of the wrap
+// (an internal test) instead of after 2^16 commands.
+func TestNeverCID0xFFFF(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{Latency: nvmetest.Fixed(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	mem, err := dma.NewAllocator(fake.Mapper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	c, err := Open(fake, mem, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ns, err := c.Namespace(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, depth := range []int{2, 3} {
+		q, err := c.NewQueuePair(depth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range q.trk {
+			q.trk[i].gen = q.genMask - 3
+		}
+		for i := 0; i < 16; i++ {
+			if err := ns.Sync(q); err != nil {
+				t.Fatalf("depth %d flush %d: %v", depth, i, err)
+			}
+		}
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range fake.HostErrors() {
+		t.Errorf("host error: %v", e)
+	}
+}
