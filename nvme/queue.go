@@ -617,12 +617,15 @@ func (q *QueuePair) sync() {
 		return // a Done callback run by recover submits: it waits
 	}
 	e := q.ctrl.epoch.Load()
+	if q.term != nil {
+		q.epoch = e // nothing left to bring in step
+		return
+	}
 	switch epochState(e) {
 	case StateResetting, StateInit:
 		return // wait: touch nothing until the controller is back
 	case StateReady:
-		q.recover()
-		q.epoch = e
+		q.recover(e) // in step when it returns, or still stale if another reset came
 	case StateRemoved:
 		q.reapStale()
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrRemoved))
@@ -682,11 +685,11 @@ func (q *QueuePair) terminate(err error) {
 // controller completed, then, since the controller lost the queues, the
 // rings start over, the queues are created again and what had no
 // completion is resubmitted (or failed with ErrTimeout if it was late).
-func (q *QueuePair) recover() {
+func (q *QueuePair) recover(e uint64) {
 	// First what the controller completed before the reset disabled it:
 	// those commands ran and must not run again.
 	q.reapStale()
-	if q.cq == nil {
+	if q.cq == nil || q.term != nil {
 		return
 	}
 	q.recovering = true
@@ -706,14 +709,7 @@ func (q *QueuePair) recover() {
 		}
 		q.release(uint16(i))
 	}
-	q.resetRings()
-	if err := q.ctrl.createQueues(q); err != nil {
-		q.terminate(fmt.Errorf("queue %d: recreate after reset: %w", q.id, err))
-		for _, r := range append(resubmit, timedOut...) {
-			q.fail(r, q.term)
-		}
-		return
-	}
+	// Late commands are settled now, before the queues come back.
 	for _, r := range timedOut {
 		q.fail(r, fmt.Errorf("%w: queue %d: command did not complete; controller reset", ErrTimeout, q.id))
 	}
@@ -728,6 +724,17 @@ func (q *QueuePair) recover() {
 		}
 		q.nwait++
 		q.stats.Requeued++
+	}
+	q.resetRings()
+	if err := q.ctrl.createQueues(q); err != nil {
+		if q.ctrl.epoch.Load() != e {
+			// Another reset (or a failure, a removal) came while the
+			// queues were being created: the next sync starts over;
+			// the requests wait.
+			return
+		}
+		q.terminate(fmt.Errorf("queue %d: recreate after reset: %w", q.id, err))
+		q.epoch = e
 	}
 }
 

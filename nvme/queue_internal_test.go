@@ -114,3 +114,64 @@ func TestNeverCID0xFFFF(t *testing.T) {
 		t.Errorf("host error: %v", e)
 	}
 }
+
+// TestResetDuringRecreate: a reset that starts while a queue pair
+// recreates its queues after the previous one (here: the queue pair is
+// waiting for the admin queue, the new reset has begun) makes the queue
+// pair start over at its next poll, not give up. The sleeps only order
+// the goroutines; if they fail to, the test passes without exercising
+// the race, never the other way.
+func TestResetDuringRecreate(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	mem, err := dma.NewAllocator(fake.Mapper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	c, err := Open(fake, mem, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ns, _ := c.Namespace(1)
+	q, err := c.NewQueuePair(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := mem.Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Free(b)
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	c.adminMu.Lock()
+	polled := make(chan struct{})
+	go func() { // the owner: recovers, and waits for the admin queue
+		q.Poll()
+		close(polled)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	reset := make(chan error, 1)
+	go func() { reset <- c.Reset() }()
+	for c.State() != StateResetting {
+		time.Sleep(100 * time.Microsecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the reset now waits for the admin queue too
+	c.adminMu.Unlock()
+	<-polled
+	if err := <-reset; err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.WriteAt(q, b.Bytes[:512], 0); err != nil {
+		t.Fatalf("write after the resets: %v", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

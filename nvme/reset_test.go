@@ -1,6 +1,7 @@
 package nvme_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,4 +128,80 @@ func waitExecuted(t *testing.T, r *rig, n uint64) {
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
+}
+
+// TestResetStorm: resets one after another (a millisecond apart) while a
+// queue pair does I/O, at least 30 of them, so that some land while the
+// queue pair reaps or recreates its queues after the previous one: it
+// starts over at its next poll instead of giving up, every write
+// completes once and successfully, and the data is intact.
+func TestResetStorm(t *testing.T) {
+	opts := faultOpts
+	opts.CommandTimeout = 10 * time.Second
+	r := newRig(t, smallNS(), &opts)
+	q, ns := r.qp(32), r.ns(1)
+	const n = 1000
+	b := r.buf(n * 512)
+	stop := make(chan struct{})
+	var resets atomic.Int64
+	var resetErr atomic.Pointer[error]
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := r.ctrl.Reset(); err != nil {
+				resetErr.Store(&err)
+				return
+			}
+			resets.Add(1)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer close(stop)
+	reqs := make([]nvme.Request, n)
+	deadline := time.Now().Add(60 * time.Second)
+	for round := 0; round == 0 || resets.Load() < 30; round++ {
+		pat(b, 100+round)
+		done := make([]int, n)
+		next, finished := 0, 0
+		for finished < n {
+			if p := resetErr.Load(); p != nil {
+				t.Fatalf("reset: %v", *p)
+			}
+			if next < n && q.InFlight()+q.Waiting() < 24 {
+				i := next
+				next++
+				reqs[i].Private = i
+				reqs[i].Done = func(req *nvme.Request) { done[req.Private.(int)]++; finished++ }
+				if err := ns.Write(&reqs[i], uint64(i), b[i*512:(i+1)*512], 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := q.Submit(&reqs[i]); err != nil {
+					t.Fatalf("round %d: submit %d: %v", round, i, err)
+				}
+				continue
+			}
+			q.Poll()
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d of %d done after %d resets; queue %+v", round, finished, n, resets.Load(), q.Stats())
+			}
+		}
+		for i := range reqs {
+			if done[i] != 1 || reqs[i].Err != nil {
+				t.Fatalf("round %d: write %d: done %d times, err %v", round, i, done[i], reqs[i].Err)
+			}
+		}
+	}
+	t.Logf("%d resets; queue %+v", resets.Load(), q.Stats())
+	got := r.buf(n * 512)
+	for off := 0; off < n*512; off += 64 << 10 {
+		end := min(off+64<<10, n*512)
+		if err := ns.ReadAt(q, got[off:end], uint64(off/512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkData(t, "after the reset storm", got, b)
 }
