@@ -58,6 +58,7 @@ func TestAbsurdIdentify(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer fake.Close()
+			defer testrig.CheckHost(t, fake)
 			mem, err := newAllocator(fake)
 			if err != nil {
 				t.Fatal(err)

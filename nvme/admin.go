@@ -2,88 +2,190 @@ package nvme
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
-// This file holds the admin command set (NVMe Base 2.0, 5). Admin commands
-// are synchronous: the caller takes adminMu, submits to the admin queue
-// and polls it until the command completes or AdminTimeout passes. Names
-// ending in Locked expect adminMu held.
+// This file holds the admin command set (NVMe Base 2.0, 5). The admin
+// queue is shared by every goroutine under adminMu, which is held only to
+// submit and to poll, never while waiting: a slow or hung admin command
+// holds up neither other admin commands nor the watcher (aborts, the CFS
+// and removal checks). Bring-up, a reset and queue creation and deletion
+// keep adminMu for their whole sequence (locked).
+//
+// Data moves through the driver's own admin buffers (DMA memory), which
+// the caller's memory is copied to and from. A buffer goes back to the
+// pool only when its command completed, or the reset that retires a
+// command which timed out finished: the controller may still write to it
+// until then.
 
-// adminLocked runs cmd on the admin queue. data, when not nil, is DMA
-// memory of at most one page (the admin queue's transfer limit).
-func (c *Controller) adminLocked(cmd spec.Command, data []byte) (uint32, error) {
-	switch s := c.State(); s {
-	case StateRemoved:
+// adminMaxXfer is the most data one admin command carries (before MDTS).
+const adminMaxXfer = 16 << 10
+
+// adminXfer returns the most data one admin command may carry:
+// adminMaxXfer, capped by MDTS (one page before Identify).
+func (c *Controller) adminXfer() int { return min(adminMaxXfer, c.maxXfer) }
+
+// adminCall is one synchronous admin command in flight. Its fields are
+// guarded by adminMu (its Done runs inside a Poll of the admin queue).
+type adminCall struct {
+	req       Request
+	buf       *dma.Buffer
+	done      bool
+	abandoned bool // the caller gave up waiting: Done returns buf
+}
+
+// adminBuf takes an admin buffer from the pool. adminMu held.
+func (c *Controller) adminBuf() (*dma.Buffer, error) {
+	if n := len(c.adminFree); n > 0 {
+		b := c.adminFree[n-1]
+		c.adminFree = c.adminFree[:n-1]
+		return b, nil
+	}
+	b, err := c.mem.Alloc(adminMaxXfer)
+	if err != nil {
+		return nil, fmt.Errorf("admin buffer: %w", err)
+	}
+	c.adminBufs = append(c.adminBufs, b)
+	return b, nil
+}
+
+// putAdminBuf gives a buffer back to the pool. adminMu held.
+func (c *Controller) putAdminBuf(b *dma.Buffer) {
+	if b != nil {
+		c.adminFree = append(c.adminFree, b)
+	}
+}
+
+// adminExec runs cmd on the admin queue and waits up to timeout for it.
+// in (any memory) is sent to the device; out receives the data the
+// device returns; each at most adminXfer bytes. With locked the caller
+// holds adminMu and keeps it throughout (bring-up, reset); otherwise the
+// lock is taken to submit and for each poll.
+//
+// A command that does not complete in time is abandoned (its buffer stays
+// reserved until it completes or a reset retires it) and the controller
+// is reset; the caller gets ErrTimeout.
+func (c *Controller) adminExec(cmd spec.Command, in, out []byte, timeout time.Duration, locked bool) (uint32, error) {
+	name := spec.AdminOpcodeName(spec.Opcode(cmd.Opcode))
+	n := max(len(in), len(out))
+	if n > c.adminXfer() {
+		return 0, invalidf("admin %s: %d bytes of data exceed the %d one admin command carries", name, n, c.adminXfer())
+	}
+	lock := func() {
+		if !locked {
+			c.adminMu.Lock()
+		}
+	}
+	unlock := func() {
+		if !locked {
+			c.adminMu.Unlock()
+		}
+	}
+	lock()
+	switch s := c.State(); {
+	case s == StateRemoved:
+		unlock()
 		return 0, ErrRemoved
-	case StateFailed:
+	case s == StateFailed:
+		unlock()
 		return 0, ErrFailed
-	case StateClosed:
+	case s == StateClosed || c.admin == nil:
+		unlock()
 		return 0, ErrClosed
 	}
-	done := false
-	r := &Request{Cmd: cmd, Data: data, Done: func(*Request) { done = true }}
-	if err := c.admin.Submit(r); err != nil {
-		return 0, err
+	call := &adminCall{}
+	call.req.Cmd = cmd
+	call.req.Done = func(*Request) {
+		call.done = true
+		if call.abandoned {
+			c.putAdminBuf(call.buf)
+		}
 	}
-	deadline := time.Now().Add(c.opts.AdminTimeout)
+	if n > 0 {
+		b, err := c.adminBuf()
+		if err != nil {
+			unlock()
+			return 0, err
+		}
+		call.buf = b
+		clear(b.Bytes[:n])
+		copy(b.Bytes, in)
+		call.req.Data = b.Bytes[:n]
+	}
+	if err := c.admin.Submit(&call.req); err != nil {
+		c.putAdminBuf(call.buf)
+		unlock()
+		return 0, fmt.Errorf("admin %s: %w", name, err)
+	}
+	c.admin.Ring()
+	unlock()
+
+	deadline := time.Now().Add(timeout)
 	sleep := time.Microsecond
-	for !done {
-		if c.admin.Poll() > 0 {
-			sleep = time.Microsecond
-			continue
+	for {
+		lock()
+		if !call.done && c.admin != nil && c.admin.cq != nil {
+			if c.admin.Poll() > 0 {
+				sleep = time.Microsecond
+			}
 		}
-		if done {
-			break
-		}
-		if c.csts().Removed() {
+		if !call.done && c.csts().Removed() {
 			c.markRemoved("CSTS reads all ones during an admin command")
-			c.admin.terminate(fmt.Errorf("admin queue: %w", ErrRemoved))
-			return 0, ErrRemoved
+			if c.admin != nil {
+				c.admin.terminate(fmt.Errorf("admin queue: %w", ErrRemoved))
+			}
+		}
+		if call.done {
+			dw0, err := call.req.DW0, call.req.Err
+			if err == nil {
+				copy(out, call.req.Data)
+			}
+			c.putAdminBuf(call.buf)
+			unlock()
+			return dw0, err
 		}
 		if time.Now().After(deadline) {
-			c.requestReset(fmt.Sprintf("admin command %s timed out", spec.AdminOpcodeName(spec.Opcode(cmd.Opcode))))
-			return 0, fmt.Errorf("%w: admin %s after %v", ErrTimeout, spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)), c.opts.AdminTimeout)
+			call.abandoned = true
+			unlock()
+			c.requestReset(epochGen(c.epoch.Load()), fmt.Sprintf("admin command %s timed out", name))
+			return 0, fmt.Errorf("%w: admin %s after %v", ErrTimeout, name, timeout)
 		}
+		unlock()
 		time.Sleep(sleep)
 		sleep = min(sleep*2, 200*time.Microsecond)
 	}
-	return r.DW0, r.Err
 }
 
-// adminSimpleLocked runs a command without data.
+// adminSimpleLocked runs a command without data, adminMu held.
 func (c *Controller) adminSimpleLocked(op spec.Opcode, nsid, cdw10, cdw11 uint32) (uint32, error) {
-	return c.adminLocked(spec.Command{Opcode: uint8(op), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, nil)
+	return c.adminExec(spec.Command{Opcode: uint8(op), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, nil, nil, c.opts.AdminTimeout, true)
 }
 
-// adminSimple is adminSimpleLocked for callers not holding adminMu.
+// adminSimple runs a command without data, adminMu not held.
 func (c *Controller) adminSimple(op spec.Opcode, nsid, cdw10, cdw11 uint32) (uint32, error) {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return c.adminSimpleLocked(op, nsid, cdw10, cdw11)
+	return c.adminExec(spec.Command{Opcode: uint8(op), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, nil, nil, c.opts.AdminTimeout, false)
 }
 
-// identifyLocked reads one Identify data structure into a new slice.
-func (c *Controller) identifyLocked(cns uint8, nsid uint32, cntid uint16) ([]byte, error) {
-	clear(c.scratch.Bytes)
-	_, err := c.adminLocked(spec.Command{
-		Opcode: uint8(spec.AdminIdentify), NSID: nsid, CDW10: uint32(cns) | uint32(cntid)<<16,
-	}, c.scratch.Bytes[:spec.IdentifySize])
+// identify reads one Identify data structure into a new slice; locked
+// says whether the caller holds adminMu.
+func (c *Controller) identify(cns uint8, nsid uint32, locked bool) ([]byte, error) {
+	b := make([]byte, spec.IdentifySize)
+	_, err := c.adminExec(spec.Command{Opcode: uint8(spec.AdminIdentify), NSID: nsid, CDW10: uint32(cns)}, nil, b, c.opts.AdminTimeout, locked)
 	if err != nil {
 		return nil, fmt.Errorf("identify cns %#x nsid %d: %w", cns, nsid, err)
 	}
-	return append([]byte(nil), c.scratch.Bytes[:spec.IdentifySize]...), nil
+	return b, nil
 }
 
 // IdentifyRaw returns the 4096-byte Identify data structure for cns
 // (spec.CNSController, CNSNamespace, CNSActiveNamespaces,
 // CNSNamespaceDescriptors, ...) and nsid. Any goroutine.
 func (c *Controller) IdentifyRaw(cns uint8, nsid uint32) ([]byte, error) {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return c.identifyLocked(cns, nsid, 0)
+	return c.identify(cns, nsid, false)
 }
 
 // IdentifyNamespace reads and parses Identify Namespace for nsid. Any
@@ -136,21 +238,13 @@ func (c *Controller) GetFeature(fid, sel uint8, nsid, cdw11 uint32, data []byte)
 	if len(data) > c.pageSize {
 		return 0, invalidf("get feature %#x: data of %d bytes exceeds one page", fid, len(data))
 	}
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	var buf []byte
-	if len(data) > 0 {
-		buf = c.scratch.Bytes[:len(data)]
-		clear(buf)
-	}
-	dw0, err := c.adminLocked(spec.Command{
+	dw0, err := c.adminExec(spec.Command{
 		Opcode: uint8(spec.AdminGetFeatures), NSID: nsid,
 		CDW10: uint32(fid) | uint32(sel&7)<<8, CDW11: cdw11,
-	}, buf)
+	}, nil, data, c.opts.AdminTimeout, false)
 	if err != nil {
 		return 0, fmt.Errorf("get feature %s: %w", spec.FeatureName(fid), err)
 	}
-	copy(data, buf)
 	return dw0, nil
 }
 
@@ -164,52 +258,58 @@ func (c *Controller) SetFeature(fid uint8, nsid, cdw11 uint32, data []byte, save
 	if fid == spec.FeatureNumberOfQueues {
 		return 0, invalidf("set feature %s: the driver negotiates it at bring-up", spec.FeatureName(fid))
 	}
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	var buf []byte
-	if len(data) > 0 {
-		buf = c.scratch.Bytes[:len(data)]
-		copy(buf, data)
-	}
 	cdw10 := uint32(fid)
 	if save {
 		cdw10 |= 1 << 31
 	}
-	dw0, err := c.adminLocked(spec.Command{Opcode: uint8(spec.AdminSetFeatures), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, buf)
+	dw0, err := c.adminExec(spec.Command{Opcode: uint8(spec.AdminSetFeatures), NSID: nsid, CDW10: cdw10, CDW11: cdw11}, data, nil, c.opts.AdminTimeout, false)
 	if err != nil {
 		return 0, fmt.Errorf("set feature %s: %w", spec.FeatureName(fid), err)
 	}
 	return dw0, nil
 }
 
+// lpaExtendedData is LPA bit 2: Get Log Page takes NUMDU and a byte offset
+// (NVMe Base 2.0, 5.17.2.1, "Log Page Attributes").
+const lpaExtendedData = 1 << 2
+
+// logOffsets reports whether the controller honours log page offsets.
+func (c *Controller) logOffsets() bool { return c.ident != nil && c.ident.LPA&lpaExtendedData != 0 }
+
 // GetLogPage reads len(buf) bytes of log page lid for nsid, starting at
-// byte offset off (a multiple of 4), into buf (any memory). Large logs are
-// read in page-sized pieces at increasing offsets. lsp is the log specific
-// field; rae keeps an asynchronous event pending. Any goroutine.
+// byte offset off (a multiple of 4), into buf (any memory). lsp is the log
+// specific field; rae keeps an asynchronous event pending.
+//
+// When the controller takes log page offsets (LPA bit 2) a large log is
+// read in pieces of AdminTransfer bytes at increasing offsets. When it
+// does not, the log is read with one command from its start: off must be
+// 0 and buf at most AdminTransfer bytes, else ErrInvalid. Any goroutine.
 func (c *Controller) GetLogPage(lid uint8, nsid uint32, lsp uint8, rae bool, off uint64, buf []byte) error {
 	if len(buf) == 0 || len(buf)%4 != 0 || off%4 != 0 {
 		return invalidf("log page %#x: length %d and offset %d must be non-zero multiples of 4", lid, len(buf), off)
 	}
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
+	piece := c.adminXfer()
+	if !c.logOffsets() {
+		if off != 0 || len(buf) > piece {
+			return invalidf("log page %s: the controller reads logs only from the start in one command (no LPA extended data): offset %d, %d bytes (at most %d)",
+				spec.LogName(lid), off, len(buf), piece)
+		}
+	}
 	for done := 0; done < len(buf); {
-		n := min(len(buf)-done, c.pageSize)
-		piece := c.scratch.Bytes[:n]
-		clear(piece)
+		n := min(len(buf)-done, piece)
 		numd := uint32(n/4 - 1)
 		cdw10 := uint32(lid) | uint32(lsp&0x7f)<<8 | (numd&0xffff)<<16
 		if rae {
 			cdw10 |= 1 << 15
 		}
 		o := off + uint64(done)
-		_, err := c.adminLocked(spec.Command{
+		_, err := c.adminExec(spec.Command{
 			Opcode: uint8(spec.AdminGetLogPage), NSID: nsid,
 			CDW10: cdw10, CDW11: numd >> 16, CDW12: uint32(o), CDW13: uint32(o >> 32),
-		}, piece)
+		}, nil, buf[done:done+n], c.opts.AdminTimeout, false)
 		if err != nil {
 			return fmt.Errorf("get log page %s at offset %d: %w", spec.LogName(lid), o, err)
 		}
-		copy(buf[done:], piece)
 		done += n
 	}
 	return nil
@@ -226,9 +326,13 @@ func (c *Controller) SMARTLog() (*spec.SMARTLog, error) {
 }
 
 // ErrorLog reads and parses n entries of the Error Information log (n is
-// clamped to ELPE+1). Any goroutine.
+// clamped to ELPE+1, and to what one command reads when the controller
+// takes no log offsets). Any goroutine.
 func (c *Controller) ErrorLog(n int) ([]spec.ErrorLogEntry, error) {
 	n = max(1, min(n, int(c.ident.ELPE)+1))
+	if !c.logOffsets() {
+		n = min(n, c.adminXfer()/spec.ErrorLogEntrySize) // one read
+	}
 	b := make([]byte, n*64)
 	if err := c.GetLogPage(spec.LogErrorInformation, 0, 0, false, 0, b); err != nil {
 		return nil, err
@@ -276,69 +380,133 @@ func (c *Controller) FormatNVM(nsid uint32, lbaf, ses uint8) error {
 		return invalidf("format: lba format %d or secure erase setting %d out of range", lbaf, ses)
 	}
 	cdw10 := uint32(lbaf&0xf) | uint32(ses)<<9 | uint32(lbaf>>4)<<12
-	c.adminMu.Lock()
 	// Formatting takes as long as the device needs: no AdminTimeout.
-	old := c.opts.AdminTimeout
-	c.opts.AdminTimeout = max(old, 10*time.Minute)
-	_, err := c.adminLocked(spec.Command{Opcode: uint8(spec.AdminFormatNVM), NSID: nsid, CDW10: cdw10}, nil)
-	c.opts.AdminTimeout = old
-	c.adminMu.Unlock()
+	_, err := c.adminExec(spec.Command{Opcode: uint8(spec.AdminFormatNVM), NSID: nsid, CDW10: cdw10}, nil, nil, max(c.opts.AdminTimeout, 10*time.Minute), false)
 	if err != nil {
 		return fmt.Errorf("format namespace %d: %w", nsid, err)
 	}
 	return c.Rescan()
 }
 
-// AdminPassthru sends a raw admin command. data (any memory, at most one
-// page) is sent to the device when toDevice, else filled from it. The
-// driver sets CID and the data pointer. Commands that change queues or
-// the controller's state under the driver (create/delete queues, number
-// of queues) are refused. Any goroutine.
-func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool) (uint32, error) {
-	switch spec.Opcode(cmd.Opcode) {
-	case spec.AdminCreateIOCQ, spec.AdminCreateIOSQ, spec.AdminDeleteIOCQ, spec.AdminDeleteIOSQ, spec.AdminAsyncEventRequest:
-		return 0, invalidf("admin passthru: %s is the driver's", spec.AdminOpcodeName(spec.Opcode(cmd.Opcode)))
+// AdminPassthru sends a raw admin command. data (any memory, at most
+// AdminTransfer bytes) is sent to the device when toDevice, else filled
+// from it. The driver sets CID and the data pointer (PRPs).
+//
+// Commands that would break the driver's own state are refused:
+//   - always: creating or deleting I/O queues, Asynchronous Event
+//     Request, Doorbell Buffer Config (the driver rings its doorbells
+//     itself) and fabrics commands; FUSE bits (fused operations) and a
+//     PSDT other than PRP, which the driver does not implement for admin
+//     commands;
+//   - unless the caller names the command in allow (its name in the spec
+//     tables, spec.AdminOpcodeName; for Set Features "Set Features "
+//     and the feature's spec.FeatureName): Format NVM, Sanitize,
+//     Namespace Management, Namespace Attachment, Firmware Commit, Abort,
+//     Virtualization Management, Capacity Management, Lockdown, and Set
+//     Features of Number of Queues, Asynchronous Event Configuration,
+//     Host Memory Buffer and Keep Alive Timer.
+//
+// After a Format NVM or Sanitize that succeeded, the namespaces are
+// scanned again; after a Namespace Management or Namespace Attachment
+// too, unless the controller sends Namespace Attribute Changed notices
+// (OAES), on which the driver rescans by itself (Options.OnEvent sees
+// what changed). Any goroutine.
+func (c *Controller) AdminPassthru(cmd spec.Command, data []byte, toDevice bool, allow ...string) (uint32, error) {
+	op := spec.Opcode(cmd.Opcode)
+	name := spec.AdminOpcodeName(op)
+	switch op {
+	case spec.AdminCreateIOCQ, spec.AdminCreateIOSQ, spec.AdminDeleteIOCQ, spec.AdminDeleteIOSQ,
+		spec.AdminAsyncEventRequest, spec.AdminDoorbellBufferConfig, spec.AdminFabrics:
+		return 0, invalidf("admin passthru: %s is the driver's", name)
 	}
-	if len(data) > c.pageSize {
-		return 0, invalidf("admin passthru: data of %d bytes exceeds one page", len(data))
+	if cmd.Flags&spec.FlagFuseMask != 0 {
+		return 0, invalidf("admin passthru: %s: FUSE %#x: the driver does not implement fused admin commands", name, cmd.Flags&spec.FlagFuseMask)
 	}
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	var buf []byte
-	if len(data) > 0 {
-		buf = c.scratch.Bytes[:len(data)]
-		if toDevice {
-			copy(buf, data)
-		} else {
-			clear(buf)
-		}
+	if cmd.Flags&spec.FlagPSDTMask != spec.FlagPSDTPRP {
+		return 0, invalidf("admin passthru: %s: PSDT %#x: the driver describes admin data with PRPs only", name, cmd.Flags&spec.FlagPSDTMask>>6)
+	}
+	if guarded := passthruGuard(cmd); guarded != "" && !slices.Contains(allow, guarded) {
+		return 0, invalidf("admin passthru: %s changes state the driver keeps (queues, namespaces, events, firmware); pass %q to allow it", guarded, guarded)
+	}
+	if len(data) > c.adminXfer() {
+		return 0, invalidf("admin passthru: data of %d bytes exceeds the %d one admin command carries", len(data), c.adminXfer())
 	}
 	cmd.PRP1, cmd.PRP2 = 0, 0
-	dw0, err := c.adminLocked(cmd, buf)
-	if err == nil && !toDevice {
-		copy(data, buf)
+	in, out := []byte(nil), data
+	if toDevice {
+		in, out = data, nil
+	}
+	dw0, err := c.adminExec(cmd, in, out, c.opts.AdminTimeout, false)
+	if err == nil {
+		rescan := false
+		switch op {
+		case spec.AdminFormatNVM, spec.AdminSanitize:
+			rescan = true
+		case spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment:
+			// The Namespace Attribute Changed notice makes the event
+			// goroutine rescan, and tells OnEvent what changed.
+			rescan = !c.nsNotices()
+		}
+		if rescan {
+			if rerr := c.Rescan(); rerr != nil {
+				c.logf("nvme: rescan after %s: %v", name, rerr)
+			}
+		}
 	}
 	return dw0, err
 }
+
+// nsNotices reports whether the driver gets Namespace Attribute Changed
+// notices from the controller (and rescans on them).
+func (c *Controller) nsNotices() bool {
+	return c.opts.AsyncEvents >= 0 && c.ident != nil && c.ident.OAES&spec.AECNamespaceAttribute != 0
+}
+
+// passthruGuard returns the name a caller must pass to AdminPassthru to
+// send cmd, or "" when cmd needs no opt-in.
+func passthruGuard(cmd spec.Command) string {
+	op := spec.Opcode(cmd.Opcode)
+	switch op {
+	case spec.AdminFormatNVM, spec.AdminSanitize, spec.AdminNamespaceManagement, spec.AdminNamespaceAttachment,
+		spec.AdminFirmwareCommit, spec.AdminAbort, spec.AdminVirtualizationMgmt, spec.AdminCapacityManagement, spec.AdminLockdown:
+		return spec.AdminOpcodeName(op)
+	case spec.AdminSetFeatures:
+		switch fid := uint8(cmd.CDW10); fid {
+		case spec.FeatureNumberOfQueues, spec.FeatureAsyncEventConfig, spec.FeatureHostMemoryBuffer, spec.FeatureKeepAlive:
+			return spec.AdminOpcodeName(op) + " " + spec.FeatureName(fid)
+		}
+	}
+	return ""
+}
+
+// AdminTransfer returns the most data one admin command (AdminPassthru,
+// GetLogPage piece, ...) carries: 16 KiB, or less when MDTS says so.
+func (c *Controller) AdminTransfer() int { return c.adminXfer() }
 
 // createQueues creates q's completion and submission queues on the
 // controller (interrupts off: the queues are polled).
 func (c *Controller) createQueues(q *QueuePair) error {
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
+	// The queues belong to the epoch seen before creating them: if a
+	// reset starts meanwhile, the queue pair is not in step with it.
+	e := c.epoch.Load()
+	if s := epochState(e); s != StateReady {
+		return fmt.Errorf("create io queues %d: controller is %v", q.id, s)
+	}
 	size := uint32(q.size - 1)
 	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
 	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
-	if _, err := c.adminLocked(cq, nil); err != nil {
+	if _, err := c.adminExec(cq, nil, nil, c.opts.AdminTimeout, true); err != nil {
 		return fmt.Errorf("create io cq %d: %w", q.id, err)
 	}
 	// Create I/O SQ: CDW11 CQID<<16 | QPRIO 0 | PC=1.
 	sq := spec.Command{Opcode: uint8(spec.AdminCreateIOSQ), PRP1: uint64(q.sqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: uint32(q.id)<<16 | 1}
-	if _, err := c.adminLocked(sq, nil); err != nil {
+	if _, err := c.adminExec(sq, nil, nil, c.opts.AdminTimeout, true); err != nil {
 		_, _ = c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0)
 		return fmt.Errorf("create io sq %d: %w", q.id, err)
 	}
-	q.epoch = c.epoch.Load()
+	q.epoch = e
 	return nil
 }
 

@@ -2,10 +2,14 @@ package nvme_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -88,6 +92,7 @@ func TestCloseShutsDownAndReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fake.Close()
+	defer testrig.CheckHost(t, fake)
 	r := &rig{t: t, fake: fake}
 	if r.mem, err = newAllocator(fake); err != nil {
 		t.Fatal(err)
@@ -131,10 +136,12 @@ func TestCloseShutsDownAndReopens(t *testing.T) {
 		if got := fake.Stats().Shutdowns; got != shut+1 {
 			t.Errorf("shutdowns %d, want %d", got, shut+1)
 		}
+		// Shut down, then disabled: the controller reaches no memory
+		// once Close returns.
 		csts := spec.CSTS(fake.Registers().Read32(spec.RegCSTS))
 		cc := spec.CC(fake.Registers().Read32(spec.RegCC))
-		if cc.SHN() != spec.SHNNormal || csts.SHST() != spec.SHSTComplete {
-			t.Errorf("after close CC %v CSTS %v: want SHN normal, SHST complete", cc, csts)
+		if cc.EN() || csts.RDY() {
+			t.Errorf("after close CC %v CSTS %v: want EN and RDY clear", cc, csts)
 		}
 		if got := r.mem.Stats().Buffers; got != before {
 			t.Errorf("DMA buffers %d after close, %d before open", got, before)
@@ -270,5 +277,164 @@ func TestAdminCommands(t *testing.T) {
 	checkData(t, "after format", b[:4096], make([]byte, 4096))
 	if err := c.FormatNVM(1, 7, 0); err == nil {
 		t.Error("format with a missing LBA format accepted")
+	}
+}
+
+// TestCFSAtEnable: a controller that reports CSTS.CFS when enabled fails
+// Open at once with an error naming CSTS.CFS, not after an Identify
+// timed out.
+func TestCFSAtEnable(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	defer testrig.CheckHost(t, fake)
+	mem, err := newAllocator(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := mem.Close(); err != nil {
+			t.Errorf("leak: %v", err)
+		}
+	}()
+	fake.FatalAtEnable(1)
+	start := time.Now()
+	c, err := nvme.Open(fake, mem, &nvme.Options{AdminTimeout: 5 * time.Second})
+	if err == nil {
+		c.Close()
+		t.Fatal("open of a controller fatal at enable succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second || !errors.Is(err, nvme.ErrDevice) || !strings.Contains(err.Error(), "CSTS.CFS") {
+		t.Errorf("open after %v: %v; want at once, ErrDevice naming CSTS.CFS", d, err)
+	}
+}
+
+// TestCloseFailedController: a controller whose reset failed half way is
+// still enabled, its admin queue live; Close disables it before freeing
+// its memory (the fake's host-error check sees the order).
+func TestCloseFailedController(t *testing.T) {
+	r := newRig(t, smallNS(), &faultOpts)
+	r.qp(16)
+	r.fake.InjectStatus(nvmetest.Admin(spec.AdminSetFeatures), spec.SCTGeneric, spec.SCInternalError, -1)
+	if err := r.ctrl.Reset(); err == nil {
+		t.Fatal("reset succeeded with Set Features failing")
+	}
+	if s := r.ctrl.State(); s != nvme.StateFailed {
+		t.Fatalf("state %v after the failed reset, want failed", s)
+	}
+	r.fake.ClearFaults()
+	// Cleanup closes the queue pair and the controller, then checks
+	// for host errors and leaks.
+}
+
+// TestCloseCannotDisable: a controller that cannot be disabled (CC
+// ignored, function reset failing) keeps its memory: Close logs that it
+// leaves it mapped, naming the controller, and frees none of it, so no
+// IOVA of it is reused while the device may still write there.
+func TestCloseCannotDisable(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{Serial: "WEDGED1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	mem, err := newAllocator(fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testrig.Log{}
+	c, err := nvme.Open(fake, mem, &nvme.Options{Logf: logs.Logf, AdminTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.NewQueuePair(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mem.Stats()
+	fake.Wedge()
+	q.Close()
+	if err := c.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if line := logs.Find("could not be disabled"); !strings.Contains(line, "WEDGED1") || !strings.Contains(line, "bytes of DMA memory mapped") {
+		t.Errorf("log %q: want a line naming the controller and the memory left mapped", logs.Lines())
+	}
+	if after := mem.Stats(); after.Buffers != before.Buffers || after.Frees != before.Frees {
+		t.Errorf("DMA buffers %d (%d frees) after close, %d (%d frees) before: the memory of a controller that may still write was freed",
+			after.Buffers, after.Frees, before.Buffers, before.Frees)
+	}
+	testrig.CheckHost(t, fake)
+	if err := mem.Close(); !errors.Is(err, dma.ErrLeaked) {
+		t.Errorf("allocator close: %v, want the leak reported", err)
+	}
+}
+
+// TestLogPagesWithoutLPAOffsets: a controller without LPA bit 2 takes no
+// log page offset: the driver reads a log with one command from its
+// start (8 KiB here, not two pieces at offsets 0 and 4096), and refuses
+// an offset before sending anything. With LPA the offset is used.
+func TestLogPagesWithoutLPAOffsets(t *testing.T) {
+	for _, noOffsets := range []bool{true, false} {
+		r := newRig(t, nvmetest.Config{NoLogOffsets: noOffsets}, nil)
+		c := r.ctrl
+		logs := r.fake.Stats().AdminCommands(spec.AdminGetLogPage)
+		b := make([]byte, 8192)
+		if err := c.GetLogPage(spec.LogErrorInformation, 0, 0, false, 0, b); err != nil {
+			t.Fatalf("no offsets %t: error log of 8 KiB: %v", noOffsets, err)
+		}
+		if n := r.fake.Stats().AdminCommands(spec.AdminGetLogPage) - logs; n != 1 {
+			t.Errorf("no offsets %t: 8 KiB read with %d commands, want 1", noOffsets, n)
+		}
+		if _, err := c.ErrorLog(64); err != nil {
+			t.Errorf("no offsets %t: error log: %v", noOffsets, err)
+		}
+		part := make([]byte, 32)
+		err := c.GetLogPage(spec.LogSMART, spec.NSIDAll, 0, false, 0x40, part)
+		if noOffsets != errors.Is(err, nvme.ErrInvalid) {
+			t.Errorf("no offsets %t: SMART log at offset 0x40: %v", noOffsets, err)
+		}
+	}
+}
+
+// TestShutdownWaitCapped: a controller that claims an RTD3E of 71 minutes
+// and never completes its shutdown holds Close up for
+// Options.ShutdownTimeout, not for RTD3E.
+func TestShutdownWaitCapped(t *testing.T) {
+	cfg := nvmetest.Config{IdentifyController: func(b []byte) { binary.LittleEndian.PutUint32(b[0x58:], 0xffffffff) }}
+	r := newRig(t, cfg, &nvme.Options{ShutdownTimeout: 300 * time.Millisecond})
+	if got := time.Duration(r.ctrl.Identify().RTD3E) * time.Microsecond; got < time.Hour {
+		t.Fatalf("RTD3E %v", got)
+	}
+	r.fake.Stall(time.Hour) // CC.SHN is never seen
+	done := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		r.ctrl.Close() // the disable after it fails too; the function reset works
+		done <- time.Since(start)
+	}()
+	select {
+	case d := <-done:
+		if d < 300*time.Millisecond || d > 5*time.Second {
+			t.Errorf("close took %v, want the 300 ms shutdown wait and the disable", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("close still waits for the shutdown after 30 s (RTD3E not capped)")
+	}
+}
+
+// TestCRTOReadyTimeout: a controller with NVMe 2.0 ready timeouts
+// (CAP.CRMS.CRWMS) that becomes ready after 800 ms, past its CAP.TO of
+// 500 ms but within CRTO.CRWMT (2 s), is waited for.
+func TestCRTOReadyTimeout(t *testing.T) {
+	cfg := nvmetest.Config{TO: 1, CRWMT: 2 * time.Second, ReadyDelay: 800 * time.Millisecond}
+	start := time.Now()
+	r := newRig(t, cfg, nil)
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Errorf("open after %v, before the controller was ready", d)
+	}
+	if c := r.ctrl.Capabilities(); c.TO() != 500*time.Millisecond || c.CRMS()&1 == 0 {
+		t.Errorf("CAP %v", c)
 	}
 }

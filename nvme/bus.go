@@ -20,3 +20,13 @@ type Bus interface {
 	// Close releases the transport. The controller calls it from Close.
 	Close() error
 }
+
+// BusMaster is implemented by a Bus that can stop its device from
+// reaching host memory: on PCIe, the Bus Master Enable bit of the
+// function's Command register. Open turns it on; Close, and a failed
+// Open, turn it off after disabling the controller and before freeing
+// any memory the controller was given. The controller's goroutines call
+// it.
+type BusMaster interface {
+	SetBusMaster(on bool) error
+}

@@ -3,6 +3,7 @@ package nvme
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,11 @@ type Options struct {
 	AbortTimeout time.Duration
 	// AdminTimeout bounds each admin command. Default 30 s.
 	AdminTimeout time.Duration
+	// ShutdownTimeout caps the wait for a normal shutdown at Close
+	// (CSTS.SHST complete), which otherwise follows the controller's
+	// RTD3E entry latency (at least 5 s; RTD3E may claim up to 71
+	// minutes). Default 60 s.
+	ShutdownTimeout time.Duration
 	// SGL selects Scatter Gather Lists instead of PRPs for I/O data when
 	// the controller supports them.
 	SGL bool
@@ -75,6 +81,14 @@ type Options struct {
 	MaxNamespaces int
 	// Logf, if set, receives state changes and recoveries.
 	Logf func(format string, args ...any)
+	// OnEvent, if set, is called for each asynchronous event once the
+	// driver handled it: read the log page it names (which clears it
+	// and lets the next event of its type through), rescanned the
+	// namespaces after a Namespace Attribute Changed notice, and armed
+	// another Asynchronous Event Request. It runs on the controller's
+	// event goroutine, one event at a time; it may call Controller
+	// methods, and the next event waits for it to return.
+	OnEvent func(AsyncEvent)
 }
 
 func (o *Options) setDefaults() {
@@ -97,6 +111,7 @@ func (o *Options) setDefaults() {
 	defd(&o.AbortTimeout, 5*time.Second)
 	defd(&o.AdminTimeout, 30*time.Second)
 	defd(&o.WatchInterval, 100*time.Millisecond)
+	defd(&o.ShutdownTimeout, 60*time.Second)
 	if o.AsyncEvents == 0 {
 		o.AsyncEvents = 4
 	}
@@ -118,51 +133,82 @@ type Controller struct {
 	opts Options
 	logf func(string, ...any)
 
-	cap      spec.CAP
-	vs       spec.VS
-	dstrd    uint8
-	pageSize int
-	maxXfer  int
-	useSGL   bool
-	toutCAP  time.Duration
-	ident    *spec.IdentifyController
-	ioQueues int // granted by the controller
+	cap       spec.CAP
+	vs        spec.VS
+	dstrd     uint8
+	pageSize  int
+	maxXfer   int
+	useSGL    bool
+	toutCAP   time.Duration // CAP.TO: CSTS.RDY to clear, or to set without CRTO
+	toutReady time.Duration // CSTS.RDY to set after CC.EN: CAP.TO, or CRTO.CRWMT
+	ident     *spec.IdentifyController
+	ioQueues  int // granted by the controller
 
 	epoch atomic.Uint64
 
-	adminMu sync.Mutex // the admin queue and everything below
-	admin   *QueuePair
-	scratch *dma.Buffer // one page for identify data
-	aers    []*Request
-	events  []AsyncEvent // bounded record of asynchronous events
+	adminMu   sync.Mutex // the admin queue and everything below
+	admin     *QueuePair
+	adminBufs []*dma.Buffer // every admin buffer, freed at Close
+	adminFree []*dma.Buffer // those no command holds
+	aers      []*Request
+	aborts    []*abortCall // Abort commands outstanding (the watcher's)
 
-	qmu    sync.Mutex
-	qids   []bool // qids[i]: I/O queue i+1 in use
-	qpairs map[*QueuePair]struct{}
+	evMu   sync.Mutex
+	evQ    []aerEvent   // completed event requests for the event goroutine
+	events []AsyncEvent // bounded record of handled events
+	evWake chan struct{}
 
+	qmu     sync.Mutex
+	qids    []bool // qids[i]: I/O queue i+1 in use
+	qpairs  map[*QueuePair]struct{}
+	retired []*QueuePair // closed by their owners, memory freed at Close
+
+	scanMu     sync.Mutex // one namespace scan at a time
 	nsMu       sync.RWMutex
 	namespaces map[uint32]*Namespace
 	nsids      []uint32
 
-	resetMu sync.Mutex
-	work    chan ctrlWork
-	stop    chan struct{}
-	watchWG sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
+	resetMu   sync.Mutex
+	resetNeed atomic.Uint64 // a reset is pending while the generation is below this
+	resetWhy  atomic.Pointer[string]
+	abortMu   sync.Mutex
+	abortQ    []abortReq // aborts asked for, not yet sent
+	wake      chan struct{}
+	stop      chan struct{}
+	watchWG   sync.WaitGroup
+	closeMu   sync.Mutex
+	closed    bool
+
+	statMu sync.Mutex
+	rstats RecoveryStats
 }
 
-// AsyncEvent is a completed Asynchronous Event Request.
-type AsyncEvent struct {
-	Event spec.AsyncEvent
-	At    time.Time
+// RecoveryStats count the controller's recoveries. Controller.RecoveryStats
+// returns a copy.
+type RecoveryStats struct {
+	Resets         uint64        // resets completed
+	LastResetTime  time.Duration // the last reset, from disabling to ready
+	MaxResetTime   time.Duration // the longest reset
+	Aborts         uint64        // Abort commands sent for late commands
+	AbortsTimedOut uint64        // of them, those that did not complete in AbortTimeout (each reset the controller)
+	MaxAborts      int           // the most Abort commands outstanding at once
+	AbortLimit     int           // what the controller allows outstanding (ACL+1)
 }
 
-type ctrlWork struct {
-	reset  string // reason, when a reset is asked for
-	sqid   uint16
-	cid    uint16
-	isAbrt bool
+// abortReq is an abort a queue pair asked for: the command's queue and
+// identifier, and the generation it was issued in (a reset since then
+// makes the abort pointless, and the identifier may have been reused).
+type abortReq struct {
+	sqid, cid uint16
+	gen       uint64
+}
+
+// abortCall is an Abort command the watcher sent. Its fields are guarded
+// by adminMu.
+type abortCall struct {
+	req  Request
+	at   time.Time
+	done bool
 }
 
 // Open brings up the controller behind bus, using mem for every queue and
@@ -174,7 +220,7 @@ type ctrlWork struct {
 //
 // On error the bus is left open for the caller to close.
 func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
-	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}}
+	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -184,21 +230,27 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 		c.logf = func(string, ...any) {}
 	}
 	c.epoch.Store(makeEpoch(0, StateInit))
+	if bm, ok := bus.(BusMaster); ok {
+		if err := bm.SetBusMaster(true); err != nil {
+			return nil, fmt.Errorf("nvme: bring-up: bus master enable: %w", err)
+		}
+	}
 	c.adminMu.Lock()
 	for _, s := range bringup {
 		if err := s.run(c); err != nil {
-			c.adminMu.Unlock()
 			c.setState(StateFailed)
-			c.releaseAll()
+			c.release(c.stopDevice())
+			c.adminMu.Unlock()
 			return nil, fmt.Errorf("nvme: bring-up: %s: %w", s.name, err)
 		}
 	}
 	c.adminMu.Unlock()
 	c.setState(StateReady)
-	c.work = make(chan ctrlWork, 64)
+	c.wake = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
-	c.watchWG.Add(1)
+	c.watchWG.Add(2)
 	go c.watch()
+	go c.eventLoop()
 	return c, nil
 }
 
@@ -217,6 +269,7 @@ var bringup = []step{
 	{"identify controller", (*Controller).identifyController},
 	{"set number of queues", (*Controller).setNumQueues},
 	{"identify namespaces", (*Controller).scanNamespaces},
+	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
 
@@ -227,6 +280,7 @@ var resetSteps = []step{
 	{"configure admin queue", (*Controller).configureAdmin},
 	{"enable", (*Controller).enable},
 	{"set number of queues", (*Controller).setNumQueues},
+	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
 
@@ -276,6 +330,18 @@ func (c *Controller) readCaps() error {
 		return fmt.Errorf("%w: CAP.DSTRD %d puts the doorbells outside the %#x-byte register window", ErrDevice, c.dstrd, c.regs.Len())
 	}
 	c.toutCAP = max(c.cap.TO(), 500*time.Millisecond)
+	c.toutReady = c.toutCAP
+	if c.cap.CRMS()&1 != 0 {
+		// NVMe 2.0 ready timeouts (CAP.CRMS.CRWMS): becoming ready
+		// with media (CC.CRIME clear, as the driver enables) may take
+		// CRTO.CRWMT, which CAP.TO no longer has to cover.
+		crto := spec.CRTO(c.regs.Read32(spec.RegCRTO))
+		if w := crto.CRWMT(); w > c.toutReady {
+			c.toutReady = w
+		} else if w < c.toutCAP {
+			c.logf("nvme: CRTO.CRWMT %v below CAP.TO %v: waiting CAP.TO", w, c.toutCAP)
+		}
+	}
 	c.logf("nvme: CAP %v VS %v", c.cap, c.vs)
 	return nil
 }
@@ -294,7 +360,7 @@ func (c *Controller) waitCSTS(what string, ok func(spec.CSTS) bool, timeout time
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s: CSTS %v after %v (CAP.TO)", ErrTimeout, what, s, timeout)
+			return fmt.Errorf("%w: %s: CSTS %v after %v (CAP.TO or CRTO)", ErrTimeout, what, s, timeout)
 		}
 		time.Sleep(sleep)
 		sleep = min(sleep*2, time.Millisecond)
@@ -306,7 +372,7 @@ func (c *Controller) disable() error {
 	if cc.EN() && !c.csts().RDY() {
 		// Enabling in progress: the spec asks to wait for it to finish
 		// before clearing EN. A fatal controller never gets there.
-		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutCAP)
+		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutReady)
 	}
 	c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false)))
 	err := c.waitCSTS("wait not ready", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
@@ -333,15 +399,12 @@ func (c *Controller) configureAdmin() error {
 		}
 		c.admin = q
 	} else {
+		// Reset: the controller is disabled. Keep what it completed
+		// (an event, an abort's answer, a command whose caller waits),
+		// fail the rest.
+		c.admin.reapStale()
 		c.admin.failAll(fmt.Errorf("admin queue: %w: controller reset", ErrAborted))
 		c.admin.resetRings()
-	}
-	if c.scratch == nil {
-		b, err := c.mem.Alloc(spec.IdentifySize)
-		if err != nil {
-			return fmt.Errorf("identify buffer: %w", err)
-		}
-		c.scratch = b
 	}
 	n := uint16(c.opts.AdminQueueDepth - 1)
 	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
@@ -353,13 +416,22 @@ func (c *Controller) configureAdmin() error {
 func (c *Controller) enable() error {
 	cc := spec.CC(0).WithCSS(0).WithMPS(0).WithAMS(0).WithIOSQES(6).WithIOCQES(4).WithEN(true)
 	c.regs.Write32(spec.RegCC, uint32(cc))
-	return c.waitCSTS("wait ready", func(s spec.CSTS) bool {
+	err := c.waitCSTS("wait ready", func(s spec.CSTS) bool {
 		return s.RDY() || s.CFS()
-	}, c.toutCAP)
+	}, c.toutReady)
+	if err != nil {
+		return err
+	}
+	if s := c.csts(); s.CFS() {
+		// A fatal controller may also report ready; it processes
+		// nothing, so say so now rather than time out an Identify.
+		return fmt.Errorf("%w: CSTS.CFS (controller fatal status) set while enabling: CSTS %v", ErrDevice, s)
+	}
+	return nil
 }
 
 func (c *Controller) identifyController() error {
-	b, err := c.identifyLocked(spec.CNSController, 0, 0)
+	b, err := c.identify(spec.CNSController, 0, true)
 	if err != nil {
 		return err
 	}
@@ -406,56 +478,14 @@ func (c *Controller) setNumQueues() error {
 	return nil
 }
 
-func (c *Controller) armAER() error {
-	n := c.opts.AsyncEvents
-	if n < 0 || c.ident == nil {
-		return nil
-	}
-	n = min(n, int(c.ident.AERL)+1)
-	for len(c.aers) < n {
-		c.aers = append(c.aers, &Request{Done: c.aerDone})
-	}
-	for _, r := range c.aers[:n] {
-		if r.InFlight() {
-			continue
-		}
-		r.Reset()
-		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
-		if err := c.admin.Submit(r); err != nil {
-			return err
-		}
-	}
-	c.admin.Ring()
-	return nil
-}
-
-// aerDone runs with adminMu held (admin completions are reaped under it).
-func (c *Controller) aerDone(r *Request) {
-	if r.Err != nil {
-		return // aborted by a reset (re-armed after it) or refused
-	}
-	ev := spec.AsyncEvent(r.DW0)
-	if len(c.events) >= 64 {
-		c.events = c.events[1:]
-	}
-	c.events = append(c.events, AsyncEvent{Event: ev, At: time.Now()})
-	c.logf("nvme: asynchronous event %v", ev)
-	if epochState(c.epoch.Load()) == StateReady {
-		r.Reset()
-		r.Cmd.Opcode = uint8(spec.AdminAsyncEventRequest)
-		_ = c.admin.Submit(r)
-	}
-}
-
-// Events returns the asynchronous events received so far (the last 64).
-// Any goroutine.
-func (c *Controller) Events() []AsyncEvent {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return append([]AsyncEvent(nil), c.events...)
-}
-
-// watch is the controller's background goroutine.
+// watch is the controller's background goroutine: every WatchInterval,
+// and at once when woken (a reset or an abort asked for), it checks CSTS
+// for removal and a fatal status, resets the controller when a reset is
+// pending, reaps the admin queue (events, the answers to aborts), resets
+// when an abort took longer than AbortTimeout, and sends queued aborts
+// while fewer than ACL+1 are outstanding. It never waits for an admin
+// command: aborts are sent and reaped asynchronously, so the CSTS checks
+// never wait behind one.
 func (c *Controller) watch() {
 	defer c.watchWG.Done()
 	t := time.NewTicker(c.opts.WatchInterval)
@@ -464,22 +494,16 @@ func (c *Controller) watch() {
 		select {
 		case <-c.stop:
 			return
-		case w := <-c.work:
-			if w.isAbrt {
-				c.abort(w.sqid, w.cid)
-			} else if err := c.reset(w.reset); err != nil {
-				c.logf("nvme: reset (%s): %v", w.reset, err)
-			}
+		case <-c.wake:
 		case <-t.C:
-			c.tick()
 		}
+		c.watchOnce()
 	}
 }
 
-// tick reaps admin completions (asynchronous events) and checks CSTS.
-func (c *Controller) tick() {
-	st := c.State()
-	if st != StateReady {
+// watchOnce is one pass of the watcher.
+func (c *Controller) watchOnce() {
+	if c.State() != StateReady {
 		return
 	}
 	s := c.csts()
@@ -494,10 +518,96 @@ func (c *Controller) tick() {
 		}
 		return
 	}
-	if c.adminMu.TryLock() {
-		c.admin.Poll()
+	if !c.resetPending() && c.adminMu.TryLock() {
+		if c.admin != nil {
+			c.admin.Poll()
+			c.checkAborts()
+		}
 		c.adminMu.Unlock()
 	}
+	if c.resetPending() {
+		why := "requested"
+		if p := c.resetWhy.Load(); p != nil {
+			why = *p
+		}
+		if err := c.reset(why); err != nil {
+			c.logf("nvme: reset (%s): %v", why, err)
+		}
+	}
+}
+
+// checkAborts retires the aborts that completed, asks for a reset when one
+// is past AbortTimeout, and sends queued aborts while fewer than ACL+1 are
+// outstanding (NVMe Base 2.0, 5.1: more fail with Abort Command Limit
+// Exceeded). Queued aborts of an earlier generation are dropped: a reset
+// since settled those commands. adminMu held.
+func (c *Controller) checkAborts() {
+	now := time.Now()
+	gen := epochGen(c.epoch.Load())
+	live := c.aborts[:0]
+	for _, a := range c.aborts {
+		switch {
+		case a.done:
+			continue
+		case now.Sub(a.at) > c.opts.AbortTimeout:
+			c.statMu.Lock()
+			c.rstats.AbortsTimedOut++
+			c.statMu.Unlock()
+			c.requestReset(gen, fmt.Sprintf("abort (cid %d) got no answer within %v", a.req.Cmd.CDW10>>16, c.opts.AbortTimeout))
+		}
+		live = append(live, a)
+	}
+	clear(c.aborts[len(live):])
+	c.aborts = live
+	if c.resetPending() {
+		return
+	}
+	limit := c.abortLimit()
+	c.abortMu.Lock()
+	q := c.abortQ
+	sent := 0
+	for sent < len(q) && len(c.aborts) < limit {
+		r := q[sent]
+		sent++
+		if r.gen != gen {
+			continue
+		}
+		a := &abortCall{at: now}
+		a.req.Cmd = spec.Command{Opcode: uint8(spec.AdminAbort), CDW10: uint32(r.sqid) | uint32(r.cid)<<16}
+		a.req.Done = func(req *Request) {
+			a.done = true
+			switch {
+			case req.Err != nil:
+				c.logf("nvme: abort queue %d cid %d: %v", r.sqid, r.cid, req.Err)
+			case req.DW0&1 != 0:
+				c.logf("nvme: abort queue %d cid %d: the controller did not abort it", r.sqid, r.cid)
+			default:
+				c.logf("nvme: abort queue %d cid %d: aborted", r.sqid, r.cid)
+			}
+		}
+		if err := c.admin.Submit(&a.req); err != nil {
+			c.logf("nvme: abort queue %d cid %d: %v", r.sqid, r.cid, err)
+			continue
+		}
+		c.aborts = append(c.aborts, a)
+	}
+	c.abortQ = append(q[:0], q[sent:]...)
+	c.abortMu.Unlock()
+	if sent > 0 {
+		c.admin.Ring()
+	}
+	c.statMu.Lock()
+	c.rstats.Aborts += uint64(sent)
+	c.rstats.MaxAborts = max(c.rstats.MaxAborts, len(c.aborts))
+	c.statMu.Unlock()
+}
+
+// abortLimit is ACL+1, the Abort commands the controller takes at once.
+func (c *Controller) abortLimit() int {
+	if c.ident == nil {
+		return 1
+	}
+	return int(c.ident.ACL) + 1
 }
 
 // markRemoved moves the controller to StateRemoved (once: Removed and
@@ -505,6 +615,7 @@ func (c *Controller) tick() {
 func (c *Controller) markRemoved(how string) {
 	if c.setState(StateRemoved) {
 		c.logf("nvme: controller removed: %s", how)
+		c.kick()
 	}
 }
 
@@ -520,31 +631,61 @@ func (c *Controller) MarkRemoved() { c.markRemoved("reported by the transport") 
 // there for transports and callers that poll for it. Any goroutine.
 func (c *Controller) Removed() bool { return c.State() == StateRemoved }
 
-// requestAbort asks the watcher to abort a command. Any goroutine; never
-// blocks (if the watcher is swamped, the command's second deadline will
-// reset the controller anyway).
-func (c *Controller) requestAbort(sqid, cid uint16) {
-	select {
-	case c.work <- ctrlWork{isAbrt: true, sqid: sqid, cid: cid}:
-	default:
-	}
-}
-
-// requestReset asks the watcher to reset the controller. Any goroutine;
-// never blocks.
-func (c *Controller) requestReset(reason string) {
-	if c.work == nil {
+// kick wakes the watcher. Any goroutine; never blocks.
+func (c *Controller) kick() {
+	if c.wake == nil {
 		return
 	}
 	select {
-	case c.work <- ctrlWork{reset: reason}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (c *Controller) abort(sqid, cid uint16) {
-	dw0, err := c.adminSimple(spec.AdminAbort, 0, uint32(sqid)|uint32(cid)<<16, 0)
-	c.logf("nvme: abort queue %d cid %d: dw0 %#x err %v", sqid, cid, dw0, err)
+// requestAbort asks the watcher to abort command cid on queue sqid, issued
+// in generation gen. Any goroutine; never blocks, never drops: the queue
+// holds at most one entry per late command, and the command's own second
+// deadline (AbortTimeout later) resets the controller whether or not the
+// abort went out.
+func (c *Controller) requestAbort(sqid, cid uint16, gen uint64) {
+	c.abortMu.Lock()
+	c.abortQ = append(c.abortQ, abortReq{sqid: sqid, cid: cid, gen: gen})
+	c.abortMu.Unlock()
+	c.kick()
+}
+
+// requestReset asks the watcher to reset the controller, which is then
+// pending until a reset completes after generation gen (the one the
+// asker was in step with: a reset that completed since already settled
+// what it is about). A pending reset is sticky, supersedes queued aborts,
+// and is never dropped. Any goroutine; never blocks.
+func (c *Controller) requestReset(gen uint64, reason string) {
+	for {
+		need := c.resetNeed.Load()
+		if need > gen {
+			break
+		}
+		if c.resetNeed.CompareAndSwap(need, gen+1) {
+			c.resetWhy.Store(&reason)
+			break
+		}
+	}
+	c.kick()
+}
+
+// resetPending reports whether a requested reset has not happened yet.
+func (c *Controller) resetPending() bool {
+	return epochGen(c.epoch.Load()) < c.resetNeed.Load()
+}
+
+// RecoveryStats returns the counts of resets and aborts so far. Any
+// goroutine.
+func (c *Controller) RecoveryStats() RecoveryStats {
+	c.statMu.Lock()
+	defer c.statMu.Unlock()
+	s := c.rstats
+	s.AbortLimit = c.abortLimit()
+	return s
 }
 
 // Reset resets the controller: it disables it (resetting the PCI function
@@ -565,7 +706,13 @@ func (c *Controller) reset(reason string) error {
 		return fmt.Errorf("reset: controller is %v", s)
 	}
 	c.logf("nvme: reset: %s", reason)
+	start := time.Now()
 	c.setState(StateResetting)
+	// The reset settles every late command: queued aborts are moot.
+	c.abortMu.Lock()
+	c.abortQ = c.abortQ[:0]
+	c.abortMu.Unlock()
+	c.quiesce()
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
 	for _, s := range resetSteps {
@@ -578,10 +725,38 @@ func (c *Controller) reset(reason string) error {
 			return fmt.Errorf("reset: %s: %w", s.name, err)
 		}
 	}
+	// The Abort commands outstanding were failed with the admin queue.
+	clear(c.aborts)
+	c.aborts = c.aborts[:0]
 	if !c.transition(StateReady, 1) {
 		return fmt.Errorf("reset: %w", ErrRemoved)
 	}
+	d := time.Since(start)
+	c.statMu.Lock()
+	c.rstats.Resets++
+	c.rstats.LastResetTime = d
+	c.rstats.MaxResetTime = max(c.rstats.MaxResetTime, d)
+	c.statMu.Unlock()
+	c.logf("nvme: reset done in %v", d)
 	return nil
+}
+
+// quiesce waits until no queue pair owner is inside its doorbell section
+// (ringDoorbells). The epoch has moved on, so any owner entering it from
+// now on writes nothing: after quiesce no doorbell of the old epoch
+// reaches the controller.
+func (c *Controller) quiesce() {
+	c.qmu.Lock()
+	qs := make([]*QueuePair, 0, len(c.qpairs))
+	for q := range c.qpairs {
+		qs = append(qs, q)
+	}
+	c.qmu.Unlock()
+	for _, q := range qs {
+		for q.ringing.Load() != 0 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // NewQueuePair creates an I/O queue pair of depth entries (0 for
@@ -625,6 +800,15 @@ func (c *Controller) NewQueuePair(depth int) (*QueuePair, error) {
 	return q, nil
 }
 
+// retireQueue takes a closed queue pair whose queues may still exist on
+// the controller: its memory is freed by release, after stopDevice.
+func (c *Controller) retireQueue(q *QueuePair) {
+	c.releaseQueue(q)
+	c.qmu.Lock()
+	c.retired = append(c.retired, q)
+	c.qmu.Unlock()
+}
+
 func (c *Controller) releaseQueue(q *QueuePair) {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
@@ -664,8 +848,11 @@ func (c *Controller) Close() error {
 		}
 		errs = append(errs, c.shutdown())
 	}
+	c.adminMu.Lock()
+	stopped := c.stopDevice()
 	c.setState(StateClosed)
-	c.releaseAll()
+	c.release(stopped)
+	c.adminMu.Unlock()
 	errs = append(errs, c.bus.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nvme: close: %w", err)
@@ -677,11 +864,101 @@ func (c *Controller) Close() error {
 func (c *Controller) shutdown() error {
 	cc := spec.CC(c.regs.Read32(spec.RegCC))
 	c.regs.Write32(spec.RegCC, uint32(cc.WithSHN(spec.SHNNormal)))
+	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, c.shutdownWait())
+}
+
+// shutdownWait is how long a normal shutdown may take: RTD3E (the
+// controller's own figure, up to 71 minutes), at least 5 s or CAP.TO,
+// and at most Options.ShutdownTimeout.
+func (c *Controller) shutdownWait() time.Duration {
 	timeout := max(c.toutCAP, 5*time.Second)
 	if c.ident != nil && c.ident.RTD3E > 0 {
 		timeout = max(timeout, time.Duration(c.ident.RTD3E)*time.Microsecond)
 	}
-	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, timeout)
+	return min(timeout, c.opts.ShutdownTimeout)
+}
+
+// stopDevice makes sure the controller can no longer reach host memory,
+// before any of it is freed: it disables the controller (CC.EN cleared,
+// waiting for CSTS.RDY to clear), resets the function if it does not
+// stop, and turns bus mastering off. It reports whether the controller
+// is stopped (or gone: a removed device reaches nothing). Called with
+// adminMu held, or during bring-up.
+func (c *Controller) stopDevice() bool {
+	stopped := false
+	wait := max(c.toutCAP, 500*time.Millisecond)
+	if c.csts().Removed() {
+		stopped = true // registers read all ones: the device is gone
+	} else {
+		cc := spec.CC(c.regs.Read32(spec.RegCC))
+		if cc.EN() {
+			c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false).WithSHN(spec.SHNNone)))
+		}
+		err := c.waitCSTS("disable", func(s spec.CSTS) bool { return !s.RDY() }, wait)
+		if err != nil && !errors.Is(err, ErrRemoved) {
+			c.logf("nvme: %s: %v; resetting the function", c.name(), err)
+			if ferr := c.bus.Reset(); ferr != nil {
+				c.logf("nvme: %s: function reset: %v", c.name(), ferr)
+			} else {
+				c.regs.Write32(spec.RegCC, 0)
+				err = c.waitCSTS("disable after function reset", func(s spec.CSTS) bool { return !s.RDY() }, wait)
+			}
+		}
+		stopped = err == nil || errors.Is(err, ErrRemoved)
+	}
+	if bm, ok := c.bus.(BusMaster); ok {
+		if err := bm.SetBusMaster(false); err != nil {
+			c.logf("nvme: %s: bus master disable: %v", c.name(), err)
+		}
+	}
+	return stopped
+}
+
+// release frees the DMA memory of every queue and admin buffer when the
+// controller is stopped (stopDevice). Otherwise the memory stays mapped,
+// leaked for good with a log line: a controller that could not be
+// disabled may still write to it, and freed memory (its IOVA) could go to
+// another buffer, even of another controller sharing the IOVA space.
+func (c *Controller) release(stopped bool) {
+	if stopped {
+		c.releaseAll()
+		return
+	}
+	n := 0
+	c.qmu.Lock()
+	for q := range c.qpairs {
+		n += q.memBytes()
+		q.abandon()
+	}
+	clear(c.qpairs)
+	for _, q := range c.retired {
+		n += q.memBytes()
+		q.abandon()
+	}
+	c.retired = nil
+	c.qmu.Unlock()
+	if c.admin != nil {
+		n += c.admin.memBytes()
+		c.admin.abandon()
+		c.admin = nil
+	}
+	for _, b := range c.adminBufs {
+		n += b.Len()
+	}
+	c.adminBufs, c.adminFree = nil, nil
+	c.logf("nvme: %s: the controller could not be disabled: leaving %d bytes of DMA memory mapped and unused for good", c.name(), n)
+}
+
+// name names the controller in log lines: the bus's String (the PCI
+// address), else the serial number.
+func (c *Controller) name() string {
+	if s, ok := c.bus.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if c.ident != nil {
+		return "controller " + c.ident.SN
+	}
+	return "controller"
 }
 
 // releaseAll frees the DMA memory of every queue.
@@ -691,15 +968,19 @@ func (c *Controller) releaseAll() {
 		q.free_()
 	}
 	clear(c.qpairs)
+	for _, q := range c.retired {
+		q.free_()
+	}
+	c.retired = nil
 	c.qmu.Unlock()
 	if c.admin != nil {
 		c.admin.free_()
 		c.admin = nil
 	}
-	if c.scratch != nil {
-		c.mem.Free(c.scratch)
-		c.scratch = nil
+	for _, b := range c.adminBufs {
+		c.mem.Free(b)
 	}
+	c.adminBufs, c.adminFree = nil, nil
 }
 
 // Capabilities returns CAP as read at bring-up.

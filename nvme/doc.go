@@ -8,7 +8,8 @@
 // controller of package nvme/nvmetest.
 //
 //	Controller ──admin queue (qid 0, serialized, synchronous)
-//	    │        watcher goroutine: async events, aborts, resets, removal
+//	    │        watcher goroutine: aborts, resets, removal, fatal status
+//	    │        event goroutine: asynchronous events, namespace rescans
 //	    ├── QueuePair 1 ── owned by one goroutine (a poller)
 //	    ├── QueuePair 2 ── owned by another
 //	    └── Namespace n ── immutable geometry + request builders
@@ -22,13 +23,35 @@
 // batch and calls Request.Done. When every command ID is taken, requests
 // wait in FIFO order on the queue pair and are issued as IDs free up.
 //
-// Deadlines: a command late by Options.CommandTimeout is aborted; one still
-// late Options.AbortTimeout later resets the controller. A reset disables
-// the controller and brings the admin queue back; each queue pair, the next
-// time its owner polls, recreates its queues and resubmits what was in
-// flight, failing only the commands that timed out (ErrTimeout). A
-// controller whose registers read all ones is removed: every queue pair
-// fails its requests with ErrRemoved.
+// Deadlines and recovery: a command late by Options.CommandTimeout is
+// aborted; one still late Options.AbortTimeout later resets the
+// controller, as does an Abort that got no answer within AbortTimeout.
+// The watcher sends aborts asynchronously, at most ACL+1 outstanding (the
+// rest wait in a queue a pending reset empties), and never waits for an
+// admin command, so its CSTS checks (removal, fatal status) run every
+// WatchInterval whatever the controller does. A reset request is sticky:
+// it stands until a reset completes. A reset disables the controller,
+// reaps what it completed, and brings the admin queue back; each queue
+// pair, the next time its owner polls, reaps its own completions, then
+// recreates its queues and resubmits only what had no completion, keeping
+// each command's original deadline; the commands that were late fail with
+// ErrTimeout. So on a controller that stops completing anything, every
+// outstanding command is resolved within CommandTimeout + AbortTimeout +
+// AdminTimeout + the reset's own time (AdminTimeout covers a queue
+// re-creation that hangs); with the defaults, 30 + 5 + 30 s plus the reset
+// (two waits bounded by CAP.TO or CRTO). A controller whose registers
+// read all ones is removed: every queue pair fails its requests with
+// ErrRemoved.
+//
+// Events: the driver keeps Asynchronous Event Requests outstanding and
+// enables, with Asynchronous Event Configuration, the SMART warnings and
+// the notices it handles. For each event, its event goroutine reads the
+// log page the event names with Retain Asynchronous Event clear (the
+// controller masks further events of that type until then), rescans the
+// namespaces after a Namespace Attribute Changed notice (an attached
+// namespace appears; a detached one's Namespace fails its builders with
+// ErrNoNamespace, and the device fails its commands in flight), calls
+// Options.OnEvent and arms the request again.
 //
 // Goroutines: Controller methods may be called from any goroutine;
 // QueuePair methods only by its owner; Namespace methods from any

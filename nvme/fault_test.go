@@ -234,11 +234,24 @@ func TestFatalStatusResets(t *testing.T) {
 	const n = 40
 	b := r.buf(n * 512)
 	pat(b, 11)
-	r.fake.FatalStatus()
+	// The writes are rung while the device stalls, then it reports a
+	// fatal status with them in flight.
+	r.fake.Stall(time.Hour)
 	reqs := make([]nvme.Request, n)
-	runMany(t, q, reqs, func(i int, req *nvme.Request) error {
-		return ns.Write(req, uint64(i), b[i*512:(i+1)*512], 0)
-	}, 5*time.Second)
+	done := 0
+	for i := range reqs {
+		reqs[i].Done = func(*nvme.Request) { done++ }
+		if err := ns.Write(&reqs[i], uint64(i), b[i*512:(i+1)*512], 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Poll()
+	r.fake.FatalStatus()
+	r.fake.Stall(0)
+	pollUntil(t, q, 5*time.Second, func() bool { return done == n })
 	for i := range reqs {
 		if reqs[i].Err != nil {
 			t.Errorf("request %d: %v", i, reqs[i].Err)
@@ -373,4 +386,60 @@ func TestResetInFlight(t *testing.T) {
 		}
 	}
 	checkData(t, "after resets", got, b)
+}
+
+// TestSuccessAfterAbortIsSuccess: a command still running when its abort
+// is requested, which the controller cannot abort and then completes
+// successfully, is reported as the success it is, not as a timeout.
+func TestSuccessAfterAbortIsSuccess(t *testing.T) {
+	opts := faultOpts
+	opts.CommandTimeout = 30 * time.Millisecond
+	opts.AbortTimeout = 5 * time.Second
+	r := newRig(t, smallNS(), &opts)
+	q, ns := r.qp(16), r.ns(1)
+	b := r.buf(4096)
+	r.fake.Slow(nvmetest.IO(spec.IORead).Range(5, 1), 300*time.Millisecond, 1)
+	reqs := make([]nvme.Request, 4)
+	runMany(t, q, reqs, func(i int, req *nvme.Request) error {
+		return ns.Read(req, uint64(3+i), b[i*512:(i+1)*512], 0)
+	}, 5*time.Second)
+	for i := range reqs {
+		if err := reqs[i].Err; err != nil {
+			t.Errorf("request %d (lba %d): %v", i, 3+i, err)
+		}
+	}
+	if qs := q.Stats(); qs.Timeouts != 1 {
+		t.Errorf("queue timeouts %d, want 1 (the slow read went past its deadline)", qs.Timeouts)
+	}
+	if s := r.fake.Stats(); s.Resets != 0 || s.AbortsFound != 0 {
+		t.Errorf("fake: resets %d, aborts found %d; want 0, 0", s.Resets, s.AbortsFound)
+	}
+}
+
+// TestQueueCloseWhileRemoved: a queue pair closed after the transport
+// reported removal, while the device still answers (a VFIO request
+// interrupt comes before the device goes), keeps its memory mapped until
+// the controller's Close disabled the device: the fake sees no queue
+// memory freed while it could reach it, and nothing leaks.
+func TestQueueCloseWhileRemoved(t *testing.T) {
+	r := newRig(t, smallNS(), &faultOpts)
+	q, err := r.ctrl.NewQueuePair(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := r.ns(1)
+	b := r.buf(512)
+	if err := ns.WriteAt(q, b, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.ctrl.MarkRemoved()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ctrl.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if n := r.fake.Stats().Resets; n != 1 {
+		t.Errorf("the controller was disabled %d times by Close, want 1", n)
+	}
 }

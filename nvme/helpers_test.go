@@ -33,6 +33,13 @@ func newRig(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *rig {
 		o.Logf = r.logs.Logf
 	}
 	tr := testrig.Open(t, cfg, &o)
+	t.Cleanup(func() {
+		if t.Failed() { // the driver's log helps to see why
+			for _, l := range r.logs.Lines() {
+				t.Log(l)
+			}
+		}
+	})
 	r.fake, r.mem, r.ctrl = tr.Fake, tr.Mem, tr.Ctrl
 	return r
 }

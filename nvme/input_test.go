@@ -1,13 +1,16 @@
 package nvme_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
 // TestBadInput: requests the driver can judge are refused before they
@@ -137,4 +140,79 @@ func TestZeroAlloc(t *testing.T) {
 		t.Errorf("injected status: %v", req.Err)
 	}
 	r.fake.ClearFaults()
+}
+
+// TestAdminPassthruGuard: commands that change what the driver keeps are
+// refused unless the caller names them, FUSE and PSDT values the driver
+// does not implement are refused, the driver's own commands always; a
+// refused command never reaches the device. An allowed Format NVM or
+// Namespace Attachment rescans the namespaces.
+func TestAdminPassthruGuard(t *testing.T) {
+	r := newRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1024}, {Blocks: 1024}}}, nil)
+	c := r.ctrl
+	admin := func() uint64 { // but the event requests, which the fake may fetch late
+		var n uint64
+		for op, v := range r.fake.Stats().Admin {
+			if spec.Opcode(op) != spec.AdminAsyncEventRequest {
+				n += v
+			}
+		}
+		return n
+	}
+	format := spec.Command{Opcode: uint8(spec.AdminFormatNVM), NSID: 1, CDW10: 1} // LBA format 1: 4 KiB
+	refused := []struct {
+		name  string
+		cmd   spec.Command
+		allow []string
+		want  string
+	}{
+		{"format", format, nil, `pass "Format NVM"`},
+		{"format, wrong name", format, []string{"Sanitize"}, `pass "Format NVM"`},
+		{"number of queues", spec.Command{Opcode: uint8(spec.AdminSetFeatures), CDW10: uint32(spec.FeatureNumberOfQueues), CDW11: 0x10001}, nil, `pass "Set Features Number of Queues"`},
+		{"event configuration", spec.Command{Opcode: uint8(spec.AdminSetFeatures), CDW10: uint32(spec.FeatureAsyncEventConfig)}, nil, `"Set Features Asynchronous Event Configuration"`},
+		{"namespace attachment", spec.Command{Opcode: uint8(spec.AdminNamespaceAttachment), NSID: 2, CDW10: 1}, nil, `pass "Namespace Attachment"`},
+		{"firmware commit", spec.Command{Opcode: uint8(spec.AdminFirmwareCommit)}, nil, `pass "Firmware Commit"`},
+		{"sanitize", spec.Command{Opcode: uint8(spec.AdminSanitize)}, nil, `pass "Sanitize"`},
+		{"create sq, even allowed", spec.Command{Opcode: uint8(spec.AdminCreateIOSQ)}, []string{"Create I/O Submission Queue"}, "is the driver's"},
+		{"doorbell buffer config", spec.Command{Opcode: uint8(spec.AdminDoorbellBufferConfig)}, nil, "is the driver's"},
+		{"fused", spec.Command{Opcode: uint8(spec.AdminGetLogPage), Flags: spec.FlagFuseFirst}, nil, "fused"},
+		{"sgl", spec.Command{Opcode: uint8(spec.AdminIdentify), Flags: spec.FlagPSDTSGL}, nil, "PRPs only"},
+	}
+	before := admin()
+	for _, tt := range refused {
+		_, err := c.AdminPassthru(tt.cmd, make([]byte, 512), false, tt.allow...)
+		if !errors.Is(err, nvme.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want ErrInvalid saying %s", tt.name, err, tt.want)
+		}
+	}
+	if n := admin() - before; n != 0 {
+		t.Errorf("%d refused commands reached the device", n)
+	}
+	// Harmless commands need no opt-in.
+	smart := make([]byte, 512)
+	if _, err := c.AdminPassthru(spec.Command{Opcode: uint8(spec.AdminGetLogPage), NSID: spec.NSIDAll, CDW10: uint32(spec.LogSMART) | 127<<16}, smart, false); err != nil {
+		t.Errorf("get log page: %v", err)
+	}
+	// Allowed by name: the namespaces are scanned again.
+	if _, err := c.AdminPassthru(format, nil, false, "Format NVM"); err != nil {
+		t.Fatalf("format allowed by name: %v", err)
+	}
+	if bs := r.ns(1).BlockSize(); bs != 4096 {
+		t.Errorf("block size %d after the format, want 4096 (rescanned)", bs)
+	}
+	list := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(list, 1)
+	binary.LittleEndian.PutUint16(list[2:], c.Identify().CNTLID)
+	if _, err := c.AdminPassthru(spec.Command{Opcode: uint8(spec.AdminNamespaceAttachment), NSID: 2, CDW10: 1}, list, true, "Namespace Attachment"); err != nil {
+		t.Fatalf("detach allowed by name: %v", err)
+	}
+	// The fake sends a Namespace Attribute Changed notice: the driver
+	// rescans on it.
+	deadline := time.Now().Add(5 * time.Second)
+	for got := c.Namespaces(); len(got) != 1 || got[0] != 1; got = c.Namespaces() {
+		if time.Now().After(deadline) {
+			t.Fatalf("namespaces 5 s after the detach %v, want [1]", got)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

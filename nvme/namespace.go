@@ -3,13 +3,15 @@ package nvme
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
 // Namespace is an active namespace of a controller: its geometry and the
 // builders that turn an I/O into a Request. A Namespace is immutable after
-// bring-up (Rescan replaces it), so any goroutine may use it.
+// bring-up, so any goroutine may use it. A rescan that finds it detached
+// or changed marks it (Err), and its builders fail from then on.
 type Namespace struct {
 	ctrl      *Controller
 	id        uint32
@@ -18,6 +20,7 @@ type Namespace struct {
 	noiob     uint32 // optimal I/O boundary in blocks, 0 if none
 	maxBlocks uint32 // blocks per command (MDTS)
 	ident     *spec.IdentifyNamespace
+	gone      atomic.Pointer[error] // set by a rescan that found it gone or changed
 }
 
 // ID returns the namespace identifier.
@@ -66,21 +69,38 @@ func (c *Controller) newNamespace(nsid uint32, id *spec.IdentifyNamespace) (*Nam
 	}, nil
 }
 
-// scanNamespaces identifies the active namespaces (bring-up step).
+// scanNamespaces identifies the active namespaces: a bring-up step,
+// adminMu held.
 func (c *Controller) scanNamespaces() error {
+	_, err := c.scan(true)
+	return err
+}
+
+// scan identifies the active namespaces and replaces the namespace set;
+// locked says whether the caller holds adminMu. Scans are serialized.
+//
+// A namespace still active with the same geometry keeps its Namespace, so
+// what callers hold stays valid. One that is gone (detached, deleted) or
+// changed (formatted, resized) is marked: its builders then fail with an
+// error wrapping ErrNoNamespace that says what happened, and
+// Controller.Namespace returns the new one.
+func (c *Controller) scan(locked bool) (nsChange, error) {
+	c.scanMu.Lock()
+	defer c.scanMu.Unlock()
+	var ch nsChange
 	var ids []uint32
 	for after := uint32(0); len(ids) < c.opts.MaxNamespaces; {
-		b, err := c.identifyLocked(spec.CNSActiveNamespaces, after, 0)
+		b, err := c.identify(spec.CNSActiveNamespaces, after, locked)
 		if err != nil {
-			return err
+			return ch, err
 		}
 		page, err := spec.ParseNamespaceList(b)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrDevice, err)
+			return ch, fmt.Errorf("%w: %w", ErrDevice, err)
 		}
 		for _, id := range page {
 			if id <= after || (c.ident.NN != 0 && id > c.ident.NN) {
-				return fmt.Errorf("%w: active namespace list holds nsid %d (after %d, NN %d)", ErrDevice, id, after, c.ident.NN)
+				return ch, fmt.Errorf("%w: active namespace list holds nsid %d (after %d, NN %d)", ErrDevice, id, after, c.ident.NN)
 			}
 		}
 		ids = append(ids, page...)
@@ -95,13 +115,13 @@ func (c *Controller) scanNamespaces() error {
 	nss := make(map[uint32]*Namespace, len(ids))
 	active := make([]uint32, 0, len(ids))
 	for _, nsid := range ids {
-		b, err := c.identifyLocked(spec.CNSNamespace, nsid, 0)
+		b, err := c.identify(spec.CNSNamespace, nsid, locked)
 		if err != nil {
-			return err
+			return ch, err
 		}
 		id, err := spec.ParseIdentifyNamespace(b)
 		if err != nil {
-			return fmt.Errorf("namespace %d: %w: %w", nsid, ErrDevice, err)
+			return ch, fmt.Errorf("namespace %d: %w: %w", nsid, ErrDevice, err)
 		}
 		if !id.Active() {
 			continue
@@ -115,17 +135,60 @@ func (c *Controller) scanNamespaces() error {
 		active = append(active, nsid)
 	}
 	c.nsMu.Lock()
+	old := c.namespaces
+	for _, nsid := range active {
+		switch o := old[nsid]; {
+		case o == nil:
+			if old != nil {
+				ch.attached = append(ch.attached, nsid)
+			}
+		case o.sameGeometry(nss[nsid]):
+			nss[nsid] = o
+		default:
+			o.retire(fmt.Errorf("namespace %d: %w: its format or size changed; Controller.Namespace has the new one", nsid, ErrNoNamespace))
+			ch.changed = append(ch.changed, nsid)
+		}
+	}
+	for _, nsid := range c.nsids {
+		if nss[nsid] == nil {
+			old[nsid].retire(fmt.Errorf("namespace %d: %w: detached from the controller", nsid, ErrNoNamespace))
+			ch.detached = append(ch.detached, nsid)
+		}
+	}
 	c.namespaces, c.nsids = nss, active
 	c.nsMu.Unlock()
-	return nil
+	return ch, nil
 }
 
 // Rescan identifies the active namespaces again (after a format or a
-// namespace attribute change). Any goroutine.
+// namespace attribute change; the driver rescans by itself on a Namespace
+// Attribute Changed notice). A Namespace that is gone or changed fails
+// its builders with ErrNoNamespace from then on. Any goroutine.
 func (c *Controller) Rescan() error {
-	c.adminMu.Lock()
-	defer c.adminMu.Unlock()
-	return c.scanNamespaces()
+	_, err := c.scan(false)
+	return err
+}
+
+// rescan is Rescan reporting what changed.
+func (c *Controller) rescan() (nsChange, error) { return c.scan(false) }
+
+// sameGeometry reports whether n describes the same namespace layout as
+// ns: a rescan keeps ns then.
+func (ns *Namespace) sameGeometry(n *Namespace) bool {
+	return ns.blockSize == n.blockSize && ns.blocks == n.blocks && ns.noiob == n.noiob && ns.maxBlocks == n.maxBlocks
+}
+
+// retire marks ns gone: its builders fail with err from now on.
+func (ns *Namespace) retire(err error) { ns.gone.Store(&err) }
+
+// Err returns nil while ns is active, else why it is not (an error
+// wrapping ErrNoNamespace: detached, or replaced after a format). Any
+// goroutine.
+func (ns *Namespace) Err() error {
+	if p := ns.gone.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Namespace returns active namespace nsid, or an error wrapping
@@ -181,6 +244,9 @@ func (ns *Namespace) rw(r *Request, op spec.Opcode, name string, lba uint64, dat
 	if r.state != reqIdle {
 		return ErrBusy
 	}
+	if p := ns.gone.Load(); p != nil {
+		return fmt.Errorf("%s: %w", name, *p)
+	}
 	n, err := ns.checkData(name, lba, data)
 	if err != nil {
 		return err
@@ -198,6 +264,9 @@ func (ns *Namespace) rw(r *Request, op spec.Opcode, name string, lba uint64, dat
 func (ns *Namespace) nodata(r *Request, op spec.Opcode, name string, lba uint64, n uint32, flags IOFlags) error {
 	if r.state != reqIdle {
 		return ErrBusy
+	}
+	if p := ns.gone.Load(); p != nil {
+		return fmt.Errorf("%s: %w", name, *p)
 	}
 	if err := ns.checkRange(name, lba, uint64(n)); err != nil {
 		return err
@@ -279,6 +348,9 @@ func (ns *Namespace) Deallocate(r *Request, lba uint64, n uint32) error {
 func (ns *Namespace) Flush(r *Request) error {
 	if r.state != reqIdle {
 		return ErrBusy
+	}
+	if p := ns.gone.Load(); p != nil {
+		return fmt.Errorf("flush: %w", *p)
 	}
 	r.Cmd = spec.Command{Opcode: uint8(spec.IOFlush), NSID: ns.id}
 	r.Data, r.dsmUsed = nil, false

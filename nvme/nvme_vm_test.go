@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
@@ -456,8 +457,9 @@ func TestVMResetInFlight(t *testing.T) {
 	}
 	qp.Ring()
 	// Reset while nothing polls the queue pair: every command is still
-	// owned by it (completed on the device or not), so all of them must
-	// go through recovery, be resubmitted, and complete exactly once.
+	// owned by it. Those the device completed are reaped after the
+	// disable, the others resubmitted; each completes exactly once.
+	inflight := qp.InFlight()
 	if err := c.Reset(); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
@@ -478,10 +480,10 @@ func TestVMResetInFlight(t *testing.T) {
 	if len(errs) > 0 {
 		t.Errorf("%d requests failed, first: %v", len(errs), errs[0])
 	}
-	if rq := qp.Stats().Requeued; rq == 0 {
-		t.Errorf("nothing was resubmitted after the reset")
-	} else {
-		t.Logf("resubmitted after reset: %d", rq)
+	st := qp.Stats()
+	t.Logf("after the reset: %d completions reaped, %d commands resubmitted", st.Reaped, st.Requeued)
+	if st.Reaped+st.Requeued != uint64(inflight) {
+		t.Errorf("%d reaped + %d resubmitted after the reset, want the %d in flight", st.Reaped, st.Requeued, inflight)
 	}
 	got := vmBuf(t, c, 8192)
 	for i := 0; i < n; i++ {
@@ -571,4 +573,79 @@ func TestVMBadInput(t *testing.T) {
 		t.Errorf("%d commands reached the device", got-before)
 	}
 	_ = dma.ErrNotDMA
+}
+
+// TestVMNamespaceAttach attaches and detaches a namespace on a running
+// controller (QEMU's nvme-subsys: namespace 2 starts detached) with the
+// Namespace Attachment command: each change reaches Options.OnEvent as a
+// Namespace Attribute Changed notice whose log the driver read (so the
+// next notice comes), the rescan makes the attached namespace usable,
+// and I/O to the detached one fails with ErrNoNamespace.
+func TestVMNamespaceAttach(t *testing.T) {
+	env := vmtest.Require(t, "ns-attach")
+	evs := make(chan nvme.AsyncEvent, 8)
+	c, _ := vmCtrl(t, env, 0, &nvme.Options{OnEvent: func(e nvme.AsyncEvent) { evs <- e }})
+	if c.Identify().OACS&spec.OACSNamespaceMgmt == 0 {
+		t.Fatalf("OACS %#x: no namespace management", c.Identify().OACS)
+	}
+	if got := c.Namespaces(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("namespaces %v, want [1] (namespace 2 detached)", got)
+	}
+	qp := vmQP(t, c, 0)
+	list := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(list, 1)
+	binary.LittleEndian.PutUint16(list[2:], c.Identify().CNTLID)
+	attach := func(sel uint32) {
+		t.Helper()
+		cmd := spec.Command{Opcode: uint8(spec.AdminNamespaceAttachment), NSID: 2, CDW10: sel}
+		if _, err := c.AdminPassthru(cmd, list, true, "Namespace Attachment"); err != nil {
+			t.Fatalf("namespace attachment (sel %d): %v", sel, err)
+		}
+	}
+	event := func(what string) nvme.AsyncEvent {
+		t.Helper()
+		select {
+		case e := <-evs:
+			if e.Event.Type() != spec.AEVTypeNotice || e.Event.Info() != spec.AEVNoticeNamespaceChanged || e.LogErr != nil || e.RescanErr != nil {
+				t.Fatalf("%s: event %v, log error %v, rescan error %v", what, e.Event, e.LogErr, e.RescanErr)
+			}
+			t.Logf("%s: event %v: attached %v, detached %v", what, e.Event, e.Attached, e.Detached)
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no Namespace Attribute Changed event within 10 s", what)
+		}
+		panic("unreachable")
+	}
+	buf := vmBuf(t, c, 4096)
+	got := vmBuf(t, c, 4096)
+	for round := 0; round < 2; round++ {
+		attach(0)
+		if e := event("attach"); len(e.Attached) != 1 || e.Attached[0] != 2 {
+			t.Fatalf("attach: attached %v, want [2]", e.Attached)
+		}
+		ns, err := c.Namespace(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ns.Blocks() != 64<<20/512 {
+			t.Errorf("namespace 2: %d blocks", ns.Blocks())
+		}
+		vmFill(buf, 9, 512, uint64(round))
+		if err := ns.WriteAt(qp, buf, 9); err != nil {
+			t.Fatalf("write to the attached namespace: %v", err)
+		}
+		if err := ns.ReadAt(qp, got, 9); err != nil || !bytes.Equal(got, buf) {
+			t.Fatalf("read back from the attached namespace: %v (equal %t)", err, bytes.Equal(got, buf))
+		}
+		attach(1)
+		if e := event("detach"); len(e.Detached) != 1 || e.Detached[0] != 2 {
+			t.Fatalf("detach: detached %v, want [2]", e.Detached)
+		}
+		if err := ns.ReadAt(qp, got, 9); !errors.Is(err, nvme.ErrNoNamespace) {
+			t.Errorf("read of the detached namespace: %v, want ErrNoNamespace", err)
+		}
+		if got := c.Namespaces(); len(got) != 1 || got[0] != 1 {
+			t.Errorf("namespaces after the detach %v, want [1]", got)
+		}
+	}
 }

@@ -28,6 +28,7 @@ type QueueStats struct {
 	BadSQHeads  uint64 // completions with an SQ head pointer outside the queue (ignored)
 	Timeouts    uint64 // commands past their deadline (aborted)
 	Requeued    uint64 // commands resubmitted after a controller reset
+	Reaped      uint64 // completions posted before a reset (or a failure), reaped in recovery
 	Failed      uint64 // requests failed without a device status (timeout, removal, close)
 }
 
@@ -93,9 +94,15 @@ type QueuePair struct {
 	abortWait int64 // ns
 	lastScan  int64
 
-	epoch uint64 // controller epoch this queue was last in step with
-	term  error  // set once the queue pair can take no more work
-	stats QueueStats
+	epoch      uint64 // controller epoch this queue was last in step with
+	term       error  // set once the queue pair can take no more work
+	recovering bool   // inside recover or reapStale: Submit parks requests
+	stats      QueueStats
+
+	// ringing is 1 while the owner is between checking the epoch and
+	// writing a doorbell; a reset waits for it to be 0 after moving the
+	// epoch on, so no doorbell reaches a queue the reset deletes.
+	ringing atomic.Uint32
 }
 
 // clock is the monotonic time base of command deadlines.
@@ -137,6 +144,7 @@ func newQueuePair(c *Controller, id uint16, size int, admin bool) (q *QueuePair,
 	}
 	if admin {
 		q.timeout = int64(c.opts.AdminTimeout)
+		q.maxXfer = adminMaxXfer // adminExec applies MDTS
 	}
 	defer func() {
 		if err != nil {
@@ -200,6 +208,24 @@ func (q *QueuePair) free_() {
 	q.sq, q.cq = nil, nil
 }
 
+// memBytes returns the DMA memory q holds.
+func (q *QueuePair) memBytes() int {
+	n := 0
+	for _, b := range []*dma.Buffer{q.sqMem, q.cqMem, q.prpMem} {
+		if b != nil {
+			n += b.Len()
+		}
+	}
+	return n
+}
+
+// abandon drops q's DMA memory without freeing it: the controller could
+// not be stopped and may still use it (Controller.release).
+func (q *QueuePair) abandon() {
+	q.sqMem, q.cqMem, q.prpMem = nil, nil, nil
+	q.sq, q.cq = nil, nil
+}
+
 // ID returns the queue identifier (0 for the admin queue).
 func (q *QueuePair) ID() uint16 { return q.id }
 
@@ -244,7 +270,7 @@ func (q *QueuePair) Submit(r *Request) error {
 	if r.Done == nil {
 		return invalidf("request has no Done callback")
 	}
-	if !q.admin && q.epoch != q.ctrl.epoch.Load() {
+	if q.stale() {
 		q.sync()
 	}
 	if q.term != nil {
@@ -265,8 +291,9 @@ func (q *QueuePair) Submit(r *Request) error {
 	}
 	r.admin = q.admin
 	r.next = nil
+	r.deadline = 0
 	r.Err, r.DW0, r.Status = nil, 0, 0
-	if q.freeN == 0 || q.waitHead != nil || q.resetting() {
+	if q.freeN == 0 || q.waitHead != nil || q.recovering || q.stale() {
 		if q.freeN == 0 {
 			q.stats.Waits++
 		}
@@ -278,10 +305,46 @@ func (q *QueuePair) Submit(r *Request) error {
 	return nil
 }
 
-// resetting reports whether the controller is being reset, when nothing
-// may be written to the queues.
-func (q *QueuePair) resetting() bool {
-	return !q.admin && epochState(q.ctrl.epoch.Load()) == StateResetting
+// stale reports whether the controller's epoch moved on since this I/O
+// queue pair was last in step with it (a reset started or finished, the
+// controller failed, was removed or closed): the queues on the device are
+// gone or about to be, so nothing may be issued to them.
+func (q *QueuePair) stale() bool {
+	return !q.admin && q.epoch != q.ctrl.epoch.Load()
+}
+
+// ringDoorbells writes the completion queue head doorbell (cq) and the
+// submission queue tail doorbell (if the tail moved), unless the
+// controller's epoch moved on. For an I/O queue pair the epoch check and
+// the writes form a section a reset waits for (see Controller.quiesce):
+// the reset moves the epoch first, then waits until no owner is inside,
+// so a doorbell either lands before the controller is disabled or not at
+// all. The admin queue needs no section: it is used under adminMu, which
+// a reset holds.
+func (q *QueuePair) ringDoorbells(cq bool) {
+	sq := q.sqTail != q.lastTail
+	if !sq && !cq {
+		return
+	}
+	if !q.admin {
+		q.ringing.Store(1)
+		if q.ctrl.epoch.Load() != q.epoch {
+			q.ringing.Store(0)
+			return
+		}
+	}
+	if cq {
+		q.regs.Write32(q.cqDB, uint32(q.cqHead))
+		q.stats.CQDoorbells++
+	}
+	if sq {
+		q.regs.Write32(q.sqDB, uint32(q.sqTail))
+		q.lastTail = q.sqTail
+		q.stats.SQDoorbells++
+	}
+	if !q.admin {
+		q.ringing.Store(0)
+	}
 }
 
 func (q *QueuePair) pushWait(r *Request) {
@@ -315,8 +378,15 @@ func (q *QueuePair) issue(r *Request) {
 	q.freeN--
 	t := &q.trk[slot]
 	t.gen = (t.gen + 1) & q.genMask
-	t.req, t.deadline, t.aborting, t.timedOut = r, 0, false, false
 	cid := t.gen<<q.slotBits | slot
+	if cid == 0xffff {
+		// Reserved: the Error Information log names "no command" with it
+		// (NVMe Base 2.0, 5.16.1.2). Only the last slot of a queue whose
+		// slot count is a power of two (or of a depth-2 queue) gets here.
+		t.gen = 0
+		cid = slot
+	}
+	t.req, t.deadline, t.aborting, t.timedOut = r, r.deadline, false, false
 
 	cmd := &q.sq[q.sqTail]
 	*cmd = r.Cmd
@@ -355,10 +425,8 @@ func (q *QueuePair) issue(r *Request) {
 // Ring writes the submission queue tail doorbell if commands were added
 // since the last write. Owner goroutine only.
 func (q *QueuePair) Ring() {
-	if q.sqTail != q.lastTail && q.term == nil && !q.resetting() {
-		q.regs.Write32(q.sqDB, uint32(q.sqTail))
-		q.lastTail = q.sqTail
-		q.stats.SQDoorbells++
+	if q.term == nil {
+		q.ringDoorbells(false)
 	}
 }
 
@@ -372,7 +440,7 @@ const maxReap = 128
 // Every few calls it checks command deadlines. Owner goroutine only.
 func (q *QueuePair) Poll() int {
 	q.stats.Polls++
-	if !q.admin && q.epoch != q.ctrl.epoch.Load() {
+	if q.stale() {
 		q.sync()
 	}
 	if q.term != nil || q.cq == nil {
@@ -401,16 +469,13 @@ func (q *QueuePair) Poll() int {
 			return n
 		}
 	}
-	if n > 0 {
-		q.regs.Write32(q.cqDB, uint32(q.cqHead))
-		q.stats.CQDoorbells++
-	} else {
+	if n == 0 {
 		q.stats.IdlePolls++
 	}
-	for q.waitHead != nil && q.freeN > 0 && !q.resetting() {
+	for q.waitHead != nil && q.freeN > 0 && !q.stale() {
 		q.issue(q.popWait())
 	}
-	q.Ring()
+	q.ringDoorbells(n > 0)
 	// The admin queue has no per-command deadlines here: synchronous
 	// admin commands bound their own wait, and Asynchronous Event
 	// Requests are meant to stay outstanding indefinitely.
@@ -447,7 +512,9 @@ func (q *QueuePair) complete(cid uint16, st spec.Status, dw0 uint32, sqHead uint
 		r.serr.set(st, spec.Opcode(r.Cmd.Opcode), q.admin, cid)
 		r.Err = &r.serr
 	}
-	if aborted {
+	if aborted && st.SCT() == spec.SCTGeneric && st.SC() == spec.SCAbortRequested {
+		// The abort the driver asked for took it: a timeout. Any other
+		// completion is what the device says, success included.
 		r.Err = q.timeoutError(cid, r.Err)
 	}
 	r.state = reqIdle
@@ -507,14 +574,14 @@ func (q *QueuePair) checkDeadlines(now int64) {
 				// Admin commands are not aborted on their own
 				// queue: a late one resets the controller.
 				t.timedOut = true
-				q.ctrl.requestReset(fmt.Sprintf("admin command %s (cid %d) timed out", spec.AdminOpcodeName(spec.Opcode(t.req.Cmd.Opcode)), cid))
+				q.ctrl.requestReset(epochGen(q.epoch), fmt.Sprintf("admin command %s (cid %d) timed out", spec.AdminOpcodeName(spec.Opcode(t.req.Cmd.Opcode)), cid))
 				continue
 			}
-			q.ctrl.requestAbort(q.id, cid)
+			q.ctrl.requestAbort(q.id, cid, epochGen(q.epoch))
 		case !t.timedOut:
 			t.timedOut = true
 			cid := t.gen<<q.slotBits | uint16(i)
-			q.ctrl.requestReset(fmt.Sprintf("queue %d cid %d: no completion after abort", q.id, cid))
+			q.ctrl.requestReset(epochGen(q.epoch), fmt.Sprintf("queue %d cid %d: no completion after abort (AbortTimeout %v)", q.id, cid, time.Duration(q.abortWait)))
 		}
 	}
 }
@@ -546,22 +613,64 @@ func (q *QueuePair) fail(r *Request, err error) {
 // was in flight (commands that timed out fail with ErrTimeout instead);
 // when the controller is gone, failed or closed, it fails everything.
 func (q *QueuePair) sync() {
+	if q.recovering {
+		return // a Done callback run by recover submits: it waits
+	}
 	e := q.ctrl.epoch.Load()
+	if q.term != nil {
+		q.epoch = e // nothing left to bring in step
+		return
+	}
 	switch epochState(e) {
 	case StateResetting, StateInit:
 		return // wait: touch nothing until the controller is back
 	case StateReady:
-		q.recover()
-		q.epoch = e
+		q.recover(e) // in step when it returns, or still stale if another reset came
 	case StateRemoved:
+		q.reapStale()
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrRemoved))
 		q.epoch = e
 	case StateFailed:
+		q.reapStale()
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrFailed))
 		q.epoch = e
 	case StateClosed:
 		q.terminate(fmt.Errorf("queue %d: %w", q.id, ErrClosed))
 		q.epoch = e
+	}
+}
+
+// reapStale completes the requests whose completions the controller
+// posted before it stopped (a reset disabled it, it failed or it was
+// removed), as Poll would but without writing the head doorbell: the
+// queue no longer exists on the device. What the controller completed
+// ran; resubmitting it would run it twice (Linux does the same in
+// nvme_reap_pending_cqes). The completion queue holds at most size-1
+// entries, so this ends.
+func (q *QueuePair) reapStale() {
+	if q.cq == nil {
+		return
+	}
+	q.recovering = true
+	defer func() { q.recovering = false }()
+	for n := 0; n < int(q.size); n++ {
+		c := &q.cq[q.cqHead]
+		dw3 := atomic.LoadUint32((*uint32)(unsafe.Pointer(&c.CID)))
+		cid, phase, st := spec.SplitDW3(dw3)
+		if phase != q.phase {
+			break
+		}
+		dw0, sqHead := c.DW0, c.SQHead
+		q.cqHead++
+		if q.cqHead == q.size {
+			q.cqHead = 0
+			q.phase = !q.phase
+		}
+		q.stats.Reaped++
+		q.complete(cid, st, dw0, sqHead)
+		if q.cq == nil { // a Done callback closed the queue pair
+			return
+		}
 	}
 }
 
@@ -572,9 +681,19 @@ func (q *QueuePair) terminate(err error) {
 	q.failAll(q.term)
 }
 
-// recover runs on the owner after a controller reset: the controller lost
-// the queue, so the rings start over and the queue is created again.
-func (q *QueuePair) recover() {
+// recover runs on the owner after a controller reset: it reaps what the
+// controller completed, then, since the controller lost the queues, the
+// rings start over, the queues are created again and what had no
+// completion is resubmitted (or failed with ErrTimeout if it was late).
+func (q *QueuePair) recover(e uint64) {
+	// First what the controller completed before the reset disabled it:
+	// those commands ran and must not run again.
+	q.reapStale()
+	if q.cq == nil || q.term != nil {
+		return
+	}
+	q.recovering = true
+	defer func() { q.recovering = false }()
 	var resubmit, timedOut []*Request
 	for i := range q.trk {
 		t := &q.trk[i]
@@ -585,18 +704,12 @@ func (q *QueuePair) recover() {
 		if t.timedOut || t.aborting {
 			timedOut = append(timedOut, r)
 		} else {
+			r.deadline = t.deadline // its clock keeps running
 			resubmit = append(resubmit, r)
 		}
 		q.release(uint16(i))
 	}
-	q.resetRings()
-	if err := q.ctrl.createQueues(q); err != nil {
-		q.terminate(fmt.Errorf("queue %d: recreate after reset: %w", q.id, err))
-		for _, r := range append(resubmit, timedOut...) {
-			q.fail(r, q.term)
-		}
-		return
-	}
+	// Late commands are settled now, before the queues come back.
 	for _, r := range timedOut {
 		q.fail(r, fmt.Errorf("%w: queue %d: command did not complete; controller reset", ErrTimeout, q.id))
 	}
@@ -611,6 +724,17 @@ func (q *QueuePair) recover() {
 		}
 		q.nwait++
 		q.stats.Requeued++
+	}
+	q.resetRings()
+	if err := q.ctrl.createQueues(q); err != nil {
+		if q.ctrl.epoch.Load() != e {
+			// Another reset (or a failure, a removal) came while the
+			// queues were being created: the next sync starts over;
+			// the requests wait.
+			return
+		}
+		q.terminate(fmt.Errorf("queue %d: recreate after reset: %w", q.id, err))
+		q.epoch = e
 	}
 }
 
@@ -646,8 +770,11 @@ func (q *QueuePair) Exec(r *Request) error {
 }
 
 // Close deletes the queues on the controller and frees their memory.
-// Outstanding and waiting requests fail with ErrClosed. Owner goroutine
-// only; the queue pair may not be used afterwards.
+// Outstanding and waiting requests fail with ErrClosed. When the queues
+// cannot be deleted (the controller is being reset, failed, or reported
+// removed) the memory stays mapped until the controller's Close has
+// stopped it. Owner goroutine only; the queue pair may not be used
+// afterwards.
 func (q *QueuePair) Close() error {
 	if q.cq == nil {
 		return nil
@@ -656,11 +783,26 @@ func (q *QueuePair) Close() error {
 		q.term = fmt.Errorf("queue %d: %w", q.id, ErrClosed)
 	}
 	var err error
-	if epochState(q.ctrl.epoch.Load()) == StateReady {
+	e := q.ctrl.epoch.Load()
+	free := false
+	switch {
+	case e == q.epoch && epochState(e) == StateReady:
 		err = q.ctrl.deleteQueues(q)
+		free = err == nil
+	case epochState(e) == StateReady:
+		// Out of step with a reset that completed: the controller
+		// forgot these queues.
+		free = true
 	}
 	q.failAll(q.term)
-	q.ctrl.releaseQueue(q)
-	q.free_()
+	if free {
+		q.ctrl.releaseQueue(q)
+		q.free_()
+	} else {
+		// The queues may still exist on a controller that can reach
+		// them (being reset, failed, or only reported removed): their
+		// memory goes when the controller is stopped, at its Close.
+		q.ctrl.retireQueue(q)
+	}
 	return err
 }

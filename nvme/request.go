@@ -69,6 +69,9 @@ type Request struct {
 	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
+	// deadline carries a command's deadline across its resubmission
+	// after a reset, so that a reset does not restart its clock.
+	deadline int64
 }
 
 // Reset clears the request for reuse with a new command. It keeps Done and

@@ -165,6 +165,7 @@ func (r *rig) close() {
 			}
 		}
 		if r.ownMem {
+			testrig.CheckHost(r.t, r.fake)
 			r.fake.Close()
 			if err := r.mem.Close(); err != nil {
 				r.t.Errorf("dma memory leaked: %v", err)

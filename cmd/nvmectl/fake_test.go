@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/vfio"
@@ -44,6 +45,7 @@ func newFakeRig(t *testing.T, cfg nvmetest.Config) *fakeRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		testrig.CheckHost(t, fake)
 		fake.Close()
 		if err := mem.Close(); err != nil {
 			t.Errorf("dma memory leaked: %v", err)

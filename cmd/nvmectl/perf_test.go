@@ -16,6 +16,7 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
+	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -47,6 +48,7 @@ func newPerfRig(t *testing.T, cfgs ...nvmetest.Config) *perfRig {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
+			testrig.CheckHost(t, fake)
 			fake.Close()
 			if err := mem.Close(); err != nil {
 				t.Errorf("dma memory leaked: %v", err)

@@ -52,12 +52,25 @@ func Open(t testing.TB, cfg nvmetest.Config, opts *nvme.Options) *Rig {
 		if err := ctrl.Close(); err != nil {
 			t.Errorf("close controller: %v", err)
 		}
+		CheckHost(t, fake)
 		fake.Close()
 		if err := mem.Close(); err != nil {
 			t.Errorf("dma memory leaked: %v", err)
 		}
 	})
 	return &Rig{Fake: fake, Mem: mem, Ctrl: ctrl}
+}
+
+// CheckHost fails the test if the fake caught a host error (a doorbell
+// for a queue that does not exist, a tail past the head, CID 0xFFFF,
+// queue memory freed while the controller could reach it, ...: see
+// nvmetest.Controller.HostErrors). Every test that runs the driver on a
+// fake calls it, at the end; Open's cleanup does.
+func CheckHost(t testing.TB, fake *nvmetest.Controller) {
+	t.Helper()
+	for _, e := range fake.HostErrors() {
+		t.Errorf("host error caught by the fake controller: %v", e)
+	}
 }
 
 // Buf allocates n bytes of DMA memory, freed at cleanup.

@@ -47,16 +47,14 @@ func (d *device) admin(q *sqState, cmd *spec.Command) (st spec.Status, dw0 uint3
 		return stOK, d.abort(cmd), true
 	case spec.AdminAsyncEventRequest:
 		if len(d.aers) >= aerLimit {
+			d.hostError("more than AERL+1 (%d) Asynchronous Event Requests outstanding", aerLimit)
 			return stAERLimit, 0, true
 		}
-		if len(d.pending) > 0 {
-			ev := d.pending[0]
-			d.pending = append(d.pending[:0], d.pending[1:]...)
-			d.c.cnt.events.Add(1)
-			return stOK, ev, true
-		}
 		d.aers = append(d.aers, cmd.CID)
+		d.deliverEvents()
 		return stOK, 0, false
+	case spec.AdminNamespaceAttachment:
+		return d.namespaceAttachment(cmd), 0, true
 	case spec.AdminFormatNVM:
 		return d.formatNVM(cmd), 0, true
 	}
@@ -85,18 +83,20 @@ func (d *device) identify(cmd *spec.Command) spec.Status {
 	case spec.CNSController:
 		d.identifyController(b)
 	case spec.CNSNamespace:
-		ns := d.namespace(cmd.NSID)
+		ns := d.allocated(cmd.NSID)
 		if ns == nil {
 			return stInvalidNS
 		}
-		d.identifyNamespace(ns, b)
+		if ns.attached { // an inactive NSID reads as zeros
+			d.identifyNamespace(ns, b)
+		}
 	case spec.CNSActiveNamespaces:
 		if cmd.NSID >= 0xfffffffe {
 			return stInvalidNS
 		}
 		n := 0
 		for _, ns := range d.ns {
-			if ns.id > cmd.NSID && n < spec.MaxNamespaceListEntries {
+			if ns.attached && ns.id > cmd.NSID && n < spec.MaxNamespaceListEntries {
 				binary.LittleEndian.PutUint32(b[4*n:], ns.id)
 				n++
 			}
@@ -152,15 +152,18 @@ func (d *device) identifyController(b []byte) {
 	if cfg.MDTS > 0 {
 		b[0x4d] = uint8(cfg.MDTS)
 	}
-	le.PutUint16(b[0x4e:], 1) // CNTLID
+	le.PutUint16(b[0x4e:], cntlid)
 	le.PutUint32(b[0x50:], uint32(spec.VS1_4))
 	le.PutUint32(b[0x5c:], 1<<8) // OAES: namespace attribute notices
 	b[0x6f] = spec.CtrlTypeIO
-	le.PutUint16(b[0x100:], spec.OACSFormatNVM)
-	b[0x102] = 3            // ACL
-	b[0x103] = aerLimit - 1 // AERL
-	b[0x104] = 0x3          // FRMW: slot 1 read only, one slot
-	b[0x105] = 1 << 1       // LPA: commands supported and effects log
+	le.PutUint16(b[0x100:], spec.OACSFormatNVM|spec.OACSNamespaceMgmt) // of namespace management, only attachment
+	b[0x102] = 3                                                       // ACL
+	b[0x103] = aerLimit - 1                                            // AERL
+	b[0x104] = 0x3                                                     // FRMW: slot 1 read only, one slot
+	b[0x105] = 1 << 1                                                  // LPA: commands supported and effects log
+	if !cfg.NoLogOffsets {
+		b[0x105] |= lpaExtendedData
+	}
 	b[0x106] = errLogEntries - 1
 	le.PutUint16(b[0x10a:], 343) // WCTEMP
 	le.PutUint16(b[0x10c:], 353) // CCTEMP
@@ -277,13 +280,22 @@ func (d *device) setFeature(cmd *spec.Command) (spec.Status, uint32) {
 	return stOK, 0
 }
 
+// lpaExtendedData is LPA bit 2: Get Log Page takes NUMDU and an offset.
+const lpaExtendedData = 1 << 2
+
 // getLog returns a log page (NVMe Base 2.0, 5.16), honouring NUMD and the
-// byte offset.
+// byte offset (with LPA bit 2). Reading with Retain Asynchronous Event
+// clear unmasks the events the log clears.
 func (d *device) getLog(cmd *spec.Command) spec.Status {
 	lid := uint8(cmd.CDW10)
+	rae := cmd.CDW10&(1<<15) != 0
 	numd := uint64(cmd.CDW10>>16) | uint64(cmd.CDW11&0xffff)<<16
 	n := int((numd + 1) * 4)
 	off := uint64(cmd.CDW13)<<32 | uint64(cmd.CDW12)
+	if d.c.cfg.NoLogOffsets && (off != 0 || cmd.CDW11&0xffff != 0) {
+		d.hostError("get log page %#x: offset %d / NUMDU %#x without LPA bit 2 (extended data)", lid, off, cmd.CDW11&0xffff)
+		return stInvalidFld
+	}
 	if off&3 != 0 {
 		return stInvalidFld
 	}
@@ -321,6 +333,12 @@ func (d *device) getLog(cmd *spec.Command) spec.Status {
 		le.PutUint64(b[0xa0:], d.mediaErrors)
 		le.PutUint64(b[0xb0:], d.errCount)
 		le.PutUint16(b[0xc8:], 313) // temperature sensor 1
+	case spec.LogChangedNamespaces:
+		size = 4096
+		d.changedNamespaceLog(b)
+		if !rae {
+			d.changedNS = d.changedNS[:0]
+		}
 	case spec.LogFirmwareSlot:
 		size = spec.FirmwareSlotLogSize
 		b[0] = 1 // AFI: slot 1 active
@@ -362,6 +380,9 @@ func (d *device) getLog(cmd *spec.Command) spec.Status {
 	}
 	if off > uint64(size) {
 		return stInvalidFld
+	}
+	if !rae {
+		defer d.logRead(lid)
 	}
 	if n > len(d.scratch) {
 		// Longer than any log the fake keeps: send it in pieces of
@@ -418,7 +439,7 @@ func (d *device) createCQ(cmd *spec.Command) spec.Status {
 		return stXferErr
 	}
 	d.cqs[qid].reset(qid, size, cmd.PRP1, d.c.cfg.DSTRD)
-	d.c.regs.Write32(d.cqs[qid].headR, 0)
+	d.claimDoorbell(d.cqs[qid].headR, qid, true)
 	return stOK
 }
 
@@ -443,7 +464,7 @@ func (d *device) createSQ(cmd *spec.Command) spec.Status {
 	q := &d.sqs[qid]
 	q.reset(qid, size, cmd.PRP1, &d.cqs[cqid], d.c.cfg.DSTRD)
 	d.cqs[cqid].nsq++
-	d.c.regs.Write32(q.tailR, 0)
+	d.claimDoorbell(q.tailR, qid, false)
 	d.live = append(d.live, qid)
 	return stOK
 }
@@ -454,7 +475,15 @@ func (d *device) deleteSQ(cmd *spec.Command) spec.Status {
 		return stQIDInvalid
 	}
 	q := &d.sqs[qid]
-	// Commands the device holds for this queue complete as aborted.
+	// Commands the device holds for this queue complete as aborted, and
+	// those waiting for their latency never run.
+	d.cmds.filter(func(p *pendingCmd) bool {
+		if p.sq != q {
+			return true
+		}
+		d.post(q.cq, cqEntry{sqHead: uint16(q.head), sqid: qid, cid: p.cmd.CID, status: stSQDeleted})
+		return false
+	})
 	kept := d.held[:0]
 	for _, h := range d.held {
 		if h.sqid == qid {
@@ -466,6 +495,8 @@ func (d *device) deleteSQ(cmd *spec.Command) spec.Status {
 	}
 	d.held = kept
 	q.live = false
+	q.clearCIDs()
+	d.c.regs.Write32(q.tailR, doorbellPoison)
 	q.cq.nsq--
 	for i, id := range d.live {
 		if id == qid {
@@ -485,6 +516,7 @@ func (d *device) deleteCQ(cmd *spec.Command) spec.Status {
 		return stQDeletion
 	}
 	d.cqs[qid].live = false
+	d.c.regs.Write32(d.cqs[qid].headR, doorbellPoison)
 	return stOK
 }
 
@@ -493,6 +525,14 @@ func (d *device) deleteCQ(cmd *spec.Command) spec.Status {
 // bit 0 is clear; otherwise bit 0 is set.
 func (d *device) abort(cmd *spec.Command) uint32 {
 	sqid, cid := uint16(cmd.CDW10), uint16(cmd.CDW10>>16)
+	for i := range d.cmds.h {
+		if p := &d.cmds.h[i]; p.sq.id == sqid && p.cmd.CID == cid && p.sq.live && !p.inProgress {
+			p := d.cmds.remove(i)
+			d.post(p.sq.cq, cqEntry{sqHead: uint16(p.sq.head), sqid: sqid, cid: cid, status: stAbortReq})
+			d.c.cnt.abortsFound.Add(1)
+			return 0
+		}
+	}
 	for i, h := range d.held {
 		if h.sqid == sqid && h.e.cid == cid && h.abortable && h.cq.live {
 			d.held = append(d.held[:i], d.held[i+1:]...)

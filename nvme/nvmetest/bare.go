@@ -52,6 +52,11 @@ func (r *bareRing) init(regs mmio.Region, qid uint16, dstrd uint8, sq, cq *dma.B
 // submit writes cmd into the next slot with CID = slot. It returns false
 // when the ring is full.
 func (r *bareRing) submit(cmd *spec.Command) (uint16, bool) {
+	return r.submitCID(cmd, r.tail)
+}
+
+// submitCID writes cmd into the next slot with command identifier cid.
+func (r *bareRing) submitCID(cmd *spec.Command, cid uint16) (uint16, bool) {
 	if r.out >= int(r.size)-1 {
 		return 0, false
 	}
@@ -59,7 +64,7 @@ func (r *bareRing) submit(cmd *spec.Command) (uint16, bool) {
 	b := r.sq[int(slot)*spec.CommandSize : int(slot+1)*spec.CommandSize]
 	le := binary.LittleEndian
 	b[0], b[1] = cmd.Opcode, cmd.Flags
-	le.PutUint16(b[2:], slot)
+	le.PutUint16(b[2:], cid)
 	le.PutUint32(b[4:], cmd.NSID)
 	le.PutUint32(b[8:], cmd.CDW2)
 	le.PutUint32(b[12:], cmd.CDW3)
@@ -77,7 +82,7 @@ func (r *bareRing) submit(cmd *spec.Command) (uint16, bool) {
 		r.tail = 0
 	}
 	r.out++
-	return slot, true
+	return cid, true
 }
 
 func (r *bareRing) ring() { r.regs.Write32(r.sqDB, uint32(r.tail)) }
@@ -113,7 +118,7 @@ func NewBareQueue(c *Controller, mem *dma.Allocator, depth int) (q *BareQueue, e
 			q.free()
 		}
 	}()
-	const adminDepth = 4
+	const adminDepth = 16
 	for _, a := range []struct {
 		b    **dma.Buffer
 		size int

@@ -31,6 +31,9 @@ type NSConfig struct {
 	BlockSize int
 	// NOIOB is the optimal I/O boundary in blocks (0: none).
 	NOIOB uint16
+	// Detached starts the namespace allocated but not attached to the
+	// controller (see AttachNamespace).
+	Detached bool
 }
 
 // Config configures a fake controller. The zero value gives the defaults
@@ -71,6 +74,36 @@ type Config struct {
 	// IdentifyNamespace, if set, may rewrite the Identify Namespace data
 	// of nsid before it is sent. It runs on the device goroutine.
 	IdentifyNamespace func(nsid uint32, b []byte)
+
+	// Strictness. The zero values give a device as rude as hardware:
+	// completions late and out of order, RDY and SHST transitions that
+	// take time. A test that needs an in-order, instant device says so
+	// with Latency: Fixed(0) and negative delays.
+
+	// Latency is the time from fetching an I/O command to executing it
+	// and posting its completion. Default DefaultLatency.
+	Latency Latency
+	// Seed seeds the fake's random source (latencies).
+	Seed uint64
+	// ReadyDelay is the time from CC.EN set to CSTS.RDY set. Default
+	// 1 ms; negative for at once.
+	ReadyDelay time.Duration
+	// DisableDelay is the time from CC.EN cleared to CSTS.RDY clear (the
+	// controller stops processing at once). Default 200 µs; negative for
+	// at once.
+	DisableDelay time.Duration
+	// ShutdownDelay is the time CSTS.SHST reports shutdown processing
+	// before complete. Default 1 ms; negative for at once.
+	ShutdownDelay time.Duration
+	// CRWMT, when set, makes the controller report NVMe 2.0 ready
+	// timeouts: CAP.CRMS.CRWMS and a CRTO register whose CRWMT (and
+	// CRIMT) is this, rounded up to 500 ms. ReadyDelay may then exceed
+	// CAP.TO up to it.
+	CRWMT time.Duration
+	// NoLogOffsets clears LPA bit 2 (extended data for Get Log Page):
+	// a log page offset or NUMDU other than 0 is then Invalid Field in
+	// Command and a host error.
+	NoLogOffsets bool
 }
 
 func (cfg *Config) setDefaults() error {
@@ -129,7 +162,28 @@ func (cfg *Config) setDefaults() error {
 	if cfg.Firmware == "" {
 		cfg.Firmware = "1.0"
 	}
+	if cfg.Latency == nil {
+		cfg.Latency = DefaultLatency
+	}
+	defDelay := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDelay(&cfg.ReadyDelay, time.Millisecond)
+	defDelay(&cfg.DisableDelay, 200*time.Microsecond)
+	defDelay(&cfg.ShutdownDelay, time.Millisecond)
+	to := time.Duration(cfg.TO) * 500 * time.Millisecond
+	if max(cfg.DisableDelay, cfg.ShutdownDelay) >= to || cfg.ReadyDelay >= max(to, cfg.crwmt()) {
+		return fmt.Errorf("nvmetest: RDY and SHST delays must stay below CAP.TO (%v; CRTO.CRWMT %v for ReadyDelay)", to, cfg.crwmt())
+	}
 	return nil
+}
+
+// crwmt returns CRWMT rounded up to 500 ms units (0 when not set).
+func (cfg *Config) crwmt() time.Duration {
+	u := (cfg.CRWMT + 500*time.Millisecond - 1) / (500 * time.Millisecond)
+	return min(u, 0xffff) * 500 * time.Millisecond
 }
 
 // mdtsBytes returns the largest transfer the fake accepts.
@@ -163,6 +217,8 @@ type Stats struct {
 	AbortsFound uint64 // Abort commands that found the command and aborted it
 	AbortsMiss  uint64 // Abort commands that did not (dword 0 bit 0 set)
 	Events      uint64 // asynchronous events delivered
+	EventsOff   uint64 // events not sent: Asynchronous Event Configuration disables them
+	EventsLost  uint64 // events dropped: too many waiting for the host
 }
 
 // Commands returns the number of I/O commands with opcode op fetched.
@@ -184,7 +240,7 @@ type counters struct {
 	admin, io                                                          [256]atomic.Uint64
 	enables, resets, funcResets, shutdowns, dmaFaults, fua, sgl, badDB atomic.Uint64
 	injected, dropped, bogus, duplicated, badHeads, fatal              atomic.Uint64
-	abortsFound, abortsMiss, events                                    atomic.Uint64
+	abortsFound, abortsMiss, events, eventsOff, eventsLost             atomic.Uint64
 }
 
 // Controller is an in-process NVMe controller: registers in an anonymous
@@ -213,7 +269,8 @@ type Controller struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	cnt counters
+	cnt  counters
+	herr hostErrs
 
 	dev device // owned by the device goroutine
 }
@@ -248,6 +305,9 @@ func New(cfg Config) (*Controller, error) {
 		uint64(cfg.TO)<<24 |
 		uint64(cfg.DSTRD)<<32 |
 		uint64(spec.CAPCSSNVM)<<37) // MPSMIN = MPSMAX = 0: 4 KiB pages
+	if cfg.CRWMT > 0 {
+		c.cap |= 1 << 59 // CRMS.CRWMS: ready with media timeouts in CRTO
+	}
 	c.dev.init(c)
 	c.powerOn()
 	go c.run()
@@ -262,13 +322,37 @@ func (c *Controller) powerOn() {
 	}
 	c.regs.Write64(spec.RegCAP, uint64(c.cap))
 	c.regs.Write32(spec.RegVS, uint32(spec.VS1_4))
+	if u := uint32(c.cfg.crwmt() / (500 * time.Millisecond)); u > 0 {
+		c.regs.Write32(spec.RegCRTO, u<<16|u)
+	}
+	c.dev.poisonDoorbells()
 }
 
 // Mapper returns the IOMMU the fake reaches host memory through. Build the
 // driver's dma.Allocator on it: the fake reads and writes only what is
 // mapped there, and a command pointing anywhere else completes with Data
-// Transfer Error (counted in Stats.DMAFaults).
-func (c *Controller) Mapper() dma.Mapper { return c.mapper }
+// Transfer Error (counted in Stats.DMAFaults). Unmapping memory that holds
+// a queue the controller can still reach is a host error (HostErrors).
+func (c *Controller) Mapper() dma.Mapper { return checkedMapper{c.mapper, c} }
+
+// checkedMapper is the SoftMapper with a check of every Unmap.
+type checkedMapper struct {
+	*dma.SoftMapper
+	c *Controller
+}
+
+func (m checkedMapper) Unmap(b []byte, iova dma.IOVA) error {
+	_ = m.c.call(func() { m.c.dev.checkUnmap(uint64(iova), len(b)) })
+	return m.SoftMapper.Unmap(b, iova)
+}
+
+// SetBusMaster turns bus mastering (the PCI Command register's Bus Master
+// Enable) on or off: while off the device reaches no host memory. It is
+// on after New. Part of package nvme's optional bus interface. Any
+// goroutine.
+func (c *Controller) SetBusMaster(on bool) error {
+	return c.call(func() { c.dev.bme = on })
+}
 
 // SoftMapper returns the same mapper as Mapper, with its concrete type.
 func (c *Controller) SoftMapper() *dma.SoftMapper { return c.mapper }
@@ -292,14 +376,23 @@ func (c *Controller) Reset() error {
 	if c.removed.Load() {
 		return errors.New("nvmetest: function reset: controller removed")
 	}
-	return c.call(func() {
-		c.dev.disable()
+	var wedged bool
+	err := c.call(func() {
+		if wedged = c.dev.wedged; wedged {
+			return
+		}
+		c.dev.disable(now())
+		c.dev.finishDisable()
 		c.powerOn()
-		c.dev.fatal = false
 		c.dev.lastCC = 0
+		c.dev.fatalEnable = 0
 		c.cnt.resets.Add(1)
 		c.cnt.funcResets.Add(1)
 	})
+	if err == nil && wedged {
+		err = errors.New("nvmetest: function reset: the device does not respond (Wedge)")
+	}
+	return err
 }
 
 // Close stops the device goroutine and unmaps the register window. It is
@@ -357,6 +450,8 @@ func (c *Controller) Stats() Stats {
 	s.AbortsFound = c.cnt.abortsFound.Load()
 	s.AbortsMiss = c.cnt.abortsMiss.Load()
 	s.Events = c.cnt.events.Load()
+	s.EventsOff = c.cnt.eventsOff.Load()
+	s.EventsLost = c.cnt.eventsLost.Load()
 	return s
 }
 
@@ -398,6 +493,9 @@ func (c *Controller) run() {
 			continue
 		}
 		idle++
+		if idle >= yieldPasses && c.dev.busy() {
+			idle = spinPasses
+		}
 		switch {
 		case idle < spinPasses:
 		case idle < yieldPasses:
@@ -431,6 +529,10 @@ func (c *Controller) fillRemoved() {
 
 // translate is the device's only way into host memory. A fault is counted.
 func (c *Controller) translate(iova uint64, n int) ([]byte, bool) {
+	if !c.dev.bme {
+		c.cnt.dmaFaults.Add(1)
+		return nil, false
+	}
 	b, err := c.mapper.Translate(dma.IOVA(iova), n)
 	if err != nil {
 		c.cnt.dmaFaults.Add(1)

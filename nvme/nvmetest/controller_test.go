@@ -72,6 +72,9 @@ func TestRegisters(t *testing.T) {
 	if got := c.Stats().Resets; got != 1 {
 		t.Errorf("resets %d, want 1", got)
 	}
+	if e := c.HostErrors(); len(e) != 0 {
+		t.Errorf("host errors %v", e)
+	}
 }
 
 func TestBareQueueIO(t *testing.T) {
@@ -176,6 +179,9 @@ func TestBareQueueIO(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if e := c.HostErrors(); len(e) != 0 {
+		t.Errorf("host errors %v", e)
+	}
 }
 
 func TestRemove(t *testing.T) {
@@ -187,9 +193,15 @@ func TestRemove(t *testing.T) {
 		}
 	}
 	c.Registers().Write32(spec.RegCC, 1)
-	time.Sleep(5 * time.Millisecond)
-	if v := c.Registers().Read32(spec.RegCC); v != 0xffffffff {
-		t.Errorf("CC reads %#x after a write to a removed controller", v)
+	deadline := time.Now().Add(2 * time.Second)
+	for c.Registers().Read32(spec.RegCC) != 0xffffffff {
+		if time.Now().After(deadline) {
+			t.Fatalf("CC reads %#x 2 s after a write to a removed controller", c.Registers().Read32(spec.RegCC))
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	if s := c.Stats(); s.Enables != 0 {
+		t.Errorf("a removed controller was enabled")
 	}
 	if err := c.Reset(); err == nil {
 		t.Error("function reset of a removed controller succeeded")

@@ -1,6 +1,7 @@
 package nvmetest
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -56,13 +57,15 @@ const (
 	faultInject faultKind = iota
 	faultDrop
 	faultLose
+	faultSlow
 )
 
 type rule struct {
 	kind  faultKind
 	m     Match
 	st    spec.Status
-	count int // < 0: forever
+	delay time.Duration // faultSlow
+	count int           // < 0: forever
 }
 
 // faults is the armed fault state; the device goroutine owns it.
@@ -81,11 +84,31 @@ type action struct {
 	lose   bool // hold the completion; Abort does not find it
 }
 
+// slow reports whether a Slow rule takes cmd, and for how long; it
+// counts the rule down. Called when the command is fetched.
+func (f *faults) slow(admin bool, cmd *spec.Command) (time.Duration, bool) {
+	for i := range f.rules {
+		r := &f.rules[i]
+		if r.kind != faultSlow || !r.m.matches(admin, cmd) {
+			continue
+		}
+		d := r.delay
+		if r.count > 0 {
+			r.count--
+			if r.count == 0 {
+				f.rules = append(f.rules[:i], f.rules[i+1:]...)
+			}
+		}
+		return d, true
+	}
+	return 0, false
+}
+
 func (f *faults) match(admin bool, cmd *spec.Command) action {
 	var a action
 	for i := 0; i < len(f.rules); i++ {
 		r := &f.rules[i]
-		if !r.m.matches(admin, cmd) {
+		if r.kind == faultSlow || !r.m.matches(admin, cmd) {
 			continue
 		}
 		switch r.kind {
@@ -145,6 +168,15 @@ func (c *Controller) Lose(m Match, count int) {
 	c.addRule(rule{kind: faultLose, m: m, count: count})
 }
 
+// Slow makes the next count commands matching m (admin ones too, with
+// Admin) take d from fetch to completion, and complete normally then. The
+// device is busy with them: an Abort does not find them (dword 0 bit 0
+// set), as a controller that cannot stop a command in progress answers.
+// Any goroutine.
+func (c *Controller) Slow(m Match, d time.Duration, count int) {
+	c.addRule(rule{kind: faultSlow, m: m, delay: d, count: count})
+}
+
 // BogusCID makes each of the next count I/O completions followed by an
 // extra completion whose CID no command visible to the device carries.
 // Any goroutine.
@@ -194,9 +226,10 @@ func (c *Controller) Remove() {
 func (c *Controller) Removed() bool { return c.removed.Load() }
 
 // Stall makes the controller process nothing, not even CC changes, for d
-// from now. Any goroutine.
+// from now (between two passes of the device: what a pass in progress
+// fetches is processed first); Stall(0) ends a stall. Any goroutine.
 func (c *Controller) Stall(d time.Duration) {
-	c.stall.Store(now() + int64(d))
+	_ = c.call(func() { c.stall.Store(now() + int64(d)) })
 }
 
 // TriggerEvent completes an outstanding Asynchronous Event Request with
@@ -206,8 +239,61 @@ func (c *Controller) TriggerEvent(ev uint32) {
 	_ = c.call(func() { c.dev.triggerEvent(ev) })
 }
 
+// Hang makes the controller stop completing anything: from now on it
+// fetches commands (admin and I/O) and neither executes nor completes
+// them, as a controller whose firmware hung does. Abort finds nothing. A
+// controller reset (CC.EN cleared) or a function reset ends it; the
+// commands it took are forgotten. Any goroutine.
+func (c *Controller) Hang() {
+	_ = c.call(func() {
+		c.dev.hung = true
+		// What waits for its latency hangs too.
+		c.dev.cmds.filter(func(p *pendingCmd) bool {
+			c.dev.held = append(c.dev.held, heldCmd{sqid: p.sq.id, cq: p.sq.cq, e: cqEntry{sqid: p.sq.id, cid: p.cmd.CID}, op: p.cmd.Opcode, prp1: p.cmd.PRP1})
+			return false
+		})
+	})
+}
+
+// Wedge makes the controller unresettable: it hangs (see Hang), ignores
+// every later write to CC (CC.EN cleared never takes effect, CSTS.RDY
+// stays set) and its function reset fails. Only Remove or Close end it.
+// A host can do nothing but leave its memory alone. Any goroutine.
+func (c *Controller) Wedge() {
+	c.Hang()
+	_ = c.call(func() { c.dev.wedged = true })
+}
+
+// FatalAtEnable makes the next count enables fail: CSTS.RDY sets together
+// with CSTS.CFS, and nothing is processed until the next disable. Any
+// goroutine.
+func (c *Controller) FatalAtEnable(count int) {
+	_ = c.call(func() { c.dev.fatalEnable += count })
+}
+
+// A Counter counts the commands matching its Match that the device
+// executed (not those completed with an injected status, not those
+// dropped by a reset before their latency passed). Count creates one.
+type Counter struct {
+	m Match
+	n atomic.Uint64
+}
+
+// Load returns the count so far. Any goroutine.
+func (ctr *Counter) Load() uint64 { return ctr.n.Load() }
+
+// Count starts counting the executions of commands matching m, from now
+// on. A test registers one per command it wants to follow (with
+// Match.Range, one per LBA range) and checks that each ran exactly once.
+// Any goroutine.
+func (c *Controller) Count(m Match) *Counter {
+	ctr := &Counter{m: m}
+	_ = c.call(func() { c.dev.counters = append(c.dev.counters, ctr) })
+	return ctr
+}
+
 // Held returns how many commands the device holds without a completion
-// (DropCompletion, Lose). Any goroutine.
+// (DropCompletion, Lose, Hang). Any goroutine.
 func (c *Controller) Held() int {
 	n := 0
 	_ = c.call(func() { n = len(c.dev.held) })

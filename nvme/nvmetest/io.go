@@ -10,6 +10,7 @@ import (
 // namespace is one namespace's geometry and its storage in RAM.
 type namespace struct {
 	id       uint32
+	attached bool
 	noiob    uint16
 	capBytes uint64
 	formats  []uint8 // LBADS of each LBA format
@@ -22,7 +23,7 @@ type namespace struct {
 }
 
 func newNamespace(id uint32, nc NSConfig) *namespace {
-	ns := &namespace{id: id, noiob: nc.NOIOB, capBytes: nc.Blocks * uint64(nc.BlockSize)}
+	ns := &namespace{id: id, noiob: nc.NOIOB, capBytes: nc.Blocks * uint64(nc.BlockSize), attached: !nc.Detached}
 	ns.formats = []uint8{9, 12}
 	lbads := uint8(bits.TrailingZeros(uint(nc.BlockSize)))
 	switch lbads {
@@ -87,8 +88,16 @@ func (ns *namespace) mark(slba, nlb uint64, bad bool) {
 	}
 }
 
-// namespace returns active namespace nsid, or nil.
+// namespace returns active (attached) namespace nsid, or nil.
 func (d *device) namespace(nsid uint32) *namespace {
+	if ns := d.allocated(nsid); ns != nil && ns.attached {
+		return ns
+	}
+	return nil
+}
+
+// allocated returns namespace nsid, attached or not, or nil.
+func (d *device) allocated(nsid uint32) *namespace {
 	if nsid == 0 || uint64(nsid) > uint64(len(d.ns)) {
 		return nil
 	}

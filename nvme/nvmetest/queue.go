@@ -9,13 +9,17 @@ import (
 
 // sqState is one submission queue as the device sees it.
 type sqState struct {
-	live  bool
-	id    uint16
-	size  uint32
-	base  uint64 // IOVA
-	cq    *cqState
-	head  uint32 // next entry to fetch
-	tailR uintptr
+	live     bool
+	id       uint16
+	size     uint32
+	base     uint64 // IOVA
+	cq       *cqState
+	head     uint32 // next entry to fetch
+	lastTail uint32 // tail doorbell value last accepted
+	rawTail  uint32 // tail doorbell register as last read
+	tailR    uintptr
+	cids     []uint64 // bitmap of the command identifiers outstanding
+	ncid     int      // bits set in cids
 }
 
 // cqEntry is a completion waiting for room in its completion queue.
@@ -34,14 +38,16 @@ type cqState struct {
 	size  uint32
 	base  uint64 // IOVA
 	tail  uint32
-	head  uint32 // as last read from the head doorbell
+	head  uint32 // as last accepted from the head doorbell
+	raw   uint32 // head doorbell register as last read
 	phase bool
 	headR uintptr
 	nsq   int // submission queues bound to it
 
 	// backlog holds completions that found the queue full, in order.
 	// While it is not empty, no submission queue bound to this queue is
-	// fetched from, so it stays short.
+	// fetched from, so it stays short (at most the commands outstanding,
+	// and the extra completions faults post).
 	backlog []cqEntry
 	bhead   int
 	bn      int
@@ -49,7 +55,7 @@ type cqState struct {
 
 func (q *cqState) reset(id uint16, size uint32, base uint64, dstrd uint8) {
 	q.live, q.id, q.size, q.base = true, id, size, base
-	q.tail, q.head, q.phase, q.nsq = 0, 0, true, 0
+	q.tail, q.head, q.raw, q.phase, q.nsq = 0, 0, 0, true, 0
 	q.headR = spec.CQHeadDoorbell(id, dstrd)
 	if cap(q.backlog) < int(size)+8 {
 		q.backlog = make([]cqEntry, int(size)+8)
@@ -59,24 +65,80 @@ func (q *cqState) reset(id uint16, size uint32, base uint64, dstrd uint8) {
 }
 
 func (q *sqState) reset(id uint16, size uint32, base uint64, cq *cqState, dstrd uint8) {
-	q.live, q.id, q.size, q.base, q.cq, q.head = true, id, size, base, cq, 0
+	q.live, q.id, q.size, q.base, q.cq, q.head, q.lastTail, q.rawTail = true, id, size, base, cq, 0, 0, 0
 	q.tailR = spec.SQTailDoorbell(id, dstrd)
+	if q.cids == nil {
+		q.cids = make([]uint64, 1<<16/64)
+	}
+	q.clearCIDs()
 }
 
-// full reports whether the completion queue has no free slot, reading
-// the head doorbell first. A head value outside the queue is ignored
-// (and counted).
+// markCID records cid as outstanding and reports whether it already was.
+func (q *sqState) markCID(cid uint16) bool {
+	w, m := &q.cids[cid/64], uint64(1)<<(cid%64)
+	if *w&m != 0 {
+		return true
+	}
+	*w |= m
+	q.ncid++
+	return false
+}
+
+// unmarkCID records that cid's completion was posted.
+func (q *sqState) unmarkCID(cid uint16) {
+	if q.cids == nil {
+		return
+	}
+	if w, m := &q.cids[cid/64], uint64(1)<<(cid%64); *w&m != 0 {
+		*w &^= m
+		q.ncid--
+	}
+}
+
+func (q *sqState) cidOutstanding(cid uint16) bool {
+	return q.cids != nil && q.cids[cid/64]&(1<<(cid%64)) != 0
+}
+
+func (q *sqState) clearCIDs() {
+	if q.ncid > 0 {
+		clear(q.cids)
+		q.ncid = 0
+	}
+}
+
+// cqFull reports whether the completion queue has no free slot, reading
+// the head doorbell first.
 func (d *device) cqFull(q *cqState) bool {
 	if (q.tail+1)%q.size != q.head {
 		return false
 	}
+	d.readHead(q)
+	return (q.tail+1)%q.size == q.head
+}
+
+// readHead reads the completion queue head doorbell. A value outside the
+// queue, or one that releases entries the device has not posted (the
+// head moved past the tail), is a host error and is ignored.
+func (d *device) readHead(q *cqState) {
 	h := d.c.regs.Read32(q.headR)
+	if h == q.raw {
+		return
+	}
+	q.raw = h
 	if h >= q.size {
 		d.c.cnt.badDB.Add(1)
-		return true
+		d.hostError("completion queue %d head doorbell %#x is outside the %d-entry queue", q.id, h, q.size)
+		d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
+		return
+	}
+	posted := (q.tail + q.size - q.head) % q.size
+	if (h+q.size-q.head)%q.size > posted {
+		d.c.cnt.badDB.Add(1)
+		d.hostError("completion queue %d head doorbell %d passes the tail %d (head was %d)", q.id, h, q.tail, q.head)
+		d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
+		return
 	}
 	q.head = h
-	return (q.tail+1)%q.size == q.head
 }
 
 // post queues a completion: it is written at once if the queue has room
@@ -87,10 +149,13 @@ func (d *device) post(q *cqState, e cqEntry) {
 		return
 	}
 	if q.bn == len(q.backlog) {
-		// Only faults that post extra completions get here; drop the
-		// oldest extra rather than grow without bound.
-		q.bhead = (q.bhead + 1) % len(q.backlog)
-		q.bn--
+		// Commands whose latency passed together, with faults that
+		// post extra completions: grow, in order.
+		grown := make([]cqEntry, 2*len(q.backlog))
+		for i := 0; i < q.bn; i++ {
+			grown[i] = q.backlog[(q.bhead+i)%len(q.backlog)]
+		}
+		q.backlog, q.bhead = grown, 0
 	}
 	q.backlog[(q.bhead+q.bn)%len(q.backlog)] = e
 	q.bn++
@@ -122,6 +187,9 @@ func (d *device) write(q *cqState, e *cqEntry) {
 	le.PutUint32(b[4:], 0)
 	le.PutUint16(b[8:], e.sqHead)
 	le.PutUint16(b[10:], e.sqid)
+	if int(e.sqid) < len(d.sqs) {
+		d.sqs[e.sqid].unmarkCID(e.cid)
+	}
 	dw3 := uint32(e.cid) | uint32(e.status.CQEField(q.phase))<<16
 	mmio.New(b).Write32(12, dw3)
 	q.tail++
@@ -166,12 +234,15 @@ func (d *device) service(q *sqState) bool {
 	if cq.bn > 0 {
 		return true
 	}
-	tail := d.c.regs.Read32(q.tailR)
-	if tail == q.head {
-		return false
+	d.readHead(cq)
+	if raw := d.c.regs.Read32(q.tailR); raw != q.rawTail {
+		q.rawTail = raw
+		if d.checkTail(q, raw) {
+			q.lastTail = raw
+		}
 	}
-	if tail >= q.size {
-		d.c.cnt.badDB.Add(1)
+	tail := q.lastTail
+	if tail == q.head {
 		return false
 	}
 	n := 0
@@ -187,10 +258,30 @@ func (d *device) service(q *sqState) bool {
 		}
 		var cmd spec.Command
 		decode(b, &cmd)
-		d.execute(q, &cmd)
-		if d.fatal || !q.live {
+		d.dispatch(q, &cmd)
+		if d.fatal || !q.live || !d.enabled {
 			break
 		}
+	}
+	return true
+}
+
+// checkTail checks a new submission queue tail doorbell value: outside
+// the queue, or past the head (more entries than the queue holds), it is
+// a host error and is ignored.
+func (d *device) checkTail(q *sqState, tail uint32) bool {
+	if tail >= q.size {
+		d.c.cnt.badDB.Add(1)
+		d.hostError("submission queue %d tail doorbell %#x is outside the %d-entry queue", q.id, tail, q.size)
+		d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
+		return false
+	}
+	used := (q.lastTail + q.size - q.head) % q.size
+	if (tail+q.size-q.lastTail)%q.size > q.size-1-used {
+		d.c.cnt.badDB.Add(1)
+		d.hostError("submission queue %d tail doorbell %d passes the head %d (tail was %d)", q.id, tail, q.head, q.lastTail)
+		d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
+		return false
 	}
 	return true
 }

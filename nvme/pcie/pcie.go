@@ -307,6 +307,15 @@ func (b *bus) setController(c *nvme.Controller) {
 
 func (b *bus) Registers() mmio.Region { return b.regs }
 
+// String names the controller by its PCI address (in the driver's log
+// lines).
+func (b *bus) String() string { return b.dev.Addr() }
+
+// SetBusMaster turns the function's Bus Master Enable on or off: package
+// nvme turns it off after disabling the controller and before freeing
+// its queues (nvme.BusMaster).
+func (b *bus) SetBusMaster(on bool) error { return b.dev.SetBusMaster(on) }
+
 func (b *bus) Reset() error {
 	if !b.dev.CanReset() {
 		return fmt.Errorf("pcie: %s: function reset: %w", b.dev.Addr(), errors.ErrUnsupported)

@@ -16,6 +16,10 @@ type Ctrl struct {
 	Null       bool // backed by null-co (reads zeros, writes dropped)
 	Removable  bool // behind a PCIe root port, can be device_del'd
 	Namespaces []NS
+	// Subsys, when set, puts the controller in an NVM subsystem of that
+	// id (QEMU's nvme-subsys): namespace management (OACS bit 3), and
+	// namespaces that can be attached and detached at run time.
+	Subsys string
 }
 
 // NS describes one namespace of a controller as the profile configured it.
@@ -27,6 +31,10 @@ type NS struct {
 	// (blkdebug injects EIO there; QEMU reports it as an unrecovered read
 	// error). Writes to them succeed.
 	MediaErrorLBAs []uint64
+	// Detached: the namespace is allocated in the controller's subsystem
+	// but not attached: inactive until a Namespace Attachment command
+	// attaches it.
+	Detached bool
 }
 
 // Topology says where a profile's controllers sit on the guest's PCI bus.
@@ -88,6 +96,12 @@ var modifiers = map[string]modifier{
 			{NSID: 2, Blocks: 256 * mib / 4096, BlockSize: 4096},
 			{NSID: 3, Blocks: 16 * mib / 512, BlockSize: 512},
 		}
+		return nil
+	}},
+	"ns-attach": {12, "controller nvme0 in an NVM subsystem: namespace 1 (1 GiB/512 B) attached, namespace 2 (64 MiB/512 B) allocated but detached, for Namespace Attachment at run time", func(p *Profile) error {
+		c := &p.Ctrls[0]
+		c.Subsys = "subsys0"
+		c.Namespaces = append(c.Namespaces, NS{NSID: 2, Blocks: 64 * mib / 512, BlockSize: 512, Detached: true})
 		return nil
 	}},
 	"two-ctrl": {20, "two controllers, nvme0 and nvme1, each like the first", func(p *Profile) error {
