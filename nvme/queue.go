@@ -646,8 +646,13 @@ func (q *QueuePair) Exec(r *Request) error {
 }
 
 // Close deletes the queues on the controller and frees their memory.
-// Outstanding and waiting requests fail with ErrClosed. Owner goroutine
-// only; the queue pair may not be used afterwards.
+// Outstanding and waiting requests fail with ErrClosed. If the deletion
+// fails, or a reset is under way, while the controller may still be
+// working on the queues, Close completes nothing, frees nothing and returns
+// an error wrapping ErrDeviceOwned; the queue pair takes no new work, and
+// a later Close, once the controller was reset, removed or closed, does
+// the rest. Owner goroutine only; after a nil error (or any error but
+// ErrDeviceOwned) the queue pair may not be used.
 func (q *QueuePair) Close() error {
 	if q.cq == nil {
 		return nil
@@ -656,8 +661,15 @@ func (q *QueuePair) Close() error {
 		q.term = fmt.Errorf("queue %d: %w", q.id, ErrClosed)
 	}
 	var err error
-	if epochState(q.ctrl.epoch.Load()) == StateReady {
-		err = q.ctrl.deleteQueues(q)
+	if !q.ctrl.releasedSince(q.epoch) {
+		switch s := epochState(q.ctrl.epoch.Load()); s {
+		case StateReady:
+			if err = q.ctrl.deleteQueues(q); err != nil && !q.ctrl.releasedSince(q.epoch) {
+				return fmt.Errorf("queue %d: %w: %w", q.id, ErrDeviceOwned, err)
+			}
+		case StateResetting:
+			return fmt.Errorf("queue %d: controller is %v: %w", q.id, s, ErrDeviceOwned)
+		}
 	}
 	q.failAll(q.term)
 	q.ctrl.releaseQueue(q)

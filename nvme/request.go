@@ -69,13 +69,14 @@ type Request struct {
 	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
+	owner   any         // see SetOwner (owner.go)
 }
 
-// Reset clears the request for reuse with a new command. It keeps Done and
-// Private.
+// Reset clears the request for reuse with a new command. It keeps Done,
+// Private and the owner (see SetOwner).
 func (r *Request) Reset() {
-	done, priv := r.Done, r.Private
-	*r = Request{Done: done, Private: priv}
+	done, priv, owner := r.Done, r.Private, r.owner
+	*r = Request{Done: done, Private: priv, owner: owner}
 }
 
 // InFlight reports whether the request is owned by a queue pair. Only the
