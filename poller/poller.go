@@ -401,31 +401,39 @@ const (
 // closeQueues closes every queue pair (outstanding requests complete with
 // an error, through complete). A queue pair whose queues could not be
 // deleted while the controller may still use them (nvme.ErrDeviceOwned)
-// keeps its requests and memory: the poller resets that controller, as
-// Linux does when a queue cannot be deleted, and closes the queue pair
-// again once the reset (or a removal, or Close) let go of it; Stop reports
-// the requests meanwhile. Poller goroutine only.
+// keeps its requests and memory: the controller is reset, as Linux does
+// when a queue cannot be deleted (the nvme package asks for that reset
+// itself when the deletion timed out; the poller does if it did not, or
+// if nothing happened within resetWait), and the poller closes the queue
+// pair again once the reset (or a removal, or Close) let go of it; Stop
+// reports the requests meanwhile. Poller goroutine only.
 func (p *Poller) closeQueues() {
 	p.owned.Store(int64(p.inflight))
 	var errs []error
 	pending := slices.Clone(p.qps)
-	reset := map[int32]bool{}
+	failedAt := map[int32]time.Time{}
 	pause := reclosePauseMin
 	for {
 		rest := pending[:0]
 		for _, q := range pending {
 			err := q.qp.Close()
-			if errors.Is(err, nvme.ErrDeviceOwned) {
-				rest = append(rest, q)
-				if !reset[q.ctrl] {
-					reset[q.ctrl] = true
+			if !errors.Is(err, nvme.ErrDeviceOwned) {
+				if err != nil {
 					errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %w", p.id, q.qid, q.ctrl, err))
-					p.resetCtrl(q)
 				}
 				continue
 			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %w", p.id, q.qid, q.ctrl, err))
+			rest = append(rest, q)
+			t, seen := failedAt[q.ctrl]
+			if !seen {
+				// Reported without wrapping ErrDeviceOwned: by the
+				// time Stop returns this, it is over.
+				failedAt[q.ctrl] = time.Now()
+				errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %v; the controller was reset to let go of it", p.id, q.qid, q.ctrl, err))
+			}
+			if (seen || !errors.Is(err, nvme.ErrTimeout)) && time.Since(t) >= resetWait {
+				failedAt[q.ctrl] = time.Now()
+				p.resetCtrl(q)
 			}
 		}
 		pending = rest
@@ -441,8 +449,12 @@ func (p *Poller) closeQueues() {
 	}
 }
 
+// resetWait is how long the poller waits for a reset someone else asked
+// for before it resets a controller that holds a queue pair it closes.
+const resetWait = time.Second
+
 // resetCtrl resets the controller of q so that the device lets go of q's
-// queues; an error (the controller failed or is gone) is logged in the
+// queues; an error (the controller failed or is gone) goes to the
 // poller's close errors.
 func (p *Poller) resetCtrl(q *qstate) {
 	c := p.g.ctrls[q.ctrl]
