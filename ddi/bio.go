@@ -60,9 +60,13 @@ func ReadStats() Stats {
 //     completion to the moment the last clone completes; a later Biodone
 //     of the original is then ignored.
 //   - Biodone on a buffer already delivered to Biowait, or whose delivery
-//     is pending, is ignored. (A buffer delivered to an Iodone may be
-//     passed to Biodone again, as the substitute-iodone pattern of the
-//     biodone(9F) NOTES does after restoring the previous Iodone.)
+//     is pending, is ignored. A buffer delivered to an Iodone, by Biodone
+//     or by Strategy, is the driver's again and may be passed to Biodone
+//     once more: the substitute-iodone pattern of the biodone(9F) NOTES
+//     (save Iodone, put one's own, and in it restore the saved one and
+//     call Biodone) then runs the restored Iodone or wakes Biowait. (After
+//     an early Biodone, above, the deferred delivery is that Biodone's,
+//     and a later one is ignored.)
 //
 // Any goroutine.
 func Biodone(bp *Buf) {
@@ -233,7 +237,8 @@ func BiowaitContext(ctx context.Context, bp *Buf) error {
 // through the normal accounting. Stats.CloneRefused counts it.
 //
 // Any goroutine; with KMSleep, not one whose progress frees headers (a
-// poller running completions).
+// poller running completions). (Strategy makes its pieces without
+// waiting; see Device.Strategy.)
 func Bioclone(bp *Buf, off, length int, dev Edev, blkno int64, iodone func(*Buf) int, bpMem *Buf, sleepflag KMFlag) *Buf {
 	return DefaultPool().Bioclone(bp, off, length, dev, blkno, iodone, bpMem, sleepflag)
 }

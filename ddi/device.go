@@ -38,7 +38,16 @@ func (d Edev) String() string { return fmt.Sprintf("%d,%d", d.Major(), d.Minor()
 //
 // Done (and so Biodone and every Iodone of the buffers it completes) runs
 // on whichever goroutine the Submitter runs completions on: the caller's
-// with SyncSubmitter, a poller's with package poller.
+// with SyncSubmitter, a poller's with package poller. Strategy calls
+// Submit from completion goroutines too (the next piece of a split); a
+// Submitter whose Done may run inside its own Submit (SyncSubmitter) gets
+// no Submit from inside that Done.
+//
+// Submit may refuse a request for want of room with an error matching
+// syscall.EAGAIN (package poller's ErrBusy does): Strategy then waits for
+// room for the rest of an accepted transfer, and refuses a transfer whose
+// first command finds none (see Device.Strategy). Any other error refuses
+// the request for good.
 //
 // A Submitter may also implement
 //
