@@ -95,7 +95,8 @@
 // and direct), completions, parks, naps, and per queue pair the nvme.QueueStats (doorbell writes, waits on
 // full queues, ...) plus a latency histogram (HDR-style: powers of two
 // split in 8 linear sub-buckets, ns to 34 s) from the submitter's call to
-// the Done callback, and what completed per queue pair: requests and data
+// the Done callback (for a resubmission from Done on the direct path, from
+// the reaping of the completion whose Done resubmitted it), and what completed per queue pair: requests and data
 // bytes by operation (read, write, other; QueueStats.Ops) and failed
 // requests by status (a fixed table of 16 statuses and an overflow count,
 // StatusDriver for errors without a device status; QueueStats.Statuses).

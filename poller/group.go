@@ -486,7 +486,6 @@ func (h *Handle) resubmit(r *nvme.Request) bool {
 	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 || p.hand.Load() != r || p.state.Load() != stateRunning {
 		return false
 	}
-	p.handAt.Store(monotonic())
 	return p.hand.CompareAndSwap(r, &p.marks[h.idx])
 }
 

@@ -63,11 +63,9 @@ type Poller struct {
 
 	// The direct path of a resubmission from Done (Handle.resubmit):
 	// hand holds the request whose Done runs, and a submitter that
-	// resubmits it swaps in &marks[c] for controller c, with the
-	// submission time in handAt.
-	hand   atomic.Pointer[nvme.Request]
-	handAt atomic.Int64
-	marks  []nvme.Request // one per controller of the group; never submitted
+	// resubmits it swaps in &marks[c] for controller c.
+	hand  atomic.Pointer[nvme.Request]
+	marks []nvme.Request // one per controller of the group; never submitted
 
 	// Written by submitters.
 	fullWaits atomic.Uint64
@@ -178,7 +176,8 @@ func (p *Poller) complete(r *nvme.Request) {
 	p.inflight--
 	p.c.completed++
 	q := p.qps[e.qp]
-	q.hist.record(monotonic() - e.stamp)
+	now := monotonic()
+	q.hist.record(now - e.stamp)
 	q.count(r)
 	if r.Err != nil && p.state.Load() == stateAborting {
 		r.Err = &StopError{Cause: r.Err}
@@ -187,19 +186,21 @@ func (p *Poller) complete(r *nvme.Request) {
 	p.hand.Store(r)
 	e.done(r)
 	if m := p.hand.Swap(nil); m != r {
-		p.resubmitted(r, m)
+		p.resubmitted(r, m, now)
 	}
 }
 
 // resubmitted submits r, which a Handle.Submit claimed during its Done by
-// swapping in mark m, to the queue pair of m's controller. An error goes
-// to r's Done: Submit already returned nil.
-func (p *Poller) resubmitted(r, m *nvme.Request) {
+// swapping in mark m, to the queue pair of m's controller. Its latency
+// counts from now, when its previous command's completion was reaped (one
+// clock read less per I/O; the Done in between is the caller's time). An
+// error goes to r's Done: Submit already returned nil.
+func (p *Poller) resubmitted(r, m *nvme.Request, now int64) {
 	ci := int32(0)
 	for ci < int32(len(p.marks)) && m != &p.marks[ci] {
 		ci++
 	}
-	if err := p.submitLocal(ci, r, p.handAt.Load()); err != nil && !errors.Is(err, nvme.ErrBusy) {
+	if err := p.submitLocal(ci, r, now); err != nil && !errors.Is(err, nvme.ErrBusy) {
 		p.fail(r, err) // (ErrBusy: submitted twice while in flight; the first one completes it)
 	}
 }
