@@ -149,9 +149,22 @@ func TestSplitFromDoneSmallPool(t *testing.T) {
 // every transfer completes with the right data, splits wait on the pool's
 // queue, and the pool gets every header back.
 func TestSplitPressure(t *testing.T) {
-	r := newRig(t, nvmetest.Config{MDTS: 2})
-	pool := mustPool(t, 3)
-	d, _ := pollerDev(t, r, &poller.Options{CPUs: []int{0, 1}}, ddi.WithPool(pool), ddi.WithMaxChildren(2))
+	for _, sync := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pollers", true: "SyncSubmitter"}[sync], func(t *testing.T) {
+			r := newRig(t, nvmetest.Config{MDTS: 2})
+			pool := mustPool(t, 3)
+			var d *ddi.Device
+			if sync {
+				d = r.dev(1, ddi.WithPool(pool), ddi.WithMaxChildren(2))
+			} else {
+				d, _ = pollerDev(t, r, &poller.Options{CPUs: []int{0, 1}}, ddi.WithPool(pool), ddi.WithMaxChildren(2))
+			}
+			splitPressure(t, r, d, pool)
+		})
+	}
+}
+
+func splitPressure(t *testing.T, r *rig, d *ddi.Device, pool *ddi.Pool) {
 	const n, size, rounds = 8, 96 << 10, 6 // 6 pieces each
 	data := r.buf(n * size)
 	fill(data, 0, 512, 11)
