@@ -93,7 +93,7 @@ func TestResubmitFromOtherGoroutine(t *testing.T) {
 	handoff := make(chan *io, depth)
 	quit := make(chan struct{})
 	defer close(quit)
-	var issued, completed, failed atomic.Int64
+	var issued, completed, failed, spins atomic.Int64
 	xs := r.ios(depth, func(x *io) {
 		completed.Add(1)
 		if issued.Add(1) > total {
@@ -101,10 +101,12 @@ func TestResubmitFromOtherGoroutine(t *testing.T) {
 		}
 		handoff <- x
 		// Keep Done running a little while the other goroutine
-		// resubmits.
-		for i := 0; i < 200; i++ {
-			_ = x.lba
+		// resubmits x (which Done must not touch any more).
+		spin := 0
+		for i := range 2000 {
+			spin += i
 		}
+		spins.Add(int64(spin))
 	})
 	go func() {
 		for {
