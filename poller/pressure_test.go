@@ -3,6 +3,7 @@ package poller_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -252,7 +253,8 @@ func TestNapWhenDeviceSlow(t *testing.T) {
 // TestErrBusyIsEAGAIN: ErrBusy matches syscall.EAGAIN, which is how
 // package ddi tells a Submitter without room from one refusing for good.
 func TestErrBusyIsEAGAIN(t *testing.T) {
-	if !errors.Is(poller.ErrBusy, syscall.EAGAIN) || !errors.Is(poller.ErrBusy, poller.ErrBusy) || errors.Is(poller.ErrBusy, syscall.EIO) {
+	err := fmt.Errorf("submit: %w", poller.ErrBusy)
+	if !errors.Is(err, syscall.EAGAIN) || !errors.Is(err, poller.ErrBusy) || errors.Is(err, syscall.EIO) {
 		t.Fatal("ErrBusy should match itself and EAGAIN, nothing else")
 	}
 }
