@@ -434,7 +434,9 @@ func (p *Poller) closeQueues() {
 			}
 			if (seen || !errors.Is(err, nvme.ErrTimeout)) && time.Since(t) >= resetWait {
 				failedAt[q.ctrl] = time.Now()
-				p.resetCtrl(q)
+				if err := p.resetCtrl(q); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		pending = rest
@@ -455,16 +457,19 @@ func (p *Poller) closeQueues() {
 const resetWait = time.Second
 
 // resetCtrl resets the controller of q so that the device lets go of q's
-// queues; an error (the controller failed or is gone) goes to the
-// poller's close errors.
-func (p *Poller) resetCtrl(q *qstate) {
+// queues. A failed reset ends the wait too: it leaves the controller
+// Failed or Removed, and QueuePair.Close releases a queue pair of such a
+// controller (what a failed controller may still do is package nvme's
+// concern).
+func (p *Poller) resetCtrl(q *qstate) error {
 	c := p.g.ctrls[q.ctrl]
 	if c.State() == nvme.StateResetting {
-		return // under way already
+		return nil // under way already
 	}
 	if err := c.Reset(); err != nil {
-		p.closeErr = errors.Join(p.closeErr, fmt.Errorf("poller %d: reset controller %d to release queue %d: %w", p.id, q.ctrl, q.qid, err))
+		return fmt.Errorf("poller %d: reset controller %d to release queue %d: %w", p.id, q.ctrl, q.qid, err)
 	}
+	return nil
 }
 
 // beginStop closes the ring and asks the poller to drain. Any goroutine.
