@@ -63,7 +63,8 @@ const DefaultMaxChildren = 32
 // (package poller's ErrBusy): errors.Is(err, syscall.EAGAIN).
 func busy(err error) bool { return errors.Is(err, syscall.EAGAIN) }
 
-// pieces returns how many commands the split of nblk blocks at lba takes.
+// countPieces returns how many commands the split of nblk blocks at lba
+// takes.
 func (d *Device) countPieces(cmd Cmd, lba, nblk uint64) int {
 	n := 0
 	for nblk > 0 {
