@@ -382,16 +382,27 @@ func checkCounted(g *poller.Group, want uint64) error {
 // BenchmarkAdaptiveQD1 measures what the idle policy costs a request
 // that keeps the device busy for a while: 4 KiB reads at depth 1, each
 // resubmitted from its Done callback after stalling the fake controller
-// for 100 µs (a NAND read's order of magnitude), so every request spends
-// about 100 µs in flight with nothing for the poller to do. It reports the
-// median and mean submit-to-Done latency under IdleBusy and IdleAdaptive
-// (the two runs alternate) and the poller thread's CPU time per wall
-// second under IdleAdaptive (cpu-frac: 1 is a whole CPU).
+// for the sub-benchmark's time (100 µs, a NAND read's order of magnitude;
+// 5 ms, a slow device), so every request spends that long in flight with
+// nothing for the poller to do. It reports the median and mean
+// submit-to-Done latency under IdleBusy and IdleAdaptive (the two runs
+// alternate) and the poller thread's CPU time per wall second under
+// IdleAdaptive (cpu-frac: 1 is a whole CPU). The 5 ms case does at most
+// 200 reads whatever b.N says.
 func BenchmarkAdaptiveQD1(b *testing.B) {
+	for _, stall := range []time.Duration{100 * time.Microsecond, 5 * time.Millisecond} {
+		b.Run(fmt.Sprintf("stall=%v", stall), func(b *testing.B) { adaptiveQD1(b, stall) })
+	}
+}
+
+func adaptiveQD1(b *testing.B, stall time.Duration) {
 	b.StopTimer()
 	r := newRig(b, nvmetest.Config{}, nil)
 	buf := r.buf(4096)
 	n := max(b.N, 200)
+	if stall > time.Millisecond {
+		n = 200
+	}
 	var busyHist, adaptHist poller.Histogram
 	var adaptCPU, adaptWall time.Duration
 	for range 4 {
@@ -420,7 +431,7 @@ func BenchmarkAdaptiveQD1(b *testing.B) {
 					fin <- err
 					return
 				}
-				r.fake.Stall(100 * time.Microsecond)
+				r.fake.Stall(stall)
 				if err := h.Submit(q); err != nil {
 					fin <- err
 				}
@@ -431,7 +442,7 @@ func BenchmarkAdaptiveQD1(b *testing.B) {
 			s0 := g.Pollers()[0].Stats()
 			t0 := time.Now()
 			b.StartTimer()
-			r.fake.Stall(100 * time.Microsecond)
+			r.fake.Stall(stall)
 			if err := h.Submit(req); err != nil {
 				b.Fatal(err)
 			}
