@@ -166,7 +166,10 @@ func (p *Pool) reserve(bp *Buf, n int) bool {
 }
 
 // enqueue puts a parked split on the wait list and makes sure the helper
-// runs. Any goroutine.
+// runs. It does not wake a helper that waits: the split needs a header
+// freed (Freerbuf wakes it) or time to pass (the helper's pause), and
+// the helper puts back on the list the splits it could not move. Any
+// goroutine.
 func (p *Pool) enqueue(bp *Buf) {
 	p.mu.Lock()
 	p.waiting = append(p.waiting, bp)
@@ -176,8 +179,6 @@ func (p *Pool) enqueue(bp *Buf) {
 	p.mu.Unlock()
 	if start {
 		go p.help()
-	} else {
-		p.signal()
 	}
 }
 
@@ -220,13 +221,16 @@ func (p *Pool) help() {
 		}
 		if progress {
 			pause = helpPauseMin
-			continue
 		}
+		// Wait for a freed header (Freerbuf signals) or, for splits
+		// waiting for room in their Submitter, the pause, before the
+		// next pass: the splits that got nothing this pass would get
+		// nothing again at once.
 		t.Reset(pause)
 		select {
 		case <-p.sig:
 		case <-t.C:
+			pause = min(2*pause, helpPauseMax)
 		}
-		pause = min(2*pause, helpPauseMax)
 	}
 }

@@ -450,3 +450,104 @@ func TestDeviceStatsFailed(t *testing.T) {
 		t.Fatalf("stats %+v: want 3 strategies, 2 failed", s)
 	}
 }
+
+// A storm: goroutines write and read back transfers of random size (1 to
+// 40 pieces) through two pollers under FullFail, once with headers scarce
+// (a pool of 8, at most 3 pieces in flight each) and once with room
+// scarce (tiny rings and queues, up to 16 pieces in flight each). Every
+// transfer is delivered once, and either succeeds or is refused whole
+// before anything was sent (EAGAIN: its first piece found the ring full);
+// what was written reads back, and the pool gets every header back.
+func TestSplitStorm(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		pool, children     int
+		depth, ring        int
+		rounds             int
+		wantParked, wantBW bool
+	}{
+		{"headers scarce", 8, 3, 16, 64, 25, true, false},
+		{"room scarce", 256, 16, 4, 8, 8, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, nvmetest.Config{MDTS: 2})
+			pool := mustPool(t, tc.pool)
+			d, _ := pollerDev(t, r, &poller.Options{CPUs: []int{0, 1}, QueueDepth: tc.depth, RingSize: tc.ring, Full: poller.FullFail},
+				ddi.WithPool(pool), ddi.WithMaxChildren(tc.children))
+			refused := splitStorm(t, r, d, tc.rounds)
+			if pool.Free() != tc.pool {
+				t.Fatalf("%d headers free, want %d", pool.Free(), tc.pool)
+			}
+			s := d.Stats()
+			if s.Failed != uint64(refused) || s.Refused != uint64(refused) || (tc.wantParked && s.Parked == 0) || (tc.wantBW && s.BusyWaits == 0) {
+				t.Fatalf("stats %+v, %d refusals seen", s, refused)
+			}
+			t.Logf("stats %+v, %d refusals", s, refused)
+		})
+	}
+}
+
+func splitStorm(t *testing.T, r *rig, d *ddi.Device, rounds int) int64 {
+	const workers, maxPieces = 8, 40
+	const span = maxPieces * 16 << 10
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	errs := make(chan error, workers)
+	for w := range workers {
+		out, in := r.buf(span), r.buf(span)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seed := uint64(w)*0x9E3779B97F4A7C15 | 1
+			base := int64(w * span / 512)
+			do := func(flags ddi.Flags, mem []byte, size int) error {
+				for {
+					bp := newBuf(d.Edev(), flags, base, mem[:size])
+					ddi.Strategy(bp)
+					err := waitBufQuiet(bp, 20*time.Second)
+					if !errors.Is(err, syscall.EAGAIN) {
+						return err
+					}
+					if bp.Resid != size {
+						return errors.New("a refused transfer moved bytes")
+					}
+					refused.Add(1)
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			for i := range rounds {
+				seed ^= seed << 13
+				seed ^= seed >> 7
+				seed ^= seed << 17
+				size := int(seed%(span/512)+1) * 512
+				fill(out[:size], uint64(base), 512, uint64(i))
+				if err := do(ddi.BWrite, out, size); err != nil {
+					errs <- err
+					return
+				}
+				if err := do(ddi.BRead, in, size); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(in[:size], out[:size]) {
+					errs <- errors.New("read back differs")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return refused.Load()
+}
+
+// waitBufQuiet is waitBuf that reports a timeout as an error (for use off
+// the test goroutine).
+func waitBufQuiet(bp *ddi.Buf, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return ddi.BiowaitContext(ctx, bp)
+}
