@@ -235,7 +235,9 @@ func TestNapWhenDeviceSlow(t *testing.T) {
 	g := r.group(&poller.Options{CPUs: []int{1}, SpinTime: time.Microsecond, YieldTime: 100 * time.Microsecond})
 	h := g.Handle(r.ctrl)
 	xs := r.ios(1, nil)
-	r.fake.Stall(30 * time.Millisecond)
+	// Long enough that the command is in flight for most of it even if
+	// a loaded machine is slow to wake the parked poller.
+	r.fake.Stall(300 * time.Millisecond)
 	r.ns.Read(&xs[0].req, 0, xs[0].buf, 0)
 	if err := h.Submit(&xs[0].req); err != nil {
 		t.Fatal(err)
@@ -246,7 +248,7 @@ func TestNapWhenDeviceSlow(t *testing.T) {
 	}
 	settle(t, g, 1)
 	if ps := g.Stats()[0]; ps.Yields == 0 {
-		t.Fatalf("no nap during a 30 ms command")
+		t.Fatalf("no nap during a 300 ms command")
 	}
 }
 
