@@ -57,7 +57,11 @@ func (busyError) Is(target error) bool { return target == syscall.EAGAIN }
 // has no command left), or, when deleting them failed, the controller was
 // reset (which disables it first), removed or closed since. Until then the
 // request stays undelivered and its queue pair's memory stays allocated,
-// even after Stop returned (see Group.Stop). It matches ErrStopped with
+// even after Stop returned (see Group.Stop). One exception: if the reset
+// fails too, the controller is Failed, and package nvme gives the queue
+// pair up (QueuePair.Close); the requests are then delivered with a Cause
+// wrapping nvme.ErrFailed or nvme.ErrClosed, and whether that controller
+// still reaches their memory is unknown. It matches ErrStopped with
 // errors.Is, and Cause through Unwrap.
 type StopError struct {
 	Cause error
