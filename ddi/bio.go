@@ -60,9 +60,13 @@ func ReadStats() Stats {
 //     completion to the moment the last clone completes; a later Biodone
 //     of the original is then ignored.
 //   - Biodone on a buffer already delivered to Biowait, or whose delivery
-//     is pending, is ignored. (A buffer delivered to an Iodone may be
-//     passed to Biodone again, as the substitute-iodone pattern of the
-//     biodone(9F) NOTES does after restoring the previous Iodone.)
+//     is pending, is ignored. A buffer delivered to an Iodone, by Biodone
+//     or by Strategy, is the driver's again and may be passed to Biodone
+//     once more: the substitute-iodone pattern of the biodone(9F) NOTES
+//     (save Iodone, put one's own, and in it restore the saved one and
+//     call Biodone) then runs the restored Iodone or wakes Biowait. (After
+//     an early Biodone, above, the deferred delivery is that Biodone's,
+//     and a later one is ignored.)
 //
 // Any goroutine.
 func Biodone(bp *Buf) {
@@ -80,7 +84,7 @@ func Biodone(bp *Buf) {
 					Err: ErrClonesOutstanding, Errno: syscall.EINVAL}
 				bp.cerr = &bp.berr
 			}
-			if bp.st.CompareAndSwap(old, old|stDoneReq) {
+			if bp.st.CompareAndSwap(old, old|stDoneReq|stEarly) {
 				stats.early.Add(1)
 				return
 			}
@@ -98,15 +102,30 @@ func Biodone(bp *Buf) {
 
 // finish delivers bp after its last outstanding piece completed with
 // completion requested. Exactly one goroutine calls it per delivery.
+//
+// A buffer Strategy delivers to its Iodone is the driver's again, as after
+// a Biodone of a buffer no Strategy ran: its state goes back to idle, so
+// the driver may pass it to Biodone once more (the substitute-iodone
+// pattern of the biodone(9F) NOTES). One delivered to Biowait, or whose
+// delivery an early Biodone asked for (see Biodone), stays delivered until
+// Bioreset or the next Strategy.
 func finish(bp *Buf) {
-	bp.st.Or(stDelivered)
+	if bp.Iodone != nil && bp.st.Load()&stEarly == 0 {
+		bp.st.Store(0)
+	} else {
+		bp.st.Or(stDelivered)
+	}
 	complete(bp)
 }
+
+// due reports whether a completion state just reached by dropping a
+// count asks for delivery now: nothing outstanding, completion requested.
+func due(st uint64) bool { return st&(stCount|stDoneReq|stDelivered) == stDoneReq }
 
 // put drops one outstanding piece of bp and delivers it if that was the
 // last one and its completion was requested.
 func put(bp *Buf) {
-	if bp.st.Add(^uint64(0)) == stDoneReq {
+	if due(bp.st.Add(^uint64(0))) {
 		finish(bp)
 	}
 }
@@ -121,7 +140,19 @@ func complete(bp *Buf) {
 		resid := int64(bp.Bcount) - bp.completed.Load()
 		bp.Resid = int(max(resid, 0))
 	}
+	if d := bp.dev; d != nil {
+		// The end of a transfer Device.Strategy ran: count it once (a
+		// later Biodone of the same buffer finds dev cleared).
+		bp.dev = nil
+		if bp.Flags&BError != 0 {
+			d.failed.Add(1)
+		}
+	}
 	p := bp.parent
+	if p != nil && bp.iflags.Load()&ifPiece != 0 {
+		pieceDone(p, bp)
+		return
+	}
 	last := false
 	if p != nil && bp.iflags.Or(ifAccounted)&ifAccounted == 0 {
 		if bp.Flags&BError != 0 {
@@ -134,7 +165,7 @@ func complete(bp *Buf) {
 		// Drop the clone's hold on its original before Iodone runs, so
 		// that an Iodone which completes the original (stripe_done in
 		// bioclone(9F)) finds no clone outstanding.
-		last = p.st.Add(^uint64(0)) == stDoneReq
+		last = due(p.st.Add(^uint64(0)))
 	}
 	bp.Flags |= BDone
 	if bp.Iodone != nil {
@@ -206,7 +237,8 @@ func BiowaitContext(ctx context.Context, bp *Buf) error {
 // through the normal accounting. Stats.CloneRefused counts it.
 //
 // Any goroutine; with KMSleep, not one whose progress frees headers (a
-// poller running completions).
+// poller running completions). (Strategy makes its pieces without
+// waiting; see Device.Strategy.)
 func Bioclone(bp *Buf, off, length int, dev Edev, blkno int64, iodone func(*Buf) int, bpMem *Buf, sleepflag KMFlag) *Buf {
 	return DefaultPool().Bioclone(bp, off, length, dev, blkno, iodone, bpMem, sleepflag)
 }
@@ -221,6 +253,25 @@ func (p *Pool) Bioclone(bp *Buf, off, length int, dev Edev, blkno int64, iodone 
 	} else {
 		Bioreset(c)
 	}
+	end := off + length
+	if off < 0 || length < 0 || end < off || end > bp.Bcount || (bp.Addr != nil && end > len(bp.Addr)) {
+		initClone(c, bp, 0, 0, dev, blkno, iodone)
+		stats.refused.Add(1)
+		c.berr = BufError{Op: "bioclone", Dev: dev, Block: blkno, Bcount: length,
+			Err:   fmt.Errorf("%w: off %d len %d, original has %d bytes (%d of Addr)", ErrCloneRange, off, length, bp.Bcount, len(bp.Addr)),
+			Errno: syscall.EINVAL}
+		Bioerror(c, &c.berr)
+		c.Bcount, c.Bufsize, c.Addr = 0, 0, nil
+		return c
+	}
+	initClone(c, bp, off, length, dev, blkno, iodone)
+	return c
+}
+
+// initClone sets header c (reset, or fresh from a pool) up as the clone of
+// bytes [off, off+length) of bp, which the caller checked, and links it to
+// bp.
+func initClone(c, bp *Buf, off, length int, dev Edev, blkno int64, iodone func(*Buf) int) {
 	c.Flags = BBusy | bp.Flags&BRead
 	c.Cmd = bp.Cmd
 	c.Edev = dev
@@ -232,18 +283,9 @@ func (p *Pool) Bioclone(bp *Buf, off, length int, dev Edev, blkno int64, iodone 
 	c.parent = bp
 	bp.children.Add(1)
 	bp.st.Add(1)
-	end := off + length
-	if off < 0 || length < 0 || end < off || end > bp.Bcount || (bp.Addr != nil && end > len(bp.Addr)) {
-		stats.refused.Add(1)
-		c.berr = BufError{Op: "bioclone", Dev: dev, Block: blkno, Bcount: length,
-			Err:   fmt.Errorf("%w: off %d len %d, original has %d bytes (%d of Addr)", ErrCloneRange, off, length, bp.Bcount, len(bp.Addr)),
-			Errno: syscall.EINVAL}
-		Bioerror(c, &c.berr)
-		return c
-	}
 	c.Bcount, c.Bufsize = length, length
 	if bp.Addr != nil {
+		end := off + length
 		c.Addr = bp.Addr[off:end:end]
 	}
-	return c
 }

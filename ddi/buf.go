@@ -165,6 +165,26 @@ type Buf struct {
 	req  nvme.Request  // the command of this buffer's own transfer
 	berr BufError      // storage for Error, so a failure allocates nothing
 	serr nvme.StatusError
+
+	// dev is the device whose Strategy runs the transfer, set by
+	// Device.Strategy and cleared at delivery.
+	dev *Device
+
+	// Split state, for an original Strategy sends in pieces (split.go).
+	// The sp* fields without atomics belong to the goroutine driving the
+	// split, the one that set spRun in spState.
+	spState atomic.Uint64       // flags and pieces in flight (split.go)
+	spFree  atomic.Pointer[Buf] // headers back from pieces, a stack linked through spNext
+	spNext  *Buf
+	spHand  *Buf   // headers the driver holds, linked through spNext
+	spPool  *Pool  // where the split's headers come from
+	spOff   int    // byte offset of the next piece
+	spLBA   uint64 // block of the next piece
+	spLeft  uint64 // blocks not sent yet
+	spSent  int    // pieces sent
+	spHeld  int    // headers the split holds (in hand, free, or in flight)
+	spWant  int    // headers it may hold: min(pieces, the device's MaxChildren)
+	spBusy  bool   // the Submitter refused the last piece for want of room
 }
 
 // Completion state bits of Buf.st.
@@ -172,12 +192,14 @@ const (
 	stCount     = 1<<32 - 1
 	stDoneReq   = 1 << 32 // completion wanted: deliver when the count reaches 0
 	stDelivered = 1 << 33 // delivered; later Biodones are ignored
+	stEarly     = 1 << 34 // stDoneReq came from an early Biodone (clones outstanding)
 )
 
 // Internal header flags (Buf.iflags).
 const (
 	ifAccounted = 1 << 0 // this clone's result went into its parent
 	ifInPool    = 1 << 1 // the header is free in its pool
+	ifPiece     = 1 << 2 // a piece of a split Strategy made (split.go)
 )
 
 // Parent returns the original this buffer was cloned from (bio_parent), or
@@ -319,9 +341,8 @@ func (bp *Buf) opName() string {
 // the completion token channel, and wires the embedded request to the
 // header. The caller owns bp.
 func (bp *Buf) reset() {
-	wake, pool := bp.wake, bp.pool
-	*bp = Buf{}
-	bp.wake, bp.pool = wake, pool
+	bp.req.Reset() // keeps the request's owner (nvme.Request.SetOwner)
+	*bp = Buf{wake: bp.wake, pool: bp.pool, req: bp.req}
 	if bp.wake == nil {
 		bp.wake = make(chan struct{}, 1)
 	}

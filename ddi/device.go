@@ -38,7 +38,16 @@ func (d Edev) String() string { return fmt.Sprintf("%d,%d", d.Major(), d.Minor()
 //
 // Done (and so Biodone and every Iodone of the buffers it completes) runs
 // on whichever goroutine the Submitter runs completions on: the caller's
-// with SyncSubmitter, a poller's with package poller.
+// with SyncSubmitter, a poller's with package poller. Strategy calls
+// Submit from completion goroutines too (the next piece of a split); a
+// Submitter whose Done may run inside its own Submit (SyncSubmitter) gets
+// no Submit from inside that Done.
+//
+// Submit may refuse a request for want of room with an error matching
+// syscall.EAGAIN (package poller's ErrBusy does): Strategy then waits for
+// room for the rest of an accepted transfer, and refuses a transfer whose
+// first command finds none (see Device.Strategy). Any other error refuses
+// the request for good.
 //
 // A Submitter may also implement
 //
@@ -115,6 +124,20 @@ func WithMaxTransfer(n int) Option {
 	}
 }
 
+// WithMaxChildren caps at n (>= 1) the pieces of one transfer Strategy
+// has in flight at once (default DefaultMaxChildren): a transfer holds at
+// most n headers, and the header of a piece that completes carries the
+// next piece.
+func WithMaxChildren(n int) Option {
+	return func(d *Device) error {
+		if n < 1 {
+			return fmt.Errorf("ddi: max children %d: want at least 1", n)
+		}
+		d.maxChildren = n
+		return nil
+	}
+}
+
 // WithPool makes Strategy take the headers of its pieces from p instead of
 // the default pool.
 func WithPool(p *Pool) Option {
@@ -142,20 +165,30 @@ type Device struct {
 	maxBlocks uint32 // per data command
 	maxDelete uint32 // per deallocate command
 
-	strategies, pieces, failed atomic.Uint64
+	maxChildren int // pieces of one transfer in flight at once
+
+	strategies, pieces, failed, refused, parked, busyWaits atomic.Uint64
 }
 
 // DeviceStats are the counters of a Device.
 type DeviceStats struct {
 	Strategies uint64 // buffers passed to Strategy
 	Pieces     uint64 // commands submitted (one per clone, or the buffer's own)
-	Failed     uint64 // buffers completed with an error
+	Failed     uint64 // buffers Strategy delivered with an error (BError), refusals included
+	Refused    uint64 // buffers refused before anything was sent: no room in the Submitter (EAGAIN), no headers (StrategyNoSleep, ENOMEM)
+	Parked     uint64 // times a split waited on its pool's queue with nothing in flight (no header, or a busy Submitter)
+	BusyWaits  uint64 // times a split's next piece found the Submitter without room and waited for it
 }
 
 // Stats returns the device's counters. Any goroutine.
 func (d *Device) Stats() DeviceStats {
-	return DeviceStats{Strategies: d.strategies.Load(), Pieces: d.pieces.Load(), Failed: d.failed.Load()}
+	return DeviceStats{Strategies: d.strategies.Load(), Pieces: d.pieces.Load(), Failed: d.failed.Load(),
+		Refused: d.refused.Load(), Parked: d.parked.Load(), BusyWaits: d.busyWaits.Load()}
 }
+
+// MaxChildren returns how many pieces of one transfer may be in flight
+// at once (WithMaxChildren).
+func (d *Device) MaxChildren() int { return d.maxChildren }
 
 // Edev returns the device number.
 func (d *Device) Edev() Edev { return d.edev }
@@ -197,6 +230,7 @@ func RegisterDevice(ns *nvme.Namespace, sub Submitter, opts ...Option) (*Device,
 		ns: ns, sub: sub, mem: ns.Controller().Memory(),
 		bsize: ns.BlockSize(), blocks: ns.Blocks(), noiob: ns.OptimalIOBoundary(),
 		maxBlocks: min(ns.MaxBlocks(), 1<<16), maxDelete: 1 << 16,
+		maxChildren: DefaultMaxChildren,
 	}
 	if mt, ok := sub.(maxTransferer); ok {
 		n := mt.MaxTransfer() / d.bsize

@@ -37,6 +37,9 @@ var (
 	// ErrIO is what Geterror returns for a buffer with BError set and no
 	// Error: EIO, as geterror(9F).
 	ErrIO = fmt.Errorf("ddi: i/o error: %w", syscall.EIO)
+	// ErrNoHeaders: StrategyNoSleep found fewer free headers in the pool
+	// than the transfer's pieces need (ENOMEM); nothing was sent.
+	ErrNoHeaders = errors.New("ddi: no free buffer headers for the pieces of the transfer")
 	// ErrNotInitialized: Biowait on a header that was never Bioinit'ed,
 	// taken from a pool, or passed to Strategy.
 	ErrNotInitialized = errors.New("ddi: buffer header not initialized (use Bioinit or Getrbuf)")
@@ -54,6 +57,10 @@ func errnoFor(err error) syscall.Errno {
 		return syscall.EINVAL
 	case errors.Is(err, nvme.ErrRemoved):
 		return syscall.ENXIO
+	case errors.Is(err, ErrNoHeaders):
+		return syscall.ENOMEM
+	case busy(err):
+		return syscall.EAGAIN
 	}
 	return syscall.EIO
 }

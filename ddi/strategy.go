@@ -15,7 +15,7 @@ func Strategy(bp *Buf) {
 		return
 	}
 	if d := Lookup(bp.Edev); d != nil {
-		d.Strategy(bp)
+		d.strategy(bp, KMSleep)
 		return
 	}
 	if !begin(bp) {
@@ -38,7 +38,9 @@ func Strategy(bp *Buf) {
 // In order:
 //  1. A bp with BError already set (a clone Bioclone refused, or one the
 //     driver failed with Bioerror) completes at once without I/O, Resid =
-//     Bcount.
+//     Bcount. A header delivered before and not Bioreset since (BDone
+//     set) is a new transfer: the results of the last one (BDone, BError,
+//     Error, Resid) are cleared first, so a stale error never fails it.
 //  2. CmdFlush is one Flush command; Blkno, Bcount and Addr are ignored.
 //  3. The end-of-device rules of biodone(9F)'s RAM-disk example, with the
 //     block from Blkno/Lblkno (see Buf.Blkno): a block outside [0, size)
@@ -55,35 +57,77 @@ func Strategy(bp *Buf) {
 //     (NOIOB, data commands only) and carries at most MaxBlocks blocks
 //     (data) or 65536 (delete). A request that fits in one command is
 //     submitted with bp's own embedded request; otherwise each piece is a
-//     Bioclone of bp (headers from the device's pool, KMSleep), at its
-//     block and offset, with its own embedded request.
-//  6. Completion: a failed command marks its piece BError with a
+//     clone of bp (as Bioclone makes, headers from the device's pool) at
+//     its block and offset, with its own embedded request. At most
+//     MaxChildren pieces of bp are in flight; the header of a piece that
+//     completes carries the next one.
+//  6. Strategy never waits. When the pool has no header for the next
+//     piece, or every header bp holds is in flight, the rest of the split
+//     waits on a queue and continues on the goroutine that gives a header
+//     back (a completing piece's), or on the pool's helper goroutine when
+//     nothing of bp is in flight (see StrategyNoSleep for the form that
+//     refuses instead).
+//  7. A Submitter without room (Submit returns an error matching
+//     syscall.EAGAIN, as package poller's ErrBusy does under FullFail):
+//     for the first command of bp, the whole bp is refused, BError with
+//     that error and Errno EAGAIN, Resid = Bcount, nothing sent; for a
+//     later piece the transfer was accepted, so the rest waits for room
+//     (retried when a piece of bp completes, or by the pool's helper) and
+//     never turns into an I/O error.
+//  8. Completion: a failed command marks its piece BError with a
 //     *BufError wrapping the cause (a *nvme.StatusError from the device,
 //     or the queue pair's error) and Resid = its whole length. The first
 //     failed piece's error becomes bp's error (first error wins); the
 //     other pieces still run to completion, so nothing is left in flight.
 //     bp.Resid = Bcount minus the bytes of the pieces that succeeded: for
 //     one failed piece, exactly its length. A piece the Submitter refuses
-//     (Submit returns an error) fails the same way and no further pieces
-//     are made; their bytes count in Resid too.
+//     for good (any other error from Submit) fails the same way and no
+//     further pieces are made; their bytes count in Resid too.
 //
-// Strategy may wait for a free header (KMSleep), so it must not run on a
-// goroutine whose progress frees headers (a poller's completion callback)
-// unless the pool cannot run dry. It allocates nothing once the header's
-// completion token exists (Bioinit, Getrbuf, or an earlier Strategy).
+// bp is delivered on the goroutine that completed its last piece (a
+// poller's with package poller), or on the caller's when nothing was sent
+// or the Submitter completes synchronously (SyncSubmitter). It allocates
+// nothing once the header's completion token exists (Bioinit, Getrbuf, or
+// an earlier Strategy), except when a split first has to wait on the
+// pool's queue (the helper goroutine).
 //
-// A header is reused with Bioreset. Strategy on a bp still in flight is
-// ignored and counted in Stats.Busy. Any goroutine.
-func (d *Device) Strategy(bp *Buf) {
+// Strategy on a bp still in flight is ignored and counted in Stats.Busy.
+// Any goroutine, a Done or Iodone callback on a poller included.
+func (d *Device) Strategy(bp *Buf) { d.strategy(bp, KMSleep) }
+
+// StrategyNoSleep is Strategy that never waits for headers: a transfer
+// that needs pieces takes every header it will hold (the smaller of its
+// number of pieces and MaxChildren) from the pool at once, and if the
+// pool has fewer free, bp is refused before anything is sent: BError with
+// ErrNoHeaders (ENOMEM), Resid = Bcount. Otherwise as Strategy. Any
+// goroutine.
+func (d *Device) StrategyNoSleep(bp *Buf) { d.strategy(bp, KMNoSleep) }
+
+// StrategyNoSleep is the package form of Device.StrategyNoSleep: see
+// Strategy for the devices and errors. Any goroutine.
+func StrategyNoSleep(bp *Buf) {
+	if bp == nil {
+		return
+	}
+	if d := Lookup(bp.Edev); d != nil {
+		d.StrategyNoSleep(bp)
+		return
+	}
+	Strategy(bp)
+}
+
+func (d *Device) strategy(bp *Buf, flag KMFlag) {
 	if bp == nil {
 		return
 	}
 	if !begin(bp) {
 		return
 	}
+	bp.dev = d
 	d.strategies.Add(1)
-	d.start(bp)
-	release(bp)
+	if d.start(bp, flag) {
+		release(bp)
+	}
 }
 
 // begin takes hold of bp for a new transfer: it resets the completion
@@ -103,7 +147,13 @@ func begin(bp *Buf) bool {
 	bp.completed.Store(0)
 	bp.errClaim.Store(false)
 	bp.cerr = nil
-	bp.Flags &^= BDone
+	if bp.Flags&BDone != 0 {
+		// Delivered and not Bioreset: what it says about its last
+		// transfer is not about this one.
+		bp.Flags &^= BDone | BError
+		bp.Error = nil
+		bp.Resid = 0
+	}
 	bp.st.Store(1)
 	return true
 }
@@ -115,7 +165,7 @@ func release(bp *Buf) {
 		old := bp.st.Load()
 		next := (old - 1) | stDoneReq
 		if bp.st.CompareAndSwap(old, next) {
-			if next == stDoneReq {
+			if due(next) {
 				finish(bp)
 			}
 			return
@@ -123,85 +173,71 @@ func release(bp *Buf) {
 	}
 }
 
-func (d *Device) start(bp *Buf) {
+// start runs the transfer: it fails bp, or submits its one command, or
+// starts the split. It reports whether the caller drops the strategy hold
+// (false: the split drops it when its last piece is sent).
+func (d *Device) start(bp *Buf, flag KMFlag) bool {
 	if bp.Flags&BError != 0 {
 		bp.Resid = max(bp.Bcount, 0)
-		return
+		return true
 	}
 	op := bp.opName()
 	switch bp.Cmd {
 	case CmdFlush:
-		bp.st.Add(1)
 		d.submit(bp, 0, 0)
-		return
+		return true
 	case CmdData, CmdDelete:
 	default:
 		bp.fail(op, bp.Blkno, invalidf("unknown command %v", bp.Cmd), syscall.EINVAL)
-		return
+		return true
 	}
 	blk, ok := bp.Block()
 	if !ok {
 		bp.fail(op, bp.Blkno, invalidf("Blkno %d and Lblkno %d disagree", bp.Blkno, bp.Lblkno), syscall.EINVAL)
-		return
+		return true
 	}
 	if bp.Bcount < 0 {
 		bp.fail(op, blk, invalidf("negative Bcount %d", bp.Bcount), syscall.EINVAL)
-		return
+		return true
 	}
 	// End-of-device rules, first, as in biodone(9F)'s ramdstrategy.
 	if blk < 0 || uint64(blk) >= d.blocks {
 		if blk >= 0 && uint64(blk) == d.blocks && bp.Cmd == CmdData && bp.Flags&BRead != 0 {
 			bp.Resid = bp.Bcount // EOF
-			return
+			return true
 		}
 		bp.fail(op, blk, ErrPastEnd, syscall.ENXIO)
-		return
+		return true
 	}
 	if bp.Bcount%d.bsize != 0 {
 		bp.fail(op, blk, invalidf("Bcount %d is not a multiple of the %d-byte block", bp.Bcount, d.bsize), syscall.EINVAL)
-		return
+		return true
 	}
 	nblk := uint64(bp.Bcount / d.bsize)
 	if nblk > d.blocks-uint64(blk) {
 		bp.fail(op, blk, ErrPastEnd, syscall.ENXIO)
-		return
+		return true
 	}
 	if nblk == 0 {
 		bp.Resid = 0
-		return
+		return true
 	}
 	if bp.Cmd == CmdData {
 		if len(bp.Addr) < bp.Bcount {
 			bp.fail(op, blk, invalidf("Addr holds %d bytes, Bcount is %d", len(bp.Addr), bp.Bcount), syscall.EINVAL)
-			return
+			return true
 		}
 		if _, err := d.mem.Lookup(bp.Addr[:bp.Bcount]); err != nil {
 			bp.fail(op, blk, err, syscall.EFAULT)
-			return
+			return true
 		}
 	}
 	lba := uint64(blk)
 	if d.piece(bp.Cmd, lba, nblk) == nblk {
-		bp.st.Add(1)
 		d.submit(bp, lba, nblk)
-		return
+		return true
 	}
-	pool := d.pool
-	if pool == nil {
-		pool = DefaultPool()
-	}
-	for off, left := 0, nblk; left > 0; {
-		n := d.piece(bp.Cmd, lba, left)
-		size := int(n) * d.bsize
-		c := pool.Bioclone(bp, off, size, bp.Edev, int64(lba), childDone, nil, KMSleep)
-		c.st.Store(stDoneReq + 1) // its own command outstanding, delivery wanted
-		if !d.submit(c, lba, n) {
-			return
-		}
-		off += size
-		lba += n
-		left -= n
-	}
+	return d.startSplit(bp, lba, nblk, flag)
 }
 
 // piece returns how many of the left blocks at lba the next command takes.
@@ -216,10 +252,25 @@ func (d *Device) piece(cmd Cmd, lba, left uint64) uint64 {
 	return n
 }
 
-// submit builds bp's embedded request for n blocks at lba and submits it;
-// bp holds one count for it. If the request cannot be built or submitted,
-// bp fails and its count is dropped here; submit then returns false.
-func (d *Device) submit(bp *Buf, lba, n uint64) bool {
+// submit sends bp's own command for n blocks at lba, holding one count on
+// bp for it. If it is not accepted, bp fails (refused as a whole with
+// EAGAIN when the Submitter had no room) and the count is dropped.
+func (d *Device) submit(bp *Buf, lba, n uint64) {
+	bp.st.Add(1)
+	if err := d.send(bp, lba, n); err != nil {
+		errno := errnoFor(err)
+		if busy(err) {
+			d.refused.Add(1)
+			errno = syscall.EAGAIN
+		}
+		bp.fail(bp.opName(), int64(lba), err, errno)
+		put(bp)
+	}
+}
+
+// send builds bp's embedded request for n blocks at lba and submits it.
+// An error means it was not accepted (its Done will not run).
+func (d *Device) send(bp *Buf, lba, n uint64) error {
 	r := &bp.req
 	var err error
 	switch bp.Cmd {
@@ -234,16 +285,13 @@ func (d *Device) submit(bp *Buf, lba, n uint64) bool {
 	case CmdFlush:
 		err = d.ns.Flush(r)
 	}
-	if err == nil {
-		d.pieces.Add(1)
-		err = d.sub.Submit(r)
-	}
 	if err != nil {
-		bp.fail(bp.opName(), int64(lba), err, errnoFor(err))
-		put(bp)
-		return false
+		return err
 	}
-	return true
+	if err = d.sub.Submit(r); err == nil {
+		d.pieces.Add(1)
+	}
+	return err
 }
 
 // reqDone is the Done of every embedded request: it records the result in
@@ -258,11 +306,4 @@ func reqDone(r *nvme.Request) {
 		bp.Resid = 0
 	}
 	put(bp)
-}
-
-// childDone is the Iodone of the pieces Strategy clones: Biodone has
-// accounted the piece into its original; the header goes back to its pool.
-func childDone(c *Buf) int {
-	Freerbuf(c)
-	return 0
 }

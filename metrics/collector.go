@@ -151,7 +151,7 @@ var (
 	dPCompleted = desc("poller_completions_total", "Requests completed through the poller (any status).", pollerLabels...)
 	dPFailed    = desc("poller_failed_requests_total", "Requests the poller completed with its own error (refused by the queue pair, stopped).", pollerLabels...)
 	dPParks     = desc("poller_parks_total", "Times the poller parked (adaptive idle policy).", pollerLabels...)
-	dPYields    = desc("poller_yields_total", "runtime.Gosched calls while idle.", pollerLabels...)
+	dPYields    = desc("poller_yields_total", "Naps of an adaptive poller idle with requests in flight.", pollerLabels...)
 	dPFullWaits = desc("poller_ring_full_waits_total", "Submissions that found the poller's inbound ring full.", pollerLabels...)
 	dPBusy      = desc("poller_busy_rejections_total", "Submissions refused with ErrBusy.", pollerLabels...)
 	dPMisuse    = desc("poller_misuse_total", "Submissions of a request already in flight (ignored).", pollerLabels...)

@@ -770,11 +770,16 @@ func (q *QueuePair) Exec(r *Request) error {
 }
 
 // Close deletes the queues on the controller and frees their memory.
-// Outstanding and waiting requests fail with ErrClosed. When the queues
-// cannot be deleted (the controller is being reset, failed, or reported
-// removed) the memory stays mapped until the controller's Close has
-// stopped it. Owner goroutine only; the queue pair may not be used
-// afterwards.
+// Outstanding and waiting requests fail with ErrClosed. If the deletion
+// fails, or the controller is being reset or has failed, while it may
+// still be working on the queues, Close completes nothing, frees nothing
+// and returns an error wrapping ErrDeviceOwned: the requests' buffers
+// still belong to the device. The queue pair then takes no new work, and a
+// later Close, once the controller was reset, removed or closed, does the
+// rest. When the queues are gone with a controller that was removed or
+// closed, their memory stays mapped until the controller's Close has
+// stopped it. Owner goroutine only; after a nil error (or any error but
+// ErrDeviceOwned) the queue pair may not be used.
 func (q *QueuePair) Close() error {
 	if q.cq == nil {
 		return nil
@@ -785,14 +790,18 @@ func (q *QueuePair) Close() error {
 	var err error
 	e := q.ctrl.epoch.Load()
 	free := false
-	switch {
-	case e == q.epoch && epochState(e) == StateReady:
-		err = q.ctrl.deleteQueues(q)
+	switch s := epochState(e); {
+	case e == q.epoch && s == StateReady:
+		if err = q.ctrl.deleteQueues(q); err != nil && !q.ctrl.releasedSince(q.epoch) {
+			return fmt.Errorf("queue %d: %w: %w", q.id, ErrDeviceOwned, err)
+		}
 		free = err == nil
-	case epochState(e) == StateReady:
+	case s == StateReady:
 		// Out of step with a reset that completed: the controller
 		// forgot these queues.
 		free = true
+	case (s == StateResetting || s == StateFailed) && !q.ctrl.releasedSince(q.epoch):
+		return fmt.Errorf("queue %d: controller is %v: %w", q.id, s, ErrDeviceOwned)
 	}
 	q.failAll(q.term)
 	if free {

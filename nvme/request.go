@@ -72,13 +72,14 @@ type Request struct {
 	// deadline carries a command's deadline across its resubmission
 	// after a reset, so that a reset does not restart its clock.
 	deadline int64
+	owner    any // see SetOwner (owner.go)
 }
 
-// Reset clears the request for reuse with a new command. It keeps Done and
-// Private.
+// Reset clears the request for reuse with a new command. It keeps Done,
+// Private and the owner (see SetOwner).
 func (r *Request) Reset() {
-	done, priv := r.Done, r.Private
-	*r = Request{Done: done, Private: priv}
+	done, priv, owner := r.Done, r.Private, r.owner
+	*r = Request{Done: done, Private: priv, owner: owner}
 }
 
 // InFlight reports whether the request is owned by a queue pair. Only the

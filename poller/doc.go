@@ -4,10 +4,10 @@
 // reap completions and run the completion callbacks (where package ddi
 // runs biodone). Nothing on the I/O path takes a lock or allocates.
 //
-//	submitters (any goroutine)           pollers (one per CPU, thread pinned)
-//	  Handle.Submit(r) ─ getcpu ─┐
-//	     │ caller is the poller ─┼─────────────────────────┐ direct
-//	     ▼                       ▼                         ▼
+//	submitters (any goroutine)              pollers (one per CPU, thread pinned)
+//	  Handle.Submit(r) ──────────────┐
+//	     │ r's own Done is running ──┼─ hand-off word ─► after Done: ─┐ direct
+//	     ▼                           ▼                                ▼
 //	  MPSC ring (poller 0) ──► poller 0 ─ take ─ Submit ─► QueuePair (ctrl A, qid 1) ─┐
 //	  MPSC ring (poller 1) ──► poller 1        Ring once   QueuePair (ctrl B, qid 1) ─┤ Poll: reap,
 //	                                                       QueuePair (ctrl A, qid 2)  │ deadlines
@@ -16,20 +16,35 @@
 //
 // # Routing
 //
-// Handle.Submit sends a request to the pollers in round-robin order (one
-// atomic add); Handle.SubmitTo sends it to a poller the caller chose. With Options.RouteByCPU it sends it to the poller on the
+// A request resubmitted with Handle.Submit while its own Done runs (a
+// completion callback that sends its request down again, SPDK perf's
+// pattern, and what package ddi does when an Iodone calls Strategy) takes
+// the direct path: it stays on the poller that completed it and goes to
+// that poller's queue pair as soon as Done returns, without the ring and
+// without a system call. The request knows its poller while Done runs
+// (nvme.Request.Owner), and the poller publishes the request whose Done
+// it is running in a hand-off word; Submit claims it with one
+// compare-and-swap, and the poller, after Done, submits what was claimed.
+// Since the poller does the submission itself, on its own goroutine, it
+// does not matter which goroutine claimed the request: one that Done
+// handed the request to may do it too, race-free. (An earlier design let
+// the submitter touch the queue pair when it believed it ran on the
+// poller, which needed the goroutine's identity.)
+//
+// Otherwise Handle.Submit sends a request to the pollers in round-robin
+// order (one atomic add); Handle.SubmitTo sends it to a poller the caller
+// chose. With Options.RouteByCPU it sends it to the poller on the
 // caller's CPU when one runs there and owns a queue pair on the controller
 // (learned with the getcpu system call: BenchmarkGetcpu measures about
 // 120 ns on an AMD EPYC host, gettid about 100 ns; a VM under TCG pays
-// more), and when the caller is the poller goroutine itself (a Done
-// callback that resubmits) the request goes straight to the queue pair:
-// the poller's thread is locked to it, so a CPU match confirmed by the
-// kernel thread ID (gettid, compared with the ID the poller recorded at
-// start) identifies it exactly. Those two system calls per submission cost
-// more than the rest of the path, so CPU routing is opt-in; a Done
-// callback that resubmits should call Poller.SubmitLocal, which skips
-// detection entirely, as SPDK's perf submits to the qpair it polls
-// (BenchmarkOverhead reports both paths).
+// more), and when the caller is the poller goroutine itself the request
+// goes straight to the queue pair: the poller's thread is locked to it,
+// so a CPU match confirmed by the kernel thread ID (gettid, compared with
+// the ID the poller recorded at start) identifies it exactly. Those two
+// system calls per submission cost more than the rest of the path, so CPU
+// routing is opt-in. Poller.SubmitLocal, from the poller's goroutine,
+// submits at once and returns the queue pair's errors (BenchmarkOverhead
+// reports both paths).
 //
 // # Inbound rings and backpressure
 //
@@ -44,11 +59,12 @@
 //
 // # Goroutine contract
 //
-// New, Stop, Close, Stats, Handle.Submit and Group.Submit: any goroutine
-// (Stop not from a Done callback). Poller.SubmitLocal: only the poller's
-// goroutine. Request.Done runs on the poller goroutine; it must not block
-// and may submit again. A queue pair is touched only by its poller, except
-// before the pollers start (New creates them).
+// New, Stop, Close, Stats, Handle.Submit, Handle.SubmitTo and
+// Group.Submit: any goroutine (Stop not from a Done callback).
+// Poller.SubmitLocal: only the poller's goroutine. Request.Done runs on
+// the poller goroutine; it must not block and may submit again. A queue
+// pair is touched only by its poller, except before the pollers start
+// (New creates them).
 //
 // # Idle policies
 //
@@ -56,25 +72,31 @@
 // is one pass of the loop (tens of ns on nvmetest), and the poller spends
 // 100% of a CPU and keeps one Go P busy at all times, idle or not; give
 // the process GOMAXPROCS greater than the number of busy pollers. With
-// IdleAdaptive (the default), an idle poller spins for SpinTime (50 µs),
-// then yields with runtime.Gosched on each pass for YieldTime (1 ms), then,
-// if nothing is in flight, parks on a channel; a submitter that finds it
-// parked (one atomic load per submission) wakes it. A parked poller costs
-// no CPU (TestIdleCPU measures the thread's getrusage time over a second:
-// about 100% busy, about 0% adaptive once parked); the first submission
-// after a park pays the wake-up: the parked thread sleeps in futex(2) and
-// the submitter wakes it directly (one extra system call, only when the
-// poller is parked), then the thread needs a P again (TestWakeLatency). With requests in flight an adaptive poller never
-// parks: it yields between passes, so completions are still seen within a
-// scheduler round.
+// IdleAdaptive (the default), a poller with nothing in flight spins for
+// SpinTime (50 µs) and then parks: its thread sleeps in futex(2) on a word
+// the submitters check (one atomic load per submission), and a submitter
+// that finds it parked wakes it directly with one futex system call. A
+// parked poller costs no CPU (TestIdleCPU measures the thread's getrusage
+// time over a second: about 100% busy, about 0% adaptive once parked); the
+// first submission after a park pays the wake-up (the thread then needs a
+// P again: TestWakeLatency). With requests in flight an adaptive poller
+// never parks and never calls runtime.Gosched (on a thread locked to its
+// goroutine each call is two thread hand-offs, which the completion it
+// waits for would pay): it spins for SpinTime+YieldTime (1.05 ms, longer
+// than a NAND read), so a completion is seen within one pass, as under
+// IdleBusy, and only then, the device being slow, naps between passes:
+// futex waits with a timeout of a sixteenth of the time waited so far
+// (20 µs to 1 ms), which a submission ends early. While it spins it holds
+// its P, as a busy poller does (BenchmarkAdaptiveQD1 compares the two).
 //
 // # Counters
 //
-// Each poller counts its passes, idle passes, submissions, completions,
-// parks, and per queue pair the nvme.QueueStats (doorbell writes, waits on
+// Each poller counts its passes, idle passes, submissions (from its ring,
+// and direct), completions, parks, naps, and per queue pair the nvme.QueueStats (doorbell writes, waits on
 // full queues, ...) plus a latency histogram (HDR-style: powers of two
 // split in 8 linear sub-buckets, ns to 34 s) from the submitter's call to
-// the Done callback, and what completed per queue pair: requests and data
+// the Done callback (for a resubmission from Done on the direct path, from
+// the reaping of the completion whose Done resubmitted it), and what completed per queue pair: requests and data
 // bytes by operation (read, write, other; QueueStats.Ops) and failed
 // requests by status (a fixed table of 16 statuses and an overflow count,
 // StatusDriver for errors without a device status; QueueStats.Statuses).
@@ -89,8 +111,13 @@
 // pollers and ends the goroutines, restoring the thread's CPU mask and
 // unlocking it. If Stop's context ends first, what remains fails:
 // ErrStopped for requests still in a ring, a *StopError (Is ErrStopped)
-// for requests on the device, after their queue pair is deleted so no DMA
-// is outstanding. Every accepted request completes exactly once.
+// for requests on the device, delivered once their queue pair's queues
+// are deleted, so the device has nothing of theirs left. If the controller
+// does not delete them, the poller has it reset (as Linux does) and
+// delivers the requests after the reset; until then their memory and the
+// queue pair's stay the device's, and Stop, which returns at most
+// Options.StopGrace after its deadline, reports them (nvme.ErrDeviceOwned).
+// Every accepted request completes exactly once.
 //
 // # Memory per poller
 //

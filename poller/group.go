@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -18,8 +19,9 @@ var (
 	// ErrBusy: the poller's inbound ring is full and Options.Full is
 	// FullFail (or the submitter is itself a poller, which never waits
 	// for another poller). The request was not taken; Done will not be
-	// called. Try again later.
-	ErrBusy = errors.New("poller: submission ring full")
+	// called. Try again later. It matches syscall.EAGAIN with errors.Is,
+	// which is how package ddi recognizes a Submitter without room.
+	ErrBusy error = busyError{}
 	// ErrStopped: the Group is stopping or stopped. Returned by Submit
 	// for new work (Done is not called), and delivered through Done (in
 	// Request.Err, possibly inside a *StopError) for work that Stop's
@@ -38,10 +40,28 @@ var (
 	errNoDone        = fmt.Errorf("poller: %w: request has no Done callback", nvme.ErrInvalid)
 )
 
+// busyError is ErrBusy's type: a comparable value that also matches
+// syscall.EAGAIN.
+type busyError struct{}
+
+func (busyError) Error() string { return "poller: submission ring full" }
+
+// Is reports whether target is syscall.EAGAIN.
+func (busyError) Is(target error) bool { return target == syscall.EAGAIN }
+
 // StopError is delivered in Request.Err when Stop's context ended while
-// the request was outstanding on the device: the poller closed its queue
-// pair (the controller deleted the submission queue, so no DMA is left
-// pending) and the request failed with Cause. It matches ErrStopped with
+// the request was outstanding on the device, and the request failed with
+// Cause when the poller closed its queue pair. The poller delivers it only
+// once the device can no longer touch the request's memory: the
+// controller deleted the queue pair's queues (a deleted submission queue
+// has no command left), or, when deleting them failed, the controller was
+// reset (which disables it first), removed or closed since. Until then the
+// request stays undelivered and its queue pair's memory stays allocated,
+// even after Stop returned (see Group.Stop). One exception: if the reset
+// fails too, the controller is Failed, and package nvme gives the queue
+// pair up (QueuePair.Close); the requests are then delivered with a Cause
+// wrapping nvme.ErrFailed or nvme.ErrClosed, and whether that controller
+// still reaches their memory is unknown. It matches ErrStopped with
 // errors.Is, and Cause through Unwrap.
 type StopError struct {
 	Cause error
@@ -61,10 +81,15 @@ func (e *StopError) Unwrap() error { return e.Cause }
 type IdlePolicy uint8
 
 const (
-	// IdleAdaptive spins for SpinTime, then calls runtime.Gosched on
-	// every pass until YieldTime more has passed, then parks (blocks on a
-	// channel) until a submission or Stop wakes it. It parks only with
-	// nothing in flight. The default.
+	// IdleAdaptive, with nothing in flight, spins for SpinTime and then
+	// parks: the poller's thread sleeps in futex(2) until a submission or
+	// Stop wakes it. With requests in flight it spins (a completion may
+	// come any moment) for SpinTime+YieldTime, and after that, the device
+	// being slow, naps between passes: a futex wait with a timeout of a
+	// sixteenth of the time it has waited so far (20 µs to 1 ms), which a
+	// submission ends early. It never calls runtime.Gosched, whose two
+	// thread hand-offs per call on a locked thread would delay a
+	// completion. The default.
 	IdleAdaptive IdlePolicy = iota
 	// IdleBusy polls without pause: lowest latency, one CPU (and one Go
 	// P) spent per poller at all times.
@@ -104,9 +129,13 @@ type Options struct {
 	Full FullPolicy
 	// Idle is the idle policy.
 	Idle IdlePolicy
-	// SpinTime and YieldTime are the phases of IdleAdaptive. Defaults
-	// 50 µs and 1 ms.
+	// SpinTime and YieldTime are the phases of IdleAdaptive: an idle
+	// poller spins SpinTime before it parks; with requests in flight, it
+	// spins SpinTime+YieldTime before it naps. Defaults 50 µs and 1 ms.
 	SpinTime, YieldTime time.Duration
+	// StopGrace bounds how long Stop waits for the pollers once its
+	// context has ended (default 1 s): see Group.Stop.
+	StopGrace time.Duration
 	// StatsInterval is how often a busy poller publishes its counters.
 	// Default 1 ms.
 	StatsInterval time.Duration
@@ -138,6 +167,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.StatsInterval <= 0 {
 		o.StatsInterval = time.Millisecond
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = time.Second
 	}
 	return nil
 }
@@ -195,6 +227,8 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 			p.byCtrl[j] = -1
 		}
 		p.onDone = p.complete
+		p.marks = make([]nvme.Request, len(ctrls))
+		p.owned.Store(-1)
 		g.pollers = append(g.pollers, p)
 	}
 	// Until the pollers start, this goroutine owns the queue pairs.
@@ -299,27 +333,77 @@ func (g *Group) Stats() []PollerStats {
 // Stop refuses new work (Submit returns ErrStopped), lets every poller
 // finish what it accepted, closes the queue pairs on their pollers, and
 // returns once every poller goroutine has ended and released its OS
-// thread. If ctx ends first, the pollers fail what remains: requests still
-// in a ring with ErrStopped, requests on the device (by closing their
-// queue pair) with a *StopError; Stop then returns an error wrapping
-// ErrStopped and the context's cause. Every accepted request completes
-// exactly once either way. Later calls return nil at once.
+// thread.
+//
+// If ctx ends first, the pollers fail what remains: requests still in a
+// ring with ErrStopped, requests on the device with a *StopError when
+// their queue pair is closed. Stop then waits at most Options.StopGrace
+// more, and returns an error wrapping ErrStopped and the context's cause.
+// A poller that has not finished by then (deleting its queues takes long,
+// or failed and the poller waits for the controller reset it asked for, or
+// a Done callback blocks) is reported in the error, which then also wraps
+// nvme.ErrDeviceOwned and gives the number of requests that poller still
+// had on the device: they are delivered later, with a *StopError, once
+// the device cannot touch their memory any more (see StopError). Until a
+// Stop returns without nvme.ErrDeviceOwned, do not close the controllers
+// nor reuse the memory of requests not yet delivered.
+//
+// So Stop returns by ctx's deadline plus StopGrace (the Done callbacks of
+// the requests failed from the rings run in that time; they must not
+// block). Every accepted request completes exactly once either way.
+// Calling Stop again waits, by the same rule with its own ctx, for the
+// pollers still running, and returns the errors of closing their queue
+// pairs, or nil.
 //
 // Any goroutine except a poller's (from a Done callback it would wait for
 // itself).
 func (g *Group) Stop(ctx context.Context) error {
 	g.stopMu.Lock()
 	defer g.stopMu.Unlock()
-	if g.stopped {
-		return nil
-	}
-	g.stopped = true
-	for _, p := range g.pollers {
-		p.beginStop()
+	if !g.stopped {
+		g.stopped = true
+		for _, p := range g.pollers {
+			p.beginStop()
+		}
 	}
 	var errs []error
+	ended := false
+drain:
 	for _, p := range g.pollers {
-		errs = append(errs, p.waitStop(ctx))
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			ended = true
+			break drain
+		}
+	}
+	if ended {
+		for _, p := range g.pollers {
+			p.state.Store(stateAborting)
+			p.kick()
+		}
+		t := time.NewTimer(g.opts.StopGrace)
+		defer t.Stop()
+	grace:
+		for _, p := range g.pollers {
+			select {
+			case <-p.done:
+			case <-t.C:
+				break grace
+			}
+		}
+		errs = append(errs, fmt.Errorf("%w: %w", ErrStopped, context.Cause(ctx)))
+	}
+	for _, p := range g.pollers {
+		select {
+		case <-p.done:
+			if !p.reported {
+				p.reported = true
+				errs = append(errs, p.closeErr)
+			}
+		default:
+			errs = append(errs, p.pendingError())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -333,14 +417,18 @@ func (g *Group) Close() error { return g.Stop(context.Background()) }
 func (h *Handle) Controller() *nvme.Controller { return h.ctrl }
 
 // Submit hands r to a poller that owns a queue pair on the handle's
-// controller. Routing: the next poller in round-robin order; with
-// Options.RouteByCPU, the poller on the caller's CPU (one getcpu system
-// call) if there is one serving this controller, and when the caller is
-// that poller's own goroutine (a Done callback resubmitting), r goes
-// straight to the queue pair and its errors are returned. Otherwise r goes
-// through the poller's inbound ring, and an error the queue pair finds
-// later (nvme.ErrInvalid, nvme.ErrNotDMA,
-// nvme.ErrRemoved, ...) reaches the caller through Done, in r.Err.
+// controller. Routing: a request resubmitted while its own Done runs (a
+// Done callback sending it down again, as SPDK's perf does) stays on the
+// poller running that Done, if it serves this controller, and goes to its
+// queue pair when Done returns: no ring, no system call. Otherwise the
+// next poller in round-robin order; with Options.RouteByCPU, the poller
+// on the caller's CPU (one getcpu system call) if there is one serving
+// this controller, and when the caller is that poller's own goroutine, r
+// goes straight to the queue pair and its errors are returned. Otherwise r
+// goes through the poller's inbound ring. An error the queue pair finds
+// later (nvme.ErrInvalid, nvme.ErrNotDMA, nvme.ErrRemoved, ...), on the
+// direct path after Done or through the ring, reaches the caller through
+// Done, in r.Err.
 //
 // A full ring: with FullWait the caller waits for room, with FullFail it
 // gets ErrBusy; a poller goroutine never waits on another poller's ring:
@@ -352,6 +440,9 @@ func (h *Handle) Controller() *nvme.Controller { return h.ctrl }
 func (h *Handle) Submit(r *nvme.Request) error {
 	if r.Done == nil {
 		return errNoDone
+	}
+	if h.resubmit(r) {
+		return nil
 	}
 	var p *Poller
 	if h.g.opts.RouteByCPU {
@@ -369,10 +460,10 @@ func (h *Handle) Submit(r *nvme.Request) error {
 
 // SubmitTo hands r to poller p, which must serve the handle's controller
 // (one of Group.Pollers with a queue pair on it; otherwise an error
-// wrapping nvme.ErrInvalid), through p's inbound ring: for callers that
-// place work on a chosen poller, as nvmectl perf starts each job on its
-// own. Backpressure, errors and Done as for Submit. It allocates nothing.
-// Any goroutine.
+// wrapping nvme.ErrInvalid), through p's inbound ring, or directly when
+// r's Done is running on p (as Submit): for callers that place work on a
+// chosen poller, as nvmectl perf starts each job on its own. Backpressure,
+// errors and Done as for Submit. It allocates nothing. Any goroutine.
 func (h *Handle) SubmitTo(p *Poller, r *nvme.Request) error {
 	if r.Done == nil {
 		return errNoDone
@@ -380,7 +471,26 @@ func (h *Handle) SubmitTo(p *Poller, r *nvme.Request) error {
 	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 {
 		return errNoQueue
 	}
+	if o, _ := r.Owner().(*Poller); o == p && h.resubmit(r) {
+		return nil
+	}
 	return h.push(p, r)
+}
+
+// resubmit takes the direct path for r if r's Done is running on a
+// poller of this group that serves the handle's controller: r is handed
+// to that poller, which submits it to its queue pair as soon as Done
+// returns, without the ring and without a system call (see
+// Poller.complete). The poller is the one nvme.Request.Owner names; the
+// claim is one compare-and-swap on the poller's hand-off word, which
+// holds r only while r's Done runs, so any goroutine may take this path
+// and only a request whose Done is running takes it.
+func (h *Handle) resubmit(r *nvme.Request) bool {
+	p, _ := r.Owner().(*Poller)
+	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 || p.hand.Load() != r || p.state.Load() != stateRunning {
+		return false
+	}
+	return p.hand.CompareAndSwap(r, &p.marks[h.idx])
 }
 
 // push puts r on p's inbound ring, applying the backpressure policy.

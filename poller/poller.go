@@ -1,10 +1,10 @@
 package poller
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -56,8 +56,16 @@ type Poller struct {
 
 	tid      atomic.Int32  // kernel thread ID while the poller runs, else 0
 	state    atomic.Uint32 // stateRunning, stateDraining, stateAborting
-	sleeping uint32        // 1 while parked or about to park (atomic; a futex word)
+	sleeping uint32        // 1 while parked or napping, or about to (atomic; a futex word)
 	done     chan struct{} // closed when the goroutine has finished
+	owned    atomic.Int64  // requests on the device while stopping (-1: not counted yet)
+	reported bool          // Stop reported closeErr (Group.stopMu)
+
+	// The direct path of a resubmission from Done (Handle.resubmit):
+	// hand holds the request whose Done runs, and a submitter that
+	// resubmits it swaps in &marks[c] for controller c.
+	hand  atomic.Pointer[nvme.Request]
+	marks []nvme.Request // one per controller of the group; never submitted
 
 	// Written by submitters.
 	fullWaits atomic.Uint64
@@ -68,7 +76,6 @@ type Poller struct {
 	inflight  int   // requests handed to queue pairs, not completed
 	idleSince int64 // monotonic ns of the first idle pass in a row, 0 when busy
 	idleRun   int   // idle passes in a row
-	yielding  bool  // the adaptive policy is in its yield phase
 	lastPub   int64
 	cpuNS     int64
 	scratch   []uint64
@@ -137,6 +144,9 @@ func (p *Poller) submit(qi int32, r *nvme.Request, stamp int64) error {
 		p.c.misuse++
 		return nvme.ErrBusy
 	}
+	if o, _ := r.Owner().(*Poller); o != p {
+		r.SetOwner(p)
+	}
 	r.Done = p.onDone
 	if err := p.qps[qi].qp.Submit(r); err != nil {
 		e, _ := p.tbl.take(r)
@@ -148,7 +158,12 @@ func (p *Poller) submit(qi int32, r *nvme.Request, stamp int64) error {
 }
 
 // complete is the Done callback of every request the poller submits: it
-// restores the caller's Done, records the latency, and calls it.
+// restores the caller's Done, records the latency, and calls it. While
+// the caller's Done runs, p.hand holds r: a Handle.Submit of r then (from
+// Done, or from any goroutine Done handed r to) claims it, and r goes to
+// the claimed queue pair once Done has returned, on this goroutine, which
+// owns the queue pairs. So the direct path needs no goroutine identity:
+// whoever resubmits, the poller does the submission.
 func (p *Poller) complete(r *nvme.Request) {
 	e, ok := p.tbl.take(r)
 	if !ok {
@@ -161,13 +176,33 @@ func (p *Poller) complete(r *nvme.Request) {
 	p.inflight--
 	p.c.completed++
 	q := p.qps[e.qp]
-	q.hist.record(monotonic() - e.stamp)
+	now := monotonic()
+	q.hist.record(now - e.stamp)
 	q.count(r)
 	if r.Err != nil && p.state.Load() == stateAborting {
 		r.Err = &StopError{Cause: r.Err}
 		p.c.failed++
 	}
+	p.hand.Store(r)
 	e.done(r)
+	if m := p.hand.Swap(nil); m != r {
+		p.resubmitted(r, m, now)
+	}
+}
+
+// resubmitted submits r, which a Handle.Submit claimed during its Done by
+// swapping in mark m, to the queue pair of m's controller. Its latency
+// counts from now, when its previous command's completion was reaped (one
+// clock read less per I/O; the Done in between is the caller's time). An
+// error goes to r's Done: Submit already returned nil.
+func (p *Poller) resubmitted(r, m *nvme.Request, now int64) {
+	ci := int32(0)
+	for ci < int32(len(p.marks)) && m != &p.marks[ci] {
+		ci++
+	}
+	if err := p.submitLocal(ci, r, now); err != nil && !errors.Is(err, nvme.ErrBusy) {
+		p.fail(r, err) // (ErrBusy: submitted twice while in flight; the first one completes it)
+	}
 }
 
 // fail completes r, which never reached a queue pair, with err.
@@ -260,7 +295,7 @@ func (p *Poller) loop(interval int64) {
 			}
 		}
 		if n != 0 {
-			p.idleRun, p.idleSince, p.yielding = 0, 0, false
+			p.idleRun, p.idleSince = 0, 0
 			continue
 		}
 		p.c.idleLoops++
@@ -270,33 +305,37 @@ func (p *Poller) loop(interval int64) {
 	}
 }
 
-// idle runs after a pass that did nothing (adaptive policy): spin for
-// SpinTime, then yield the processor on each pass until SpinTime+YieldTime,
-// then park. With requests in flight it never parks (the device is
-// expected to answer). The clock is read every 16 idle passes.
+// Naps of an adaptive poller with requests in flight last a sixteenth of
+// the time it has waited so far, within these bounds.
+const (
+	napMin = 20 * time.Microsecond
+	napMax = time.Millisecond
+)
+
+// idle runs after a pass that did nothing (adaptive policy). With nothing
+// in flight it spins for SpinTime, then parks. With requests in flight it
+// spins for SpinTime+YieldTime, then naps between passes. It never yields
+// with runtime.Gosched: on a thread locked to the goroutine that is two
+// thread hand-offs per call, paid by the next completion. The clock is
+// read every 16 idle passes.
 func (p *Poller) idle() {
 	p.idleRun++
 	if p.idleRun&15 != 0 {
-		if p.yielding {
-			p.c.yields++
-			runtime.Gosched()
-		}
 		return
 	}
 	now := monotonic()
 	if p.idleSince == 0 {
 		p.idleSince = now
 	}
-	spin, yield := int64(p.g.opts.SpinTime), int64(p.g.opts.YieldTime)
-	switch idleFor := now - p.idleSince; {
-	case idleFor < spin:
-	case idleFor < spin+yield || p.inflight != 0:
-		p.yielding = true
-		p.c.yields++
-		runtime.Gosched()
-	default:
-		p.yielding = false
-		p.park(now)
+	idleFor := now - p.idleSince
+	spin := int64(p.g.opts.SpinTime)
+	switch {
+	case p.inflight == 0:
+		if idleFor >= spin {
+			p.park(now)
+		}
+	case idleFor >= spin+int64(p.g.opts.YieldTime):
+		p.nap(time.Duration(min(max(idleFor/16, int64(napMin)), int64(napMax))))
 	}
 }
 
@@ -321,15 +360,28 @@ func (p *Poller) park(now int64) {
 	p.idleRun, p.idleSince = 0, 0
 }
 
+// nap sleeps for d at most, with requests in flight: the device is slow,
+// so the poller gives its CPU up for a fraction of the time it has been
+// waiting. A submitter or Stop ends the nap early, as they end a park.
+func (p *Poller) nap(d time.Duration) {
+	p.c.yields++
+	atomic.StoreUint32(&p.sleeping, 1)
+	if p.in.empty() && p.state.Load() == stateRunning {
+		futexWaitTimeout(&p.sleeping, 1, d)
+	}
+	atomic.StoreUint32(&p.sleeping, 0)
+}
+
 // abort fails everything that remains: the ring's entries with ErrStopped,
 // and (by closing the queue pairs) what is in flight, with a StopError.
 func (p *Poller) abort() {
 	for spins := 0; !p.in.drained(); spins++ {
 		c, ok := p.in.peek()
 		if !ok {
-			// A submitter claimed a cell and has not published it yet.
+			// A submitter claimed a cell and has not published it
+			// yet: it is between two atomic operations.
 			if spins > 64 {
-				runtime.Gosched()
+				time.Sleep(time.Microsecond)
 			}
 			continue
 		}
@@ -341,18 +393,83 @@ func (p *Poller) abort() {
 	p.closeQueues()
 }
 
+// Pauses between attempts to close a queue pair the device still owns.
+const (
+	reclosePauseMin = time.Millisecond
+	reclosePauseMax = 50 * time.Millisecond
+)
+
 // closeQueues closes every queue pair (outstanding requests complete with
-// an error, through complete). Poller goroutine only.
+// an error, through complete). A queue pair whose queues could not be
+// deleted while the controller may still use them (nvme.ErrDeviceOwned)
+// keeps its requests and memory: the controller is reset, as Linux does
+// when a queue cannot be deleted (the nvme package asks for that reset
+// itself when the deletion timed out; the poller does if it did not, or
+// if nothing happened within resetWait), and the poller closes the queue
+// pair again once the reset (or a removal, or Close) let go of it; Stop
+// reports the requests meanwhile. Poller goroutine only.
 func (p *Poller) closeQueues() {
+	p.owned.Store(int64(p.inflight))
 	var errs []error
-	for _, q := range p.qps {
-		if err := q.qp.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %w", p.id, q.qid, q.ctrl, err))
+	pending := slices.Clone(p.qps)
+	failedAt := map[int32]time.Time{}
+	pause := reclosePauseMin
+	for {
+		rest := pending[:0]
+		for _, q := range pending {
+			err := q.qp.Close()
+			if !errors.Is(err, nvme.ErrDeviceOwned) {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %w", p.id, q.qid, q.ctrl, err))
+				}
+				continue
+			}
+			rest = append(rest, q)
+			t, seen := failedAt[q.ctrl]
+			if !seen {
+				// Reported without wrapping ErrDeviceOwned: by the
+				// time Stop returns this, it is over.
+				failedAt[q.ctrl] = time.Now()
+				errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %v; the controller was reset to let go of it", p.id, q.qid, q.ctrl, err))
+			}
+			if (seen || !errors.Is(err, nvme.ErrTimeout)) && time.Since(t) >= resetWait {
+				failedAt[q.ctrl] = time.Now()
+				if err := p.resetCtrl(q); err != nil {
+					errs = append(errs, err)
+				}
+			}
 		}
+		pending = rest
+		p.owned.Store(int64(p.inflight))
+		if len(pending) == 0 {
+			break
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, reclosePauseMax)
 	}
 	if p.closeErr == nil {
 		p.closeErr = errors.Join(errs...)
 	}
+}
+
+// resetWait is how long the poller waits for a reset someone else asked
+// for before it resets a controller that holds a queue pair it closes.
+const resetWait = time.Second
+
+// resetCtrl resets the controller of q so that the device lets go of q's
+// queues. A failed reset ends the wait too: it leaves the controller
+// Failed or Removed, and QueuePair.Close releases a queue pair of such a
+// controller (what a failed controller may still do is package nvme's
+// concern).
+func (p *Poller) resetCtrl(q *qstate) error {
+	c := p.g.ctrls[q.ctrl]
+	if c.State() == nvme.StateResetting {
+		return nil // under way already
+	}
+	if err := c.Reset(); err != nil {
+		return fmt.Errorf("poller %d: reset controller %d to release queue %d: %w", p.id, q.ctrl, q.qid, err)
+	}
+	return nil
 }
 
 // beginStop closes the ring and asks the poller to drain. Any goroutine.
@@ -362,18 +479,13 @@ func (p *Poller) beginStop() {
 	p.kick()
 }
 
-// waitStop waits for the poller to finish draining, or for ctx to end, in
-// which case it tells the poller to fail what remains and waits for that.
-func (p *Poller) waitStop(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.closeErr
-	case <-ctx.Done():
+// pendingError describes, for Stop, a poller that has not finished.
+func (p *Poller) pendingError() error {
+	n := p.owned.Load()
+	if n < 0 {
+		return fmt.Errorf("poller %d: %w: it has not finished and not yet closed its queue pairs (a Done callback may block)", p.id, nvme.ErrDeviceOwned)
 	}
-	p.state.Store(stateAborting)
-	p.kick()
-	<-p.done
-	return errors.Join(fmt.Errorf("poller %d: %w: %w", p.id, ErrStopped, context.Cause(ctx)), p.closeErr)
+	return fmt.Errorf("poller %d: %w: %d requests still on the device; they are delivered with a *StopError once it lets go of them", p.id, nvme.ErrDeviceOwned, n)
 }
 
 // clock is the monotonic time base of latency stamps.

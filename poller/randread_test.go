@@ -76,10 +76,11 @@ func TestRandReadFake(t *testing.T) {
 		t.Errorf("zeros expected on the pattern: %v", err)
 	}
 
-	// Reads of the first 64 KiB complete with success without being
-	// executed: their buffers keep the poison, and the device's count of
-	// read commands falls short of what was issued.
-	r.fake.InjectStatus(nvmetest.IO(spec.IORead).Range(0, 128), 0, 0, -1)
+	// Reads of the first 512 KiB (an eighth of the span, so that even a
+	// slow run of a few dozen reads hits it) complete with success
+	// without being executed: their buffers keep the poison, and the
+	// device's count of read commands falls short of what was issued.
+	r.fake.InjectStatus(nvmetest.IO(spec.IORead).Range(0, 1024), 0, 0, -1)
 	_, err = randRead(t, r.ctrl, r.ns, cpus, 32, 300*time.Millisecond, span, false)
 	if err == nil || !strings.Contains(err.Error(), "byte 0 is 0xa5a5a5a5a5a5a5a5") || !strings.Contains(err.Error(), "the device's SMART log counts ") {
 		t.Errorf("reads not executed: %v", err)

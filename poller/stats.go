@@ -18,7 +18,7 @@ type counters struct {
 	completed uint64 // requests completed through the poller (any status)
 	failed    uint64 // requests completed with an error the poller delivered (refused by the queue pair, stopped)
 	parks     uint64 // times the poller went to sleep (adaptive idle policy)
-	yields    uint64 // runtime.Gosched calls while idle
+	yields    uint64 // naps with requests in flight (IdleAdaptive)
 	misuse    uint64 // requests submitted again while in flight (ignored)
 }
 
@@ -30,11 +30,11 @@ type PollerStats struct {
 	Loops     uint64 // passes of the poll loop
 	IdleLoops uint64 // passes that took nothing from the ring and reaped nothing
 	Taken     uint64 // submissions taken from the inbound ring
-	Local     uint64 // submissions made directly on the poller goroutine
+	Local     uint64 // submissions made directly on the poller goroutine (SubmitLocal, and resubmissions from Done)
 	Completed uint64 // requests completed through the poller (Done called), any status
 	Failed    uint64 // requests the poller completed with its own error (refused by the queue pair, stopped)
 	Parks     uint64 // times the poller parked (adaptive idle policy)
-	Yields    uint64 // runtime.Gosched calls while idle
+	Yields    uint64 // naps: times the poller gave its thread up while idle with requests in flight (IdleAdaptive; it never calls runtime.Gosched)
 	Misuse    uint64 // submissions of a request already in flight on this poller (ignored)
 	InFlight  uint64 // requests handed to queue pairs and not completed
 

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -93,4 +94,10 @@ func futexWait(addr *uint32, val uint32) {
 // futexWake wakes one thread sleeping on addr.
 func futexWake(addr *uint32) {
 	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), _FUTEX_WAKE|_FUTEX_PRIVATE_FLAG, 1, 0, 0, 0)
+}
+
+// futexWaitTimeout is futexWait that gives up after d.
+func futexWaitTimeout(addr *uint32, val uint32, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), _FUTEX_WAIT|_FUTEX_PRIVATE_FLAG, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
