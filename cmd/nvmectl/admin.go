@@ -24,15 +24,38 @@ func adminCmds(a app, g *globals) []*cobra.Command {
 }
 
 // ctrlCmd builds a verb that opens the controller named by its argument.
-func ctrlCmd(a app, use, short string, run func(cmd *cobra.Command, c *nvme.Controller) error) *cobra.Command {
+// check, when not nil, validates the flags before anything else happens:
+// a usage error found without the device must never cost a bring-up
+// (which resets the controller).
+func ctrlCmd(a app, use, short string, check func(cmd *cobra.Command) error, run func(cmd *cobra.Command, c *nvme.Controller) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " ADDR",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if check != nil {
+				if err := check(cmd); err != nil {
+					return err
+				}
+			}
 			return withCtrl(a, args[0], func(c *nvme.Controller) error { return run(cmd, c) })
 		},
 	}
+}
+
+// checkNSIDFlag refuses namespace IDs no command may name: 0, and the
+// broadcast value 0xffffffff unless allowed.
+func checkNSIDFlag(nsid uint32, broadcast bool) error {
+	if nsid == 0 {
+		return usagef("--namespace-id 0 is not a namespace (namespace IDs start at 1)")
+	}
+	if nsid == spec.NSIDAll && !broadcast {
+		return usagef("--namespace-id 0xffffffff (every namespace) does not apply here: name one namespace")
+	}
+	return nil
 }
 
 var oacsNames = map[uint]string{0: "Security", 1: "Format NVM", 2: "Firmware", 3: "Namespace Management",
@@ -200,7 +223,7 @@ func psdRecord(p spec.PowerState) record {
 }
 
 func idCtrlCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "id-ctrl", "Identify Controller (nvme id-ctrl)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "id-ctrl", "Identify Controller (nvme id-ctrl)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		id := c.Identify()
 		r := idCtrlRecord(id, g.human)
 		w := cmd.OutOrStdout()
@@ -288,7 +311,7 @@ func lbafRecord(id *spec.IdentifyNamespace, i int) record {
 
 func idNSCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
-	cmd := ctrlCmd(a, "id-ns", "Identify Namespace (nvme id-ns)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "id-ns", "Identify Namespace (nvme id-ns)", func(*cobra.Command) error { return checkNSIDFlag(nsid, false) }, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if err := checkNSID(c, nsid); err != nil {
 			return err
 		}
@@ -326,7 +349,7 @@ func idNSCmd(a app, g *globals) *cobra.Command {
 }
 
 func listNSCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "list-ns", "List active namespace IDs (nvme list-ns)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "list-ns", "List active namespace IDs (nvme list-ns)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		var ids []uint32
 		for after := uint32(0); ; {
 			page, err := c.ActiveNamespaces(after)
@@ -356,7 +379,7 @@ func listNSCmd(a app, g *globals) *cobra.Command {
 
 func nsDescsCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
-	cmd := ctrlCmd(a, "ns-descs", "Namespace Identification Descriptors (nvme ns-descs)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "ns-descs", "Namespace Identification Descriptors (nvme ns-descs)", func(*cobra.Command) error { return checkNSIDFlag(nsid, false) }, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if err := checkNSID(c, nsid); err != nil {
 			return err
 		}
@@ -435,7 +458,7 @@ func smartRecord(s *spec.SMARTLog, human bool) record {
 }
 
 func smartLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		s, err := c.SMARTLog()
 		if err != nil {
 			return err
@@ -468,7 +491,12 @@ func errorLogRecord(e spec.ErrorLogEntry, human bool) record {
 
 func errorLogCmd(a app, g *globals) *cobra.Command {
 	var entries int
-	cmd := ctrlCmd(a, "error-log", "Error Information log (nvme error-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "error-log", "Error Information log (nvme error-log)", func(*cobra.Command) error {
+		if entries < 0 || entries > 256 {
+			return usagef("error-log: --log-entries %d: want 1 to 256 (0: ELPE+1)", entries)
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		n := entries
 		if n <= 0 {
 			n = int(c.Identify().ELPE) + 1
@@ -513,7 +541,7 @@ func fwRevNumber(s string) uint64 {
 }
 
 func fwLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "fw-log", "Firmware Slot Information log (nvme fw-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "fw-log", "Firmware Slot Information log (nvme fw-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		f, err := c.FirmwareSlotLog()
 		if err != nil {
 			return err
@@ -540,7 +568,7 @@ func fwLogCmd(a app, g *globals) *cobra.Command {
 }
 
 func effectsLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "effects-log", "Commands Supported and Effects log (nvme effects-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "effects-log", "Commands Supported and Effects log (nvme effects-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		l, err := c.CommandEffectsLog()
 		if err != nil {
 			return err
@@ -648,19 +676,21 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 	var fid, sel uint8
 	var nsid, cdw11 uint32
 	var dataLen int
-	cmd := ctrlCmd(a, "get-feature", "Get Features (nvme get-feature -f FID)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "get-feature", "Get Features (nvme get-feature -f FID)", func(cmd *cobra.Command) error {
 		if !cmd.Flags().Changed("feature-id") {
 			return usagef("get-feature: -f/--feature-id is required")
 		}
 		if sel > 3 {
 			return usagef("get-feature: --sel %d: want 0 (current), 1 (default), 2 (saved) or 3 (supported capabilities)", sel)
 		}
+		if dataLen < 0 || dataLen > 4096 {
+			return usagef("get-feature: --data-len %d: want 0 to 4096", dataLen)
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		n := dataLen
 		if !cmd.Flags().Changed("data-len") {
 			n = featureDataLen(fid)
-		}
-		if n < 0 || n > 4096 {
-			return usagef("get-feature: --data-len %d: want 0 to 4096", n)
 		}
 		data := make([]byte, n)
 		if sel == spec.SelSupportedCap {
@@ -736,10 +766,15 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 	var fid uint8
 	var nsid, value uint32
 	var save bool
-	cmd := ctrlCmd(a, "set-feature", "Set Features (nvme set-feature -f FID -v VALUE)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "set-feature", "Set Features (nvme set-feature -f FID -v VALUE)", func(cmd *cobra.Command) error {
 		if !cmd.Flags().Changed("feature-id") || !cmd.Flags().Changed("value") {
 			return usagef("set-feature: -f/--feature-id and -v/--value are required")
 		}
+		if fid == spec.FeatureNumberOfQueues {
+			return usagef("set-feature: %s is the driver's: it negotiates the queues at every bring-up", spec.FeatureName(fid))
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		dw0, err := c.SetFeature(fid, nsid, value, nil, save)
 		if err != nil {
 			return err
@@ -812,7 +847,7 @@ var registers = []register{
 }
 
 func showRegsCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "show-regs", "Controller registers (nvme show-regs)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "show-regs", "Controller registers (nvme show-regs)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		regs := c.Registers()
 		var r record
 		for _, reg := range registers {
@@ -845,13 +880,24 @@ func formatCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
 	var lbaf, ses uint8
 	var force bool
-	cmd := ctrlCmd(a, "format", "Format NVM: erase a namespace, optionally with a new LBA format (needs --force)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "format", "Format NVM: erase a namespace, optionally with a new LBA format (needs --force)", func(cmd *cobra.Command) error {
 		if !cmd.Flags().Changed("namespace-id") {
 			return usagef("format: -n/--namespace-id is required (0xffffffff formats every namespace)")
+		}
+		if err := checkNSIDFlag(nsid, true); err != nil {
+			return err
 		}
 		if ses > 2 {
 			return usagef("format: --ses %d: want 0 (none), 1 (user data erase) or 2 (cryptographic erase)", ses)
 		}
+		if lbaf > 63 {
+			return usagef("format: --lbaf %d: want 0 to 63", lbaf)
+		}
+		if !force {
+			return usagef("format erases every block of namespace %#x: add --force (nvmectl never prompts: scripts use it)", nsid)
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if nsid != spec.NSIDAll {
 			if err := checkNSID(c, nsid); err != nil {
 				return err
@@ -875,9 +921,6 @@ func formatCmd(a app, g *globals) *cobra.Command {
 		}
 		if int(f) >= id.NumFormats() || id.LBAF[f].LBADS == 0 {
 			return usagef("format: LBA format %d does not exist (namespace %d has %d: 0-%d)", f, idNS, id.NumFormats(), id.NumFormats()-1)
-		}
-		if !force {
-			return usagef("format erases every block of namespace %#x: add --force (nvmectl never prompts: scripts use it)", nsid)
 		}
 		if c.Identify().OACS&spec.OACSFormatNVM == 0 {
 			return devicef("format: the controller does not support Format NVM (OACS)")

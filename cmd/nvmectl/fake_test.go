@@ -273,7 +273,7 @@ func TestFakeBadInput(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"write", fakeAddr, "-s", "4090", "-c", "7", "-d", in}, exitUsage, "past the end of namespace 1 (4096 blocks"},
-		{[]string{"write", fakeAddr, "-s", "4088", "-z", "1000", "-d", in}, exitUsage, "not a multiple of the 512-byte block size"},
+		{[]string{"write", fakeAddr, "-s", "4088", "-z", "1000", "-d", in}, exitUsage, "--data-size 1000: want a positive multiple of the block size"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-c", "3", "-d", short}, exitUsage, "holds 1000 bytes, 2048 needed"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-n", "9", "-d", in}, exitUsage, "namespace 9 is not active"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-c", "1", "-z", "512"}, exitUsage, "disagree"},

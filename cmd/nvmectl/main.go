@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -159,6 +161,10 @@ func (f *format) Set(s string) error {
 	case formatNormal, formatJSON:
 		*f = format(s)
 		return nil
+	}
+	if _, err := strconv.ParseUint(strings.TrimSuffix(strings.ToLower(s), "k"), 0, 64); err == nil {
+		// SPDK perf's -o is the I/O size; a ported command line lands here.
+		return fmt.Errorf("output format %q: want normal or json (-o is the output format; SPDK perf's -o, the I/O size, is -s/--io-size here)", s)
 	}
 	return fmt.Errorf("output format %q: want normal or json", s)
 }

@@ -93,6 +93,9 @@ type perfConfig struct {
 	verify  bool
 	seed    uint64 // tag of --verify's pattern; 0 picks one
 	metrics string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
+	// metricsLn listens on metrics: opened before any controller, so a
+	// port that cannot be had is a usage error that costs no bring-up.
+	metricsLn net.Listener
 
 	// Test hooks, nil in nvmectl: called when the measure phase starts
 	// and when it ends (before the drain).
@@ -190,10 +193,10 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
 	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics}
 	seen := map[string]bool{}
-	for _, a := range args {
-		a = strings.ToLower(a)
-		if !validAddr(a) {
-			return nil, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", a)
+	for _, arg := range args {
+		a, err := parseAddr(arg)
+		if err != nil {
+			return nil, err
 		}
 		if seen[a] {
 			return nil, usagef("controller %s is named twice", a)
@@ -385,6 +388,14 @@ type perfTarget struct {
 }
 
 func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, stderr io.Writer) (err error) {
+	if cfg.metrics != "" && cfg.metricsLn == nil {
+		ln, err := net.Listen("tcp", cfg.metrics)
+		if err != nil {
+			return usagef("--metrics-addr %s: %v", cfg.metrics, err)
+		}
+		defer ln.Close()
+		cfg.metricsLn = ln
+	}
 	for _, addr := range cfg.addrs {
 		info, err := findCtrl(a, addr)
 		if err != nil {
@@ -758,8 +769,8 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		}
 		run.freeBuffers()
 	}()
-	if cfg.metrics != "" {
-		stopMetrics, err := perfServeMetrics(cfg.metrics, g, ctrls, names, live)
+	if cfg.metricsLn != nil {
+		stopMetrics, err := perfServeMetrics(cfg.metricsLn, g, ctrls, names, live)
 		if err != nil {
 			return nil, err
 		}
@@ -833,16 +844,12 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 }
 
 // perfServeMetrics serves g's and ctrls' metrics (controller label: names)
-// and /healthz on addr until the returned function is called, which stops
-// the server and waits for it. A listen error is a usage error.
-func perfServeMetrics(addr string, g *poller.Group, ctrls []*nvme.Controller, names []string, live io.Writer) (func(), error) {
+// and /healthz on ln until the returned function is called, which stops
+// the server and waits for it (and closes ln).
+func perfServeMetrics(ln net.Listener, g *poller.Group, ctrls []*nvme.Controller, names []string, live io.Writer) (func(), error) {
 	reg := prometheus.NewRegistry()
 	if err := metrics.RegisterWith(reg, g, &metrics.Options{Names: names}, ctrls...); err != nil {
 		return nil, deviceError{err}
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, usagef("--metrics-addr %s: %v", addr, err)
 	}
 	fmt.Fprintf(live, "perf: serving /metrics and /healthz on http://%s\n", ln.Addr())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -33,12 +33,13 @@ func (s *selection) pick(a app, args []string) ([]vfio.Controller, error) {
 	if err != nil {
 		return nil, deviceError{fmt.Errorf("list controllers: %w", err)}
 	}
-	for _, l := range [][]string{s.allow, s.deny} {
-		for _, addr := range l {
-			if !validAddr(strings.ToLower(addr)) {
-				return nil, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", addr)
-			}
-		}
+	allow, err := parseAddrs(s.allow)
+	if err != nil {
+		return nil, err
+	}
+	deny, err := parseAddrs(s.deny)
+	if err != nil {
+		return nil, err
 	}
 	var chosen []vfio.Controller
 	if len(args) == 0 {
@@ -54,10 +55,10 @@ func (s *selection) pick(a app, args []string) ([]vfio.Controller, error) {
 	}
 	var out []vfio.Controller
 	for _, c := range chosen {
-		if len(s.allow) > 0 && !slices.Contains(lower(s.allow), c.Addr) {
+		if len(allow) > 0 && !slices.Contains(allow, c.Addr) {
 			continue
 		}
-		if slices.Contains(lower(s.deny), c.Addr) {
+		if slices.Contains(deny, c.Addr) {
 			continue
 		}
 		out = append(out, c)
@@ -65,12 +66,17 @@ func (s *selection) pick(a app, args []string) ([]vfio.Controller, error) {
 	return out, nil
 }
 
-func lower(l []string) []string {
+// parseAddrs normalizes a list of PCI addresses (parseAddr).
+func parseAddrs(l []string) ([]string, error) {
 	out := make([]string, len(l))
 	for i, s := range l {
-		out[i] = strings.ToLower(s)
+		a, err := parseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
 	}
-	return out
+	return out, nil
 }
 
 // setupResult is one controller's line in setup's and reset's output.
