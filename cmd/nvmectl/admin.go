@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
@@ -792,6 +793,10 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 		sv := 0
 		if save {
 			sv = 1
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "nvmectl: note: set without --save: every nvmectl command brings the controller up again, "+
+				"a controller reset, after which a controller that follows the spec reverts feature %#02x to its saved or default value; "+
+				"add -s/--save to keep it\n", fid)
 		}
 		fmt.Fprintf(w, "set-feature:0x%02x (%s), value:0x%08x, cdw12:0x00000000, save:%d\n", fid, spec.FeatureName(fid), value, sv)
 		if g.human {
@@ -803,7 +808,7 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 	})
 	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier (required)")
 	cmd.Flags().Uint32VarP(&value, "value", "v", 0, "new value, command dword 11 (required)")
-	cmd.Flags().BoolVar(&save, "save", false, "keep the value across resets (SV)")
+	cmd.Flags().BoolVarP(&save, "save", "s", false, "keep the value across resets and power cycles (SV)")
 	nsFlag(cmd, &nsid, 0, "namespace (0 for controller-wide features)")
 	return cmd
 }
@@ -847,33 +852,72 @@ var registers = []register{
 }
 
 func showRegsCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "show-regs", "Controller registers (nvme show-regs)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
-		regs := c.Registers()
-		var r record
-		for _, reg := range registers {
-			width := uintptr(4)
-			if reg.wide {
-				width = 8
+	var afterInit bool
+	cmd := &cobra.Command{
+		Use:   "show-regs ADDR",
+		Short: "Controller registers as found, before any bring-up (nvme show-regs)",
+		Long: "show-regs prints the controller registers as it finds them: BAR0 is mapped read-only\n" +
+			"through sysfs and only read, with no VFIO open and no reset, so the state a crashed\n" +
+			"program left (CSTS.CFS, a shutdown, its admin queue registers) is still there to see.\n" +
+			"--after-init brings the controller up first, as the other verbs do (a reset), and shows\n" +
+			"the registers as nvmectl set them.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
 			}
-			if int(reg.off+width) > regs.Len() {
-				continue
+			w := cmd.OutOrStdout()
+			if afterInit {
+				return withCtrl(a, args[0], func(c *nvme.Controller) error {
+					return emit(w, g, "", registersRecord(c.Registers(), g.human))
+				})
 			}
-			var v uint64
-			var t string
-			if reg.wide {
-				v = regs.Read64(reg.off)
-				t = fmt.Sprintf("0x%016x", v)
-			} else {
-				v = uint64(regs.Read32(reg.off))
-				t = fmt.Sprintf("0x%08x", v)
+			info, err := findCtrl(a, args[0])
+			if err != nil {
+				return err
 			}
-			if g.human && reg.human != nil {
-				t += "  " + reg.human(v)
+			regs, unmap, err := a.regs(info.Addr)
+			if err != nil {
+				return devicef("show-regs: %w; --after-init reads them after a bring-up instead", err)
 			}
-			r.add(reg.name, v, t)
+			defer unmap()
+			r := registersRecord(regs, g.human)
+			if g.out != formatJSON {
+				fmt.Fprintf(w, "# %s as found (no bring-up): %s\n", info.Addr, stateName(spec.CC(regs.Read32(spec.RegCC)), spec.CSTS(regs.Read32(spec.RegCSTS))))
+			}
+			return emit(w, g, "", r)
+		},
+	}
+	cmd.Flags().BoolVar(&afterInit, "after-init", false, "bring the controller up first (a reset) and show the registers nvmectl set")
+	return cmd
+}
+
+// registersRecord reads every register show-regs prints that fits in regs.
+func registersRecord(regs mmio.Region, human bool) record {
+	var r record
+	for _, reg := range registers {
+		width := uintptr(4)
+		if reg.wide {
+			width = 8
 		}
-		return emit(cmd.OutOrStdout(), g, "", r)
-	})
+		if int(reg.off+width) > regs.Len() {
+			continue
+		}
+		var v uint64
+		var t string
+		if reg.wide {
+			v = regs.Read64(reg.off)
+			t = fmt.Sprintf("0x%016x", v)
+		} else {
+			v = uint64(regs.Read32(reg.off))
+			t = fmt.Sprintf("0x%08x", v)
+		}
+		if human && reg.human != nil {
+			t += "  " + reg.human(v)
+		}
+		r.add(reg.name, v, t)
+	}
+	return r
 }
 
 func formatCmd(a app, g *globals) *cobra.Command {

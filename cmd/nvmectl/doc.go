@@ -8,19 +8,29 @@
 //
 // # Setup (setup.sh)
 //
-//	nvmectl list
+//	nvmectl list [--identify]
 //	nvmectl setup [ADDR...] [--hugemem MiB] [--allow A,B] [--deny A,B] [--force]
 //	nvmectl reset [ADDR...] [--allow A,B] [--deny A,B] [--driver nvme]
 //	nvmectl status
 //
-// list prints every NVMe controller (PCI class 0x010802): address,
-// vendor:device, driver, IOMMU group and whether the group is viable for
-// VFIO, then serial, firmware, namespaces ("nsid:size/block size") and
-// model. A controller on vfio-pci that no process holds is opened briefly
-// (a controller reset) to read them; one on the kernel's nvme driver is
-// read from sysfs (/sys/bus/pci/devices/ADDR/nvme/nvmeX, /sys/block).
-// Notes below the table say which controller is in use and which IOMMU
-// group holds devices on other drivers.
+// Addresses are written as lspci prints them: 0000:01:00.0 (lspci -D),
+// 10000:e1:00.0 (a 5-digit domain, as VMD makes), or 01:00.0 (domain 0).
+//
+// list and status never enable, disable or reset a controller. They show
+// what PCI config space, sysfs (through prometheus/procfs: NUMA node, PCIe
+// link speed and width) and the kernel driver offer: list prints every
+// NVMe controller (PCI class 0x010802) with its address, vendor:device,
+// driver, NUMA node, link, IOMMU group and whether the group is viable for
+// VFIO, its state, then serial, firmware, namespaces ("nsid:size/block
+// size") and model. The state of a controller on vfio-pci (or on no
+// driver) comes from CC and CSTS, read through BAR0 mapped read-only from
+// sysfs (resource0): enabled, disabled, shut down, fatal (CSTS.CFS), ...
+// One on the kernel's nvme driver is described from sysfs
+// (/sys/bus/pci/devices/ADDR/nvme/nvmeX, /sys/block). Identity and
+// namespaces of a controller on vfio-pci need Identify, so a bring-up:
+// list --identify opens each idle one (and says on standard error that it
+// resets it). Notes below the table say which controller is in use and
+// which IOMMU group holds devices on other drivers.
 //
 // setup binds the named controllers (all without arguments; --allow keeps
 // only those, --deny drops those, like PCI_ALLOWED and PCI_BLOCKED) to
@@ -49,17 +59,27 @@
 //	nvmectl fw-log ADDR                   Firmware Slot Information
 //	nvmectl effects-log ADDR              Commands Supported and Effects
 //	nvmectl get-feature ADDR -f FID [-s SEL] [--cdw11 V] [-n NSID] [-l LEN]
-//	nvmectl set-feature ADDR -f FID -v VALUE [--save] [-n NSID]
-//	nvmectl show-regs ADDR                controller registers
+//	nvmectl set-feature ADDR -f FID -v VALUE [-s] [-n NSID]
+//	nvmectl show-regs ADDR [--after-init] controller registers, as found
 //	nvmectl format ADDR -n NSID [-l LBAF] [--ses 0|1|2] --force
 //
 // Numbers take decimal or 0x hex. Every run brings the controller up,
 // which is a controller reset: a device that follows the spec then reverts
 // features set without --save to their saved or default values, so
-// set-feature without --save may not outlive the nvmectl run (QEMU keeps
-// them). format erases the namespace and never prompts: without --force it
-// refuses (exit 1). show-regs reads the registers of the controller as
-// nvmectl brought it up (CC.EN=1, the admin queue nvmectl made).
+// set-feature without -s/--save may not outlive the nvmectl run (QEMU keeps
+// them); set-feature says so on standard error. format erases the
+// namespace and never prompts: without --force it refuses (exit 1).
+//
+// show-regs reads the registers as it finds them, before any bring-up:
+// BAR0 is mapped read-only through sysfs and only loaded from, so a state
+// a crashed program left is still there to see (CSTS.CFS, a shutdown, its
+// admin queue registers). Note that the kernel's vfio-pci resets the
+// function (FLR, where the device has it) when the last process using it
+// through VFIO exits, so on such a device CC and CSTS read 0 after any
+// gonvme program, killed or not; registers a reset keeps (QEMU keeps AQA,
+// ASQ and ACQ) still show that program's admin queue. --after-init brings
+// the controller up first and shows the registers as nvmectl set them (the
+// old behaviour).
 //
 // JSON keys follow nvme-cli's (nvme-print-json.c) where it prints the
 // same data:
@@ -106,16 +126,20 @@
 //	             "changeable" with -s 3; "data" in hex for features with a data structure)
 //	set-feature  "feature_id" "feature_name" "value" "save" "result"
 //	format       "nsid" "lbaf" "ses" "block_size" "metadata_size" "nsze" "usable"
-//	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "iommu_group"
-//	             (null without an IOMMU) "viable" "group_members": [{"address" "driver"
-//	             "bridge" "blocks"}] "model" "serial" "firmware" "namespaces": [{"nsid"
-//	             "blocks" "block_size" "bytes" "device"}] "note"}]}
+//	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "numa_node"
+//	             (null when unknown) "pcie_link": {"speed_gts" "width" "max_speed_gts"
+//	             "max_width"} (null when unknown) "registers": {"vs" "cc" "csts" "state"}
+//	             (null unless read) "identified" "iommu_group" (null without an IOMMU)
+//	             "viable" "group_members": [{"address" "driver" "bridge" "blocks"}] "model"
+//	             "serial" "firmware" "namespaces": [{"nsid" "blocks" "block_size" "bytes"
+//	             "device"}] "note"}]}
 //	setup, reset {"controllers": [{"address" "previous_driver" "driver" "action" "reasons"}]}
 //	             (setup adds "hugepages"); action is bound, already-bound, refused,
 //	             failed, released or left-alone
 //	status       {"hugepages": [{"size_kb" "total" "free"}] "iommu": {"enabled" "groups"}
 //	             "vfio_pci" "memlock": {"soft" "hard" "unlimited"} "controllers": [{"address"
-//	             "vendor_id" "device_id" "driver" "iommu_group" "block_devices" "in_use"}]}
+//	             "vendor_id" "device_id" "driver" "numa_node" "pcie_link" "registers"
+//	             "iommu_group" "block_devices" "in_use"}]}
 //
 // Keys are stable: new ones may be added, none renamed or removed.
 //

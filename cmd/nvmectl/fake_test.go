@@ -10,8 +10,10 @@ import (
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -59,6 +61,9 @@ func newFakeRig(t *testing.T, cfg nvmetest.Config) *fakeRig {
 		},
 		root:  t.TempDir(),
 		stdin: strings.NewReader(""),
+		regs: func(addr string) (mmio.Region, func() error, error) {
+			return fake.Registers(), func() error { return nil }, nil
+		},
 	}
 	return r
 }
@@ -186,14 +191,18 @@ func TestFakeFeaturesAndRegs(t *testing.T) {
 	// Every nvmectl run brings the controller up, a controller reset: the
 	// fake, like the spec, then reverts features not saved to their
 	// defaults. The write cache is on by default.
-	if out := r.ok("set-feature", fakeAddr, "-f", "0x06", "-v", "0"); out != "set-feature:0x06 (Volatile Write Cache), value:0x00000000, cdw12:0x00000000, save:0\n" {
-		t.Errorf("set-feature printed %q", out)
+	code, out, errs := r.run("set-feature", fakeAddr, "-f", "0x06", "-v", "0")
+	if code != exitOK || out != "set-feature:0x06 (Volatile Write Cache), value:0x00000000, cdw12:0x00000000, save:0\n" {
+		t.Errorf("set-feature: exit %d, printed %q", code, out)
+	}
+	if !strings.Contains(errs, "without --save") || !strings.Contains(errs, "reset") {
+		t.Errorf("set-feature without --save did not warn that the next open resets it: stderr %q", errs)
 	}
 	g := r.jsonOf("get-feature", fakeAddr, "-f", "6")
 	if g["feature_id"] != 6.0 || g["value"] != 1.0 || g["feature_name"] != "Volatile Write Cache" || g["sel"] != 0.0 {
 		t.Errorf("get-feature after a reset: %v", g)
 	}
-	code, _, errs := r.run("set-feature", fakeAddr, "-f", "6", "-v", "0", "--save")
+	code, _, errs = r.run("set-feature", fakeAddr, "-f", "6", "-v", "0", "--save")
 	if code != exitDevice || !strings.Contains(errs, "Saveable") {
 		t.Errorf("set-feature --save on the fake: exit %d %q", code, errs)
 	}
@@ -208,13 +217,18 @@ func TestFakeFeaturesAndRegs(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, "Number of Queues") {
 		t.Errorf("set-feature 7: exit %d %q", code, errs)
 	}
-	regs := r.jsonOf("show-regs", fakeAddr)
+	regs := r.jsonOf("show-regs", fakeAddr, "--after-init")
 	hasKeys(t, "show-regs", regs, "cap", "vs", "cc", "csts", "aqa", "asq", "acq")
 	if regs["vs"] != float64(0x10400) {
 		t.Errorf("vs %v", regs["vs"])
 	}
-	if out := r.ok("show-regs", fakeAddr, "-H"); !strings.Contains(out, "1.4.0") || !strings.Contains(out, "rdy=true") {
-		t.Errorf("show-regs -H:\n%s", out)
+	if out := r.ok("show-regs", fakeAddr, "-H", "--after-init"); !strings.Contains(out, "1.4.0") || !strings.Contains(out, "rdy=true") {
+		t.Errorf("show-regs -H --after-init:\n%s", out)
+	}
+	// As found: the last nvmectl run shut the controller down (CC.SHN),
+	// and show-regs, which does not bring it up, shows that.
+	if out := r.ok("show-regs", fakeAddr, "-H"); !strings.Contains(out, "shst=2") || !strings.Contains(out, "as found (no bring-up): shut down") {
+		t.Errorf("show-regs -H as found after a shutdown:\n%s", out)
 	}
 }
 
@@ -295,6 +309,59 @@ func TestFakeBadInput(t *testing.T) {
 	// Nothing was written: the last 8 blocks still hold the pattern.
 	if o := r.ok("read", fakeAddr, "-s", "4088", "-c", "7"); o != string(pattern) {
 		t.Error("blocks 4088-4095 changed by refused commands")
+	}
+}
+
+// TestShowRegsAsFound: show-regs shows a state a crashed program left
+// (here CSTS.CFS) without bringing the controller up, which would clear it;
+// --after-init shows the controller after nvmectl's bring-up.
+func TestShowRegsAsFound(t *testing.T) {
+	r := newCountingRig(t)
+	r.fake.FatalStatus()
+	out := r.ok("show-regs", fakeAddr, "-H")
+	if !strings.Contains(out, "cfs=true") || !strings.Contains(out, "fatal (CSTS.CFS)") {
+		t.Errorf("show-regs as found does not show the fatal status:\n%s", out)
+	}
+	if n := r.opens.Load(); n != 0 {
+		t.Errorf("show-regs opened the controller %d times", n)
+	}
+	// The driver does not bring up a controller with CSTS.CFS set (issue
+	// 13); a function reset clears it, as the kernel's does on a real one.
+	if err := r.fake.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.ok("show-regs", fakeAddr, "-H", "--after-init"); !strings.Contains(out, "cfs=false") || !strings.Contains(out, "rdy=true") {
+		t.Errorf("show-regs --after-init:\n%s", out)
+	}
+	if n := r.opens.Load(); n != 1 {
+		t.Errorf("show-regs --after-init opened the controller %d times, want 1", n)
+	}
+}
+
+// TestListLeavesControllersAlone: list and status read no more than
+// registers: no open, and CC, CSTS and AQA are as they were.
+func TestListLeavesControllersAlone(t *testing.T) {
+	r := newCountingRig(t)
+	regs := r.fake.Registers()
+	before := [3]uint32{regs.Read32(spec.RegCC), regs.Read32(spec.RegCSTS), regs.Read32(spec.RegAQA)}
+	out := r.ok("list")
+	r.ok("status")
+	if n := r.opens.Load(); n != 0 {
+		t.Errorf("list and status opened the controller %d times", n)
+	}
+	after := [3]uint32{regs.Read32(spec.RegCC), regs.Read32(spec.RegCSTS), regs.Read32(spec.RegAQA)}
+	if before != after {
+		t.Errorf("CC, CSTS, AQA %#x before list, %#x after", before, after)
+	}
+	if !strings.Contains(out, "list --identify") {
+		t.Errorf("list does not say how to identify the controllers it left alone:\n%s", out)
+	}
+	code, out, errs := r.run("list", "--identify")
+	if code != exitOK || !strings.Contains(out, "gonvme nvmetest controller") || !strings.Contains(errs, "a controller reset") {
+		t.Errorf("list --identify: exit %d\n%s\n%s", code, out, errs)
+	}
+	if n := r.opens.Load(); n != 1 {
+		t.Errorf("list --identify opened the controller %d times, want 1", n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/vfio"
@@ -60,6 +61,10 @@ type app struct {
 	memlock func() (uint64, uint64, error)
 	// stdin is where write and compare read data without -d.
 	stdin io.Reader
+	// regs maps a controller's registers read-only without opening it
+	// through VFIO (sysfsRegisters), and returns them with the function
+	// that unmaps them.
+	regs func(addr string) (mmio.Region, func() error, error)
 }
 
 func (a app) defaults() app {
@@ -80,6 +85,10 @@ func (a app) defaults() app {
 	}
 	if a.stdin == nil {
 		a.stdin = os.Stdin
+	}
+	if a.regs == nil {
+		root := a.root
+		a.regs = func(addr string) (mmio.Region, func() error, error) { return sysfsRegisters(root, addr) }
 	}
 	return a
 }

@@ -302,13 +302,16 @@ type statusJSON struct {
 }
 
 type statusCtrl struct {
-	Address      string   `json:"address"`
-	VendorID     string   `json:"vendor_id"`
-	DeviceID     string   `json:"device_id"`
-	Driver       string   `json:"driver"`
-	IOMMUGroup   *int     `json:"iommu_group"`
-	BlockDevices []string `json:"block_devices"`
-	InUse        []string `json:"in_use"`
+	Address      string    `json:"address"`
+	VendorID     string    `json:"vendor_id"`
+	DeviceID     string    `json:"device_id"`
+	Driver       string    `json:"driver"`
+	NUMANode     *int      `json:"numa_node"`
+	Link         *linkJSON `json:"pcie_link"`
+	Registers    *regState `json:"registers"`
+	IOMMUGroup   *int      `json:"iommu_group"`
+	BlockDevices []string  `json:"block_devices"`
+	InUse        []string  `json:"in_use"`
 }
 
 func statusCmd(a app, g *globals) *cobra.Command {
@@ -334,9 +337,17 @@ func statusCmd(a app, g *globals) *cobra.Command {
 				st.Memlock.Unlimited = soft == ^uint64(0)
 			}
 			st.Controllers = []statusCtrl{}
+			pci := a.pciInfo()
 			for _, c := range ctrls {
 				s := statusCtrl{Address: c.Addr, VendorID: fmt.Sprintf("%04x", c.Vendor), DeviceID: fmt.Sprintf("%04x", c.Device),
-					Driver: c.Driver, BlockDevices: []string{}, InUse: []string{}}
+					Driver: c.Driver, NUMANode: pci[c.Addr].numa, Link: pci[c.Addr].link, BlockDevices: []string{}, InUse: []string{}}
+				if c.Driver != "nvme" {
+					if regs, unmap, err := a.regs(c.Addr); err == nil {
+						rs := readState(regs)
+						unmap()
+						s.Registers = &rs
+					}
+				}
 				if c.Group >= 0 {
 					g := c.Group
 					s.IOMMUGroup = &g
@@ -372,7 +383,7 @@ func statusCmd(a app, g *globals) *cobra.Command {
 			fmt.Fprintf(w, "memlock: soft %s, hard %s\n", limitString(st.Memlock.Soft), limitString(st.Memlock.Hard))
 			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tVENDOR:DEVICE\tDRIVER\tGROUP\tBLOCK DEVICES\tIN USE")
+			fmt.Fprintln(tw, "ADDRESS\tVENDOR:DEVICE\tNUMA\tLINK\tDRIVER\tGROUP\tSTATE\tBLOCK DEVICES\tIN USE")
 			for _, s := range st.Controllers {
 				group := "none"
 				if s.IOMMUGroup != nil {
@@ -385,7 +396,15 @@ func statusCmd(a app, g *globals) *cobra.Command {
 				if s.Driver != "nvme" {
 					inUse = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\n", s.Address, s.VendorID, s.DeviceID, dash(s.Driver), group,
+				numa, state := "-", "-"
+				if s.NUMANode != nil {
+					numa = strconv.Itoa(*s.NUMANode)
+				}
+				if s.Registers != nil {
+					state = s.Registers.State
+				}
+				fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Address, s.VendorID, s.DeviceID, numa,
+					strings.ReplaceAll(s.Link.String(), " ", ""), dash(s.Driver), group, state,
 					dash(strings.Join(s.BlockDevices, ",")), inUse)
 			}
 			return tw.Flush()
