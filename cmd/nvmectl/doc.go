@@ -166,18 +166,27 @@
 //
 // # Performance (SPDK's perf)
 //
-//	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [--warmup SEC]
-//	                     [-c CORES] [--qpairs-per-ns N] [-n NSID] [--verify]
+//	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [-a SEC]
+//	                     [-c MASK | -P N] [-n NSID] [--verify] [--seed N] [-L|-LL]
 //	                     [--metrics-addr 127.0.0.1:9112]
 //
-// SPDK perf's -q -o -w -M -t -a -c -P are -q/--queue-depth,
-// -s/--io-size (K/M suffixes), -w/--workload, -M/--rwmixread, -t/--time,
-// --warmup, -c/--cores (a count "2", a list "0,1" or "[2]", or a mask
-// "0x3") and --qpairs-per-ns (a poller owns one queue pair per controller,
-// so N queue pairs are N pollers). Each poller drives every active
-// namespace (or -n) with QD requests. A live line a second goes to
-// standard error; the table (per namespace and total: IOPS, MiB/s, latency
-// avg, min, p50, p90, p99, p99.9, p99.99, max in µs) to standard output.
+// SPDK perf's -q -o -w -M -t -a -c -P -L are -q/--queue-depth,
+// -s/--io-size (K/M suffixes, binary), -w/--workload, -M/--rwmixread,
+// -t/--time, -a/--warmup, -c/--cores, -P/--qpairs-per-ns and -L/--latency.
+// -c is SPDK's core mask with SPDK's meaning: hexadecimal ("0x3" and "3"
+// are cores 0 and 1, "2" is core 1 alone, "f" cores 0-3) or a list in
+// brackets ("[0-3]"); one poller runs on each core. -o is nvmectl's output
+// format: -o with a number is refused with a pointer to -s. A poller owns
+// one queue pair per controller, so -P N queue pairs are N pollers;
+// without -c they are placed on the CPUs of the first controller's NUMA
+// node (sysfs numa_node and node cpulist), then on other allowed CPUs if
+// the node has too few, and the table's header says where. Each poller
+// drives every active namespace (or -n) with QD requests. A live line a
+// second goes to standard error; the table (per namespace and total:
+// IOPS, MiB/s, latency avg, min, p50, p90, p99, p99.9, p99.99, max in µs)
+// to standard output, under a header that names the seed. --seed replays
+// a run's random offsets (and --verify's pattern). Ctrl-C, SIGTERM and
+// SIGHUP end the measurement early and print what was measured.
 // --verify writes a tagged pattern for --time seconds, then runs the
 // workload within it and checks every read. --metrics-addr HOST:PORT
 // (default off) serves /metrics and /healthz, as serve does, for the

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -77,6 +78,8 @@ type perfFlags struct {
 	nsid     uint32
 	verify   bool
 	metrics  string
+	seed     uint64
+	latency  int // -L count: 1 summary, 2 full histogram
 }
 
 // perfConfig is a validated perf run.
@@ -89,10 +92,15 @@ type perfConfig struct {
 	readPct int
 	dur     time.Duration
 	warmup  time.Duration
-	cpus    []int
-	verify  bool
-	seed    uint64 // tag of --verify's pattern; 0 picks one
-	metrics string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
+	pollers int   // how many: len(cpus) once placed
+	cpus    []int // the pollers' CPUs
+	// placement says how the pollers' CPUs were chosen, for the header:
+	// "-c 0x3", or the NUMA node they were placed on.
+	placement string
+	verify    bool
+	seed      uint64 // --seed: the offsets and --verify's pattern; 0 picks one
+	latency   int    // -L: 1 prints the latency summary, 2 also the histogram
+	metrics   string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
 	// metricsLn listens on metrics: opened before any controller, so a
 	// port that cannot be had is a usage error that costs no bring-up.
 	metricsLn net.Listener
@@ -131,13 +139,19 @@ SPDK perf's flags and these:
   -M  --rwmixread      -M, --rwmixread        percent reads of rw and randrw (required there)
   -t  --time           -t, --time             seconds measured (default 10; fractions allowed)
   -a  --warmup-time        --warmup           seconds run before measuring, not counted (default 0)
-  -c  --core-mask      -c, --cores            pollers: a count ("2": the first 2 CPUs this process
-                                              may use), a list or ranges ("0,1", "0-3", "[2]"),
-                                              or SPDK's mask ("0x3"); default 1
-  -P  --num-qpairs         --qpairs-per-ns    queue pairs per namespace. A gonvme poller owns one
+  -c  --core-mask      -c, --cores            SPDK's core mask, with SPDK's meaning: hex ("0x3" or
+                                              "3": cores 0 and 1; "2": core 1 only; "f": cores 0-3)
+                                              or a list in brackets ("[0-3]", "[1,3]"); one poller
+                                              per core
+  -P  --num-qpairs     -P, --qpairs-per-ns    queue pairs per namespace. A gonvme poller owns one
                                               queue pair per controller, so N queue pairs are N
-                                              pollers: it sets the poller count when -c is not
-                                              given and must agree with -c when it is
+                                              pollers: without -c, N pollers (default 1) go on the
+                                              CPUs of the first controller's NUMA node; with -c
+                                              it must agree with the number of cores
+  -L  --enable-sw-latency-tracking  -L        print the latency summary by percentile after the
+                                              table; -LL adds the histogram, as SPDK perf does
+      --seed           --seed                 seed of the random offsets and of --verify's
+                                              pattern (default: picked, and printed)
   -r  (transport ID)   ADDR...                PCI addresses of controllers bound to vfio-pci
   -n  --nsid?          -n, --namespace-id     one namespace (default: all active ones)
                            --verify           check the data (below)
@@ -160,7 +174,8 @@ nvmectl serve, controller label = PCI address) and /healthz on that address whil
 a port that cannot be listened on is a usage error. Off by default.
 
 A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in
-place on a terminal). Ctrl-C ends the measurement early and prints what was measured. Exit
+place on a terminal). Ctrl-C, SIGTERM (timeout(1), kill) and SIGHUP end the measurement early
+and print what was measured. Exit
 status 2 when any I/O failed or any read mismatched, after printing the results.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -168,7 +183,10 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			// SIGTERM (timeout(1), systemd, kill) and SIGHUP (a closed
+			// terminal) end the run as Ctrl-C does: the pollers stop and
+			// what was measured is printed.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
 			defer stop()
 			return perfMain(ctx, a, g, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -180,9 +198,11 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	fl.StringVarP(&f.workload, "workload", "w", "randread", "read, write, randread, randwrite, rw or randrw (SPDK -w)")
 	fl.IntVarP(&f.mix, "rwmixread", "M", 0, "percent of reads for rw and randrw (SPDK -M)")
 	fl.Float64VarP(&f.seconds, "time", "t", 10, "seconds to measure (SPDK -t)")
-	fl.Float64Var(&f.warmup, "warmup", 0, "seconds to run before measuring, not counted (SPDK -a)")
-	fl.StringVarP(&f.cores, "cores", "c", "1", `pollers: a count ("2"), a CPU list or ranges ("0,1", "0-3", "[2]") or a mask ("0x3") (SPDK -c)`)
-	fl.IntVar(&f.qpairs, "qpairs-per-ns", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count (SPDK -P)")
+	fl.Float64VarP(&f.warmup, "warmup", "a", 0, "seconds to run before measuring, not counted (SPDK -a)")
+	fl.StringVarP(&f.cores, "cores", "c", "", `SPDK's core mask: hex ("0x3" or "3" = cores 0 and 1, "2" = core 1 only) or a list in brackets ("[0-3]"); one poller per core (default: --qpairs-per-ns cores on the controller's NUMA node)`)
+	fl.IntVarP(&f.qpairs, "qpairs-per-ns", "P", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count; without -c they go on the controller's NUMA node (SPDK -P)")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed of the random offsets and of --verify's pattern (printed with the results; 0 picks one): the same seed replays the same offsets")
+	fl.CountVarP(&f.latency, "latency", "L", "-L prints the latency summary by percentile, -LL also the histogram, as SPDK perf does")
 	nsFlag(cmd, &f.nsid, 0, "namespace to drive (default 0: every active namespace)")
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
@@ -245,27 +265,96 @@ func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, erro
 	}
 	c.dur = time.Duration(f.seconds * float64(time.Second))
 	c.warmup = time.Duration(f.warmup * float64(time.Second))
-	allowed, err := allowedCPUList()
+	c.seed, c.latency = f.seed, f.latency
+	if f.latency > 2 {
+		return nil, usagef("-L given %d times: -L prints the latency summary, -LL adds the histogram", f.latency)
+	}
+	allowed, err := cpuset.Allowed()
 	if err != nil {
 		return nil, deviceError{err}
-	}
-	coresSet, qpSet := cmd.Flags().Changed("cores"), cmd.Flags().Changed("qpairs-per-ns")
-	spec := f.cores
-	if qpSet && !coresSet {
-		spec = strconv.Itoa(f.qpairs)
 	}
 	if f.qpairs < 1 {
 		return nil, usagef("--qpairs-per-ns %d: want 1 or more", f.qpairs)
 	}
-	c.cpus, err = parseCores(spec, allowed)
-	if err != nil {
-		return nil, usagef("--cores %s: %v", spec, err)
+	if !cmd.Flags().Changed("cores") {
+		// Placed in perfMain, near the controllers.
+		if f.qpairs > len(allowed) {
+			return nil, usagef("--qpairs-per-ns %d: %d pollers, but this process may run on %d CPU(s) (%s)", f.qpairs, f.qpairs, len(allowed), cpuset.Format(allowed))
+		}
+		c.pollers = f.qpairs
+		return c, nil
 	}
-	if qpSet && coresSet && f.qpairs != len(c.cpus) {
+	c.cpus, err = cpuset.ParseCoreMask(f.cores)
+	if err == nil {
+		for _, cpu := range c.cpus {
+			if !slices.Contains(allowed, cpu) {
+				err = fmt.Errorf("core %d is not one this process may run on (%s)", cpu, cpuset.Format(allowed))
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, usagef("--cores %s: %v; -c is SPDK's core mask: hex (0x3 or 3 = cores 0 and 1, 2 = core 1) or a list in brackets ([0-3]); --qpairs-per-ns N picks N cores near the controller", f.cores, err)
+	}
+	c.pollers = len(c.cpus)
+	c.placement = "-c " + f.cores
+	if cmd.Flags().Changed("qpairs-per-ns") && f.qpairs != len(c.cpus) {
 		return nil, usagef("--qpairs-per-ns %d with %d poller(s) from --cores %s: each gonvme poller owns one queue pair per controller, so a namespace has as many queue pairs as there are pollers; give one of the two flags, or make them agree",
 			f.qpairs, len(c.cpus), f.cores)
 	}
 	return c, nil
+}
+
+// placePollers picks cfg.pollers CPUs for a run without -c: the allowed
+// CPUs of the NUMA node of the first controller that has one (so the
+// pollers touch the controller's memory and registers locally, as SPDK
+// advises placing its cores), then, if that node has too few, the other
+// allowed CPUs in order. Without NUMA information it takes the first
+// allowed CPUs.
+func placePollers(a app, cfg *perfConfig) error {
+	allowed, err := cpuset.Allowed()
+	if err != nil {
+		return deviceError{err}
+	}
+	pci := a.pciInfo()
+	var near []int
+	where := "first allowed CPUs"
+	for _, addr := range cfg.addrs {
+		n := pci[addr].numa
+		if n == nil {
+			continue
+		}
+		node, err := cpuset.NodeCPUs(a.root, *n)
+		if err != nil {
+			continue
+		}
+		for _, c := range node {
+			if slices.Contains(allowed, c) {
+				near = append(near, c)
+			}
+		}
+		where = fmt.Sprintf("NUMA node %d of %s", *n, addr)
+		break
+	}
+	cpus := slices.Clone(near)
+	for _, c := range allowed {
+		if len(cpus) >= cfg.pollers {
+			break
+		}
+		if !slices.Contains(cpus, c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < cfg.pollers {
+		return usagef("%d pollers, but this process may run on %d CPU(s) (%s)", cfg.pollers, len(allowed), cpuset.Format(allowed))
+	}
+	cpus = cpus[:cfg.pollers]
+	slices.Sort(cpus)
+	if len(near) > 0 && len(near) < cfg.pollers {
+		where += fmt.Sprintf(" (%d of its CPUs allowed; the rest elsewhere)", len(near))
+	}
+	cfg.cpus, cfg.placement = cpus, where
+	return nil
 }
 
 // parseSize parses a byte count with an optional binary suffix: 4096,
@@ -292,85 +381,6 @@ func parseSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return int(n) * mult, nil
-}
-
-// parseCores turns -c into the pollers' CPUs: a bare number is a count
-// (the first n CPUs of allowed), "0x.." a mask, anything else a list of
-// CPUs and ranges, optionally in brackets.
-func parseCores(s string, allowed []int) ([]int, error) {
-	s = strings.TrimSpace(s)
-	var cpus []int
-	switch {
-	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
-		m, err := strconv.ParseUint(s[2:], 16, 64)
-		if err != nil || m == 0 {
-			return nil, fmt.Errorf("%q is not a CPU mask", s)
-		}
-		for i := range 64 {
-			if m&(1<<i) != 0 {
-				cpus = append(cpus, i)
-			}
-		}
-	case s != "" && strings.Trim(s, "0123456789") == "":
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q pollers: want 1 or more", s)
-		}
-		if n > len(allowed) {
-			return nil, fmt.Errorf("%d pollers, but this process may run on %d CPU(s) (%s)", n, len(allowed), cpuList(allowed))
-		}
-		return slices.Clone(allowed[:n]), nil
-	default:
-		body := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-		for _, part := range strings.Split(body, ",") {
-			part = strings.TrimSpace(part)
-			lo, hi, isRange := strings.Cut(part, "-")
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := a, error(nil)
-			if isRange {
-				b, err2 = strconv.Atoi(hi)
-			}
-			if err1 != nil || err2 != nil || a < 0 || b < a || b > 1023 {
-				return nil, fmt.Errorf("%q is not a CPU, a range or a list of them (like 0,1 or 0-3)", part)
-			}
-			for c := a; c <= b; c++ {
-				cpus = append(cpus, c)
-			}
-		}
-	}
-	slices.Sort(cpus)
-	for i, c := range cpus {
-		if i > 0 && cpus[i-1] == c {
-			return nil, fmt.Errorf("cpu %d is listed twice", c)
-		}
-		if !slices.Contains(allowed, c) {
-			return nil, fmt.Errorf("cpu %d is not one this process may run on (%s)", c, cpuList(allowed))
-		}
-	}
-	return cpus, nil
-}
-
-func cpuList(cpus []int) string {
-	s := make([]string, len(cpus))
-	for i, c := range cpus {
-		s[i] = strconv.Itoa(c)
-	}
-	return strings.Join(s, ",")
-}
-
-// allowedCPUList returns the CPUs the process may run on.
-func allowedCPUList() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	var cpus []int
-	for i := 0; i < len(set)*64; i++ {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return cpus, nil
 }
 
 // perfOpen opens the controllers perf drives with opts and returns a
@@ -407,6 +417,11 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 				drv = "no driver"
 			}
 			return devicef("controller %s is bound to %s, not vfio-pci: run `nvmectl setup %s` first", addr, drv, addr)
+		}
+	}
+	if cfg.cpus == nil {
+		if err := placePollers(a, cfg); err != nil {
+			return err
 		}
 	}
 	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1})
@@ -553,6 +568,16 @@ func perfNow() int64 { return int64(time.Since(perfClock)) }
 
 // errSlotDone stops a slot whose fill region is written.
 var errSlotDone = errors.New("perf: fill region written")
+
+// jobSeed is the random state job i starts from with the run's seed: the
+// same --seed replays the same offsets and read/write choices.
+func jobSeed(seed uint64, i int) uint64 {
+	x := seed ^ (uint64(i)+1)*0xD1B54A32D192ED03
+	if x == 0 {
+		x = 1
+	}
+	return x
+}
 
 // rand is xorshift64*.
 func (j *perfJob) rand() uint64 {
@@ -897,10 +922,7 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 			run: r, row: x.ti, target: t, nsid: t.ns.ID(), p: x.p, h: r.g.Handle(t.ctrl),
 			bs: bs, perIO: perIO, readPct: uint64(cfg.readPct), random: cfg.wl.random, verify: cfg.verify,
 			minNS: math.MaxInt64,
-			rng:   r.seed ^ (uint64(len(r.jobs))+1)*0xD1B54A32D192ED03,
-		}
-		if j.rng == 0 {
-			j.rng = 1
+			rng:   jobSeed(r.seed, len(r.jobs)),
 		}
 		if cfg.verify {
 			// Each job writes, then works in, a slice of its own.
@@ -1103,6 +1125,8 @@ type perfReport struct {
 
 	failedIOs  uint64
 	firstError string
+	seed       uint64 // the run's seed (--seed, or the one picked)
+	placement  string // how the pollers' CPUs were chosen
 }
 
 func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
@@ -1149,6 +1173,7 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	if cfg.verify {
 		rep.Verify.Seed = r.seed
 	}
+	rep.seed, rep.placement = r.seed, cfg.placement
 	rep.Results = make([]perfjson.Result, len(rows))
 	for i := range rows {
 		rows[i].finish(elapsed)
@@ -1190,8 +1215,12 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	if rep.Workload == "rw" || rep.Workload == "randrw" {
 		mix = fmt.Sprintf(" (%d%% reads)", rep.RWMixRead)
 	}
-	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s, %.2f s measured (%.2f s warmup)\n",
-		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuList(rep.CPUs), rep.Seconds, rep.WarmupSeconds)
+	where := ""
+	if rep.placement != "" {
+		where = " (" + rep.placement + ")"
+	}
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed)
 	fmt.Fprintf(w, "%-12s %5s %6s", "Controller", "NSID", "Read%")
 	for i, c := range perfColumns {
 		width := 10
