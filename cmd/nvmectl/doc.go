@@ -9,7 +9,7 @@
 // # Setup (setup.sh)
 //
 //	nvmectl list [--identify]
-//	nvmectl setup [ADDR...] [--hugemem MiB] [--allow A,B] [--deny A,B] [--force]
+//	nvmectl setup [ADDR...] [--hugemem MiB] [--hugenode N,...] [--allow A,B] [--deny A,B] [--force]
 //	nvmectl reset [ADDR...] [--allow A,B] [--deny A,B] [--driver nvme]
 //	nvmectl status
 //
@@ -31,6 +31,17 @@
 // list --identify opens each idle one (and says on standard error that it
 // resets it). Notes below the table say which controller is in use and
 // which IOMMU group holds devices on other drivers.
+//
+// setup and reset read SPDK setup.sh's environment with its meanings, and
+// a flag given on the command line wins over its variable: PCI_ALLOWED
+// (--allow; whitespace- or comma-separated addresses, "none" for none),
+// PCI_BLOCKED (--deny; wins over the allowed list), HUGEMEM (--hugemem,
+// MiB) and HUGENODE (--hugenode: "0,1" reserves HUGEMEM on each node,
+// "nodes_hp[1]=512" sets node 1's page count; node 0 by default, as
+// setup.sh; machine-wide where sysfs has no NUMA nodes; a node that
+// already has as many pages keeps them). Both say which controllers they
+// left out and why ("skipped: denied by PCI_BLOCKED"; action "skipped" in
+// JSON).
 //
 // setup binds the named controllers (all without arguments; --allow keeps
 // only those, --deny drops those, like PCI_ALLOWED and PCI_BLOCKED) to
@@ -135,7 +146,7 @@
 //	             "device"}] "note"}]}
 //	setup, reset {"controllers": [{"address" "previous_driver" "driver" "action" "reasons"}]}
 //	             (setup adds "hugepages"); action is bound, already-bound, refused,
-//	             failed, released or left-alone
+//	             failed, released, left-alone or skipped
 //	status       {"hugepages": [{"size_kb" "total" "free"}] "iommu": {"enabled" "groups"}
 //	             "vfio_pci" "memlock": {"soft" "hard" "unlimited"} "controllers": [{"address"
 //	             "vendor_id" "device_id" "driver" "numa_node" "pcie_link" "registers"

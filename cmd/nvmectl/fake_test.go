@@ -59,8 +59,9 @@ func newFakeRig(t *testing.T, cfg nvmetest.Config) *fakeRig {
 		open: func(addr string) (*nvme.Controller, error) {
 			return nvme.Open(keepBus{fake}, mem, &nvme.Options{IOQueues: 1, AsyncEvents: -1})
 		},
-		root:  t.TempDir(),
-		stdin: strings.NewReader(""),
+		root:   t.TempDir(),
+		stdin:  strings.NewReader(""),
+		getenv: func(string) string { return "" },
 		regs: func(addr string) (mmio.Region, func() error, error) {
 			return fake.Registers(), func() error { return nil }, nil
 		},

@@ -92,7 +92,8 @@ func fromSysfs(sys string) app {
 		open: func(addr string) (*nvme.Controller, error) {
 			return nil, fmt.Errorf("open %s: %w", addr, vfio.ErrBusy)
 		},
-		root: filepath.Dir(sys),
+		root:   filepath.Dir(sys),
+		getenv: func(string) string { return "" },
 	}
 }
 

@@ -61,6 +61,8 @@ type app struct {
 	memlock func() (uint64, uint64, error)
 	// stdin is where write and compare read data without -d.
 	stdin io.Reader
+	// getenv reads the environment (setup.sh's variables).
+	getenv func(string) string
 	// regs maps a controller's registers read-only without opening it
 	// through VFIO (sysfsRegisters), and returns them with the function
 	// that unmaps them.
@@ -85,6 +87,9 @@ func (a app) defaults() app {
 	}
 	if a.stdin == nil {
 		a.stdin = os.Stdin
+	}
+	if a.getenv == nil {
+		a.getenv = os.Getenv
 	}
 	if a.regs == nil {
 		root := a.root

@@ -30,10 +30,12 @@ var usageCases = map[string][]struct {
 		{[]string{"setup", "--allow", "nvme0"}, "not a PCI address"},
 		{[]string{"setup", "--deny", "0000:00:20.0"}, "device 0x20 is out of range"},
 		{[]string{"setup", "0000:00:09.0"}, "no NVMe controller at 0000:00:09.0"},
+		{[]string{"setup", "--hugemem", "64", "--hugenode", "one"}, "--hugenode"},
 	},
 	"reset": {
 		{[]string{"reset", "--allow", "00:04.8"}, "function 0x8 is out of range"},
 		{[]string{"reset", "0000:00:09.0"}, "no NVMe controller"},
+		{[]string{"reset", "--deny", "x"}, "not a PCI address"},
 	},
 	"id-ctrl": {
 		{[]string{"id-ctrl"}, "accepts 1 arg"},
