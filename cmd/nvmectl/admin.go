@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -459,13 +460,25 @@ func smartRecord(s *spec.SMARTLog, human bool) record {
 }
 
 func smartLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
-		s, err := c.SMARTLog()
-		if err != nil {
+	nsid := uint32(spec.NSIDAll)
+	cmd := ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", func(*cobra.Command) error {
+		if nsid == 0 {
+			return usagef("smart-log: --namespace-id 0 is not a namespace (0xffffffff, the default, is the controller)")
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
+		b := make([]byte, 512)
+		if err := c.GetLogPage(spec.LogSMART, nsid, 0, false, 0, b); err != nil {
 			return err
 		}
-		return emit(cmd.OutOrStdout(), g, "Smart Log for NVME device:"+cmd.Flags().Arg(0)+" namespace-id:ffffffff", smartRecord(s, g.human))
+		s, err := spec.ParseSMARTLog(b)
+		if err != nil {
+			return deviceError{err}
+		}
+		return emit(cmd.OutOrStdout(), g, fmt.Sprintf("Smart Log for NVME device:%s namespace-id:%x", cmd.Flags().Arg(0), nsid), smartRecord(s, g.human))
 	})
+	nsFlag(cmd, &nsid, spec.NSIDAll, "namespace (default 0xffffffff: the controller; per namespace needs LPA bit 0)")
+	return cmd
 }
 
 func errorLogRecord(e spec.ErrorLogEntry, human bool) record {
@@ -677,9 +690,9 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 	var fid, sel uint8
 	var nsid, cdw11 uint32
 	var dataLen int
-	cmd := ctrlCmd(a, "get-feature", "Get Features (nvme get-feature -f FID)", func(cmd *cobra.Command) error {
-		if !cmd.Flags().Changed("feature-id") {
-			return usagef("get-feature: -f/--feature-id is required")
+	cmd := ctrlCmd(a, "get-feature", "Get Features: one (-f FID) or, as nvme-cli does without -f, every feature the controller answers", func(cmd *cobra.Command) error {
+		if cmd.Flags().Changed("feature-id") && fid == 0 {
+			return usagef("get-feature: feature 0 is reserved (leave out -f for every feature)")
 		}
 		if sel > 3 {
 			return usagef("get-feature: --sel %d: want 0 (current), 1 (default), 2 (saved) or 3 (supported capabilities)", sel)
@@ -687,64 +700,97 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 		if dataLen < 0 || dataLen > 4096 {
 			return usagef("get-feature: --data-len %d: want 0 to 4096", dataLen)
 		}
+		if !cmd.Flags().Changed("feature-id") && cmd.Flags().Changed("data-len") {
+			return usagef("get-feature: --data-len needs -f: without it every feature is read with its own length")
+		}
 		return nil
 	}, func(cmd *cobra.Command, c *nvme.Controller) error {
-		n := dataLen
-		if !cmd.Flags().Changed("data-len") {
-			n = featureDataLen(fid)
-		}
-		data := make([]byte, n)
-		if sel == spec.SelSupportedCap {
-			data = nil
-		}
-		v, err := c.GetFeature(fid, sel, nsid, cdw11, data)
-		if err != nil {
-			return err
-		}
 		w := cmd.OutOrStdout()
-		if g.out == formatJSON {
-			var r record
-			r.add("feature_id", fid)
-			r.add("feature_name", spec.FeatureName(fid))
-			r.add("sel", sel)
-			r.add("value", v)
+		one := func(fid uint8, n int) (record, error) {
+			data := make([]byte, n)
 			if sel == spec.SelSupportedCap {
-				r.add("saveable", v&spec.FeatureCapSaveable != 0)
-				r.add("per_namespace", v&spec.FeatureCapNSSpecific != 0)
-				r.add("changeable", v&spec.FeatureCapChangeable != 0)
+				data = nil
+			}
+			v, err := c.GetFeature(fid, sel, nsid, cdw11, data)
+			if err != nil {
+				return nil, err
+			}
+			if g.out == formatJSON {
+				var r record
+				r.add("feature_id", fid)
+				r.add("feature_name", spec.FeatureName(fid))
+				r.add("sel", sel)
+				r.add("value", v)
+				if sel == spec.SelSupportedCap {
+					r.add("saveable", v&spec.FeatureCapSaveable != 0)
+					r.add("per_namespace", v&spec.FeatureCapNSSpecific != 0)
+					r.add("changeable", v&spec.FeatureCapChangeable != 0)
+				}
+				if len(data) > 0 {
+					r.add("data", hex.EncodeToString(data))
+				}
+				return r, nil
+			}
+			if sel == spec.SelSupportedCap {
+				var caps []string
+				for _, b := range []struct {
+					bit  uint32
+					name string
+				}{{spec.FeatureCapSaveable, "saveable"}, {spec.FeatureCapNSSpecific, "per-namespace"}, {spec.FeatureCapChangeable, "changeable"}} {
+					if v&b.bit != 0 {
+						caps = append(caps, b.name)
+					}
+				}
+				fmt.Fprintf(w, "get-feature:0x%02x (%s), Supported capabilities value:0x%08x (%s)\n", fid, spec.FeatureName(fid), v, strings.Join(caps, ", "))
+				return nil, nil
+			}
+			fmt.Fprintf(w, "get-feature:0x%02x (%s), %s value:0x%08x\n", fid, spec.FeatureName(fid), selNames[sel], v)
+			if g.human {
+				if d := decodeFeature(fid, v); d != "" {
+					fmt.Fprintf(w, "\t%s\n", d)
+				}
 			}
 			if len(data) > 0 {
-				r.add("data", hex.EncodeToString(data))
+				hexDump(w, data)
+			}
+			return nil, nil
+		}
+		if cmd.Flags().Changed("feature-id") {
+			n := dataLen
+			if !cmd.Flags().Changed("data-len") {
+				n = featureDataLen(fid)
+			}
+			r, err := one(fid, n)
+			if err != nil || g.out != formatJSON {
+				return err
 			}
 			return writeJSON(w, r)
 		}
-		if sel == spec.SelSupportedCap {
-			var caps []string
-			for _, b := range []struct {
-				bit  uint32
-				name string
-			}{{spec.FeatureCapSaveable, "saveable"}, {spec.FeatureCapNSSpecific, "per-namespace"}, {spec.FeatureCapChangeable, "changeable"}} {
-				if v&b.bit != 0 {
-					caps = append(caps, b.name)
-				}
+		// Every feature, as nvme-cli's get-feature without -f: those the
+		// controller does not implement answer with an error status and
+		// are left out.
+		all := []record{}
+		for f := 1; f <= 0xff; f++ {
+			r, err := one(uint8(f), featureDataLen(uint8(f)))
+			var se *nvme.StatusError
+			if errors.As(err, &se) {
+				continue
 			}
-			fmt.Fprintf(w, "get-feature:0x%02x (%s), Supported capabilities value:0x%08x (%s)\n", fid, spec.FeatureName(fid), v, strings.Join(caps, ", "))
-			return nil
-		}
-		fmt.Fprintf(w, "get-feature:0x%02x (%s), %s value:0x%08x\n", fid, spec.FeatureName(fid), selNames[sel], v)
-		if g.human {
-			if d := decodeFeature(fid, v); d != "" {
-				fmt.Fprintf(w, "\t%s\n", d)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				all = append(all, r)
 			}
 		}
-		if len(data) > 0 {
-			hexDump(w, data)
+		if g.out == formatJSON {
+			return writeJSON(w, record{{key: "features", val: all}})
 		}
 		return nil
 	})
-	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier (required), e.g. 0x06 volatile write cache")
+	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier, e.g. 0x06 volatile write cache (default: every feature)")
 	cmd.Flags().Uint8VarP(&sel, "sel", "s", 0, "select: 0 current, 1 default, 2 saved, 3 supported capabilities")
-	cmd.Flags().Uint32Var(&cdw11, "cdw11", 0, "command dword 11 (feature specific)")
+	cmd.Flags().Uint32VarP(&cdw11, "cdw11", "c", 0, "command dword 11 (feature specific)")
 	cmd.Flags().IntVarP(&dataLen, "data-len", "l", 0, "bytes of feature data to read (default: by feature)")
 	nsFlag(cmd, &nsid, 0, "namespace (0 for controller-wide features)")
 	return cmd
@@ -1002,7 +1048,7 @@ func formatCmd(a app, g *globals) *cobra.Command {
 	})
 	nsFlag(cmd, &nsid, 0, "namespace to format (required; 0xffffffff for all)")
 	cmd.Flags().Uint8VarP(&lbaf, "lbaf", "l", 0, "LBA format index (default: the current one)")
-	cmd.Flags().Uint8Var(&ses, "ses", 0, "secure erase: 0 none, 1 user data, 2 cryptographic")
+	cmd.Flags().Uint8VarP(&ses, "ses", "s", 0, "secure erase: 0 none, 1 user data, 2 cryptographic")
 	cmd.Flags().BoolVar(&force, "force", false, "really format (required: nvmectl never asks)")
 	return cmd
 }

@@ -65,14 +65,14 @@
 //	nvmectl id-ns ADDR [-n NSID]          Identify Namespace (default 1)
 //	nvmectl list-ns ADDR                  active namespace IDs
 //	nvmectl ns-descs ADDR [-n NSID]       Namespace Identification Descriptors
-//	nvmectl smart-log ADDR                SMART / Health Information
+//	nvmectl smart-log ADDR [-n NSID]      SMART / Health Information (default the controller)
 //	nvmectl error-log ADDR [-e N]         Error Information (default ELPE+1 entries)
 //	nvmectl fw-log ADDR                   Firmware Slot Information
 //	nvmectl effects-log ADDR              Commands Supported and Effects
-//	nvmectl get-feature ADDR -f FID [-s SEL] [--cdw11 V] [-n NSID] [-l LEN]
+//	nvmectl get-feature ADDR [-f FID] [-s SEL] [-c CDW11] [-n NSID] [-l LEN]
 //	nvmectl set-feature ADDR -f FID -v VALUE [-s] [-n NSID]
 //	nvmectl show-regs ADDR [--after-init] controller registers, as found
-//	nvmectl format ADDR -n NSID [-l LBAF] [--ses 0|1|2] --force
+//	nvmectl format ADDR -n NSID [-l LBAF] [-s 0|1|2] --force
 //
 // Numbers take decimal or 0x hex. Every run brings the controller up,
 // which is a controller reset: a device that follows the spec then reverts
@@ -134,7 +134,8 @@
 // keys (nvme-cli has no equivalent):
 //
 //	get-feature  "feature_id" "feature_name" "sel" "value" ("saveable" "per_namespace"
-//	             "changeable" with -s 3; "data" in hex for features with a data structure)
+//	             "changeable" with -s 3; "data" in hex for features with a data structure);
+//	             without -f {"features": [the same, for each feature the controller answers]}
 //	set-feature  "feature_id" "feature_name" "value" "save" "result"
 //	format       "nsid" "lbaf" "ses" "block_size" "metadata_size" "nsze" "usable"
 //	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "numa_node"
@@ -161,7 +162,7 @@
 //	nvmectl compare ADDR [-n NSID] -s LBA [-c N | -z BYTES] [-d FILE]
 //	nvmectl write-zeroes ADDR [-n NSID] -s LBA [-c N]
 //	nvmectl verify ADDR [-n NSID] -s LBA [-c N]
-//	nvmectl dsm ADDR [-n NSID] --deallocate --slbs L1,L2 --blocks N1,N2
+//	nvmectl dsm ADDR [-n NSID] --ad -s L1,L2 -b N1,N2     (--deallocate --slbs --blocks)
 //	nvmectl flush ADDR [-n NSID]
 //
 // -c/--block-count is 0's based like nvme-cli's (-c 0 is one block);
@@ -170,8 +171,11 @@
 // --slbs entry. Transfers larger than the controller's maximum (MDTS) are
 // split. Everything is checked before the first command is sent: the
 // namespace, the size, the range against the namespace's size, and for
-// write and compare the input, which is read whole first, so a short file
-// writes nothing. "<verb>: Success ..." goes to standard error (standard
+// write and compare the input. Data moves in pieces of the largest
+// transfer through one DMA buffer of that size, so a transfer of any
+// length needs no more memory than one piece. A regular file shorter than
+// asked writes nothing (exit 1); standard input that ends early stops the
+// command there and says which blocks were written (exit 2). "<verb>: Success ..." goes to standard error (standard
 // output carries read's data). A compare mismatch exits 2 with the status
 // name, Compare Failure.
 //

@@ -210,9 +210,19 @@ func TestFakeFeaturesAndRegs(t *testing.T) {
 	if out := r.ok("get-feature", fakeAddr, "-f", "6", "-H"); !strings.Contains(out, "value:0x00000001") || !strings.Contains(out, "Enabled") {
 		t.Errorf("get-feature text: %q", out)
 	}
-	code, _, errs = r.run("get-feature", fakeAddr)
-	if code != exitUsage || !strings.Contains(errs, "feature-id") {
-		t.Errorf("get-feature without -f: exit %d %q", code, errs)
+	// Without -f, every feature the controller answers, as nvme-cli.
+	all := r.jsonOf("get-feature", fakeAddr)
+	feats, _ := all["features"].([]any)
+	ids := map[float64]bool{}
+	for _, f := range feats {
+		ids[f.(map[string]any)["feature_id"].(float64)] = true
+	}
+	if len(feats) < 5 || !ids[6] || !ids[7] || !ids[1] {
+		t.Errorf("get-feature without -f: %d features %v, want at least arbitration, number of queues, write cache", len(feats), ids)
+	}
+	if text := r.ok("get-feature", fakeAddr, "-H"); !strings.Contains(text, "get-feature:0x06 (Volatile Write Cache), Current value:0x00000001") ||
+		!strings.Contains(text, "get-feature:0x07 (Number of Queues)") {
+		t.Errorf("get-feature -H without -f:\n%s", text)
 	}
 	code, _, errs = r.run("set-feature", fakeAddr, "-f", "7", "-v", "0")
 	if code != exitUsage || !strings.Contains(errs, "Number of Queues") {

@@ -47,7 +47,7 @@ var usageCases = map[string][]struct {
 	"id-ns":       {{[]string{"id-ns", fakeAddr, "-n", "0"}, "namespace-id 0"}, {[]string{"id-ns", fakeAddr, "-n", "0xffffffff"}, "0xffffffff"}},
 	"list-ns":     {{[]string{"list-ns", fakeAddr, "-x"}, "unknown shorthand"}},
 	"ns-descs":    {{[]string{"ns-descs", fakeAddr, "-n", "0"}, "namespace-id 0"}},
-	"smart-log":   {{[]string{"smart-log", "1:2:3:4"}, "not a PCI address"}},
+	"smart-log":   {{[]string{"smart-log", "1:2:3:4"}, "not a PCI address"}, {[]string{"smart-log", fakeAddr, "-n", "0"}, "namespace-id 0"}},
 	"error-log":   {{[]string{"error-log", fakeAddr, "-e", "-1"}, "--log-entries -1"}, {[]string{"error-log", fakeAddr, "-e", "999"}, "--log-entries 999"}},
 	"fw-log":      {{[]string{"fw-log", "zz:00.0"}, "not a PCI address"}},
 	"effects-log": {{[]string{"effects-log"}, "accepts 1 arg"}},
@@ -55,6 +55,8 @@ var usageCases = map[string][]struct {
 		{[]string{"get-feature", fakeAddr, "-f", "6", "--sel", "4"}, "--sel 4"},
 		{[]string{"get-feature", fakeAddr, "-f", "6", "-l", "5000"}, "--data-len 5000"},
 		{[]string{"get-feature", fakeAddr, "-f", "0x100"}, "invalid argument"},
+		{[]string{"get-feature", fakeAddr, "-f", "0"}, "feature 0 is reserved"},
+		{[]string{"get-feature", fakeAddr, "-l", "16"}, "--data-len needs -f"},
 	},
 	"set-feature": {
 		{[]string{"set-feature", fakeAddr, "-f", "6"}, "-v/--value are required"},
