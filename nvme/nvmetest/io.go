@@ -89,10 +89,16 @@ func (ns *namespace) mark(slba, nlb uint64, bad bool) {
 
 // namespace returns active namespace nsid, or nil.
 func (d *device) namespace(nsid uint32) *namespace {
-	if nsid == 0 || uint64(nsid) > uint64(len(d.ns)) {
-		return nil
+	if nsid != 0 && uint64(nsid) <= uint64(len(d.ns)) && d.ns[nsid-1].id == nsid {
+		return d.ns[nsid-1]
 	}
-	return d.ns[nsid-1]
+	// Attached namespaces need not be numbered 1..n (admin_ext.go).
+	for _, ns := range d.ns {
+		if ns.id == nsid {
+			return ns
+		}
+	}
+	return nil
 }
 
 // io executes an NVM command set I/O command (NVM Command Set 1.0, 3).
