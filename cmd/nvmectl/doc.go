@@ -73,6 +73,37 @@
 //	nvmectl set-feature ADDR -f FID -v VALUE [-s] [-n NSID]
 //	nvmectl show-regs ADDR [--after-init] controller registers, as found
 //	nvmectl format ADDR -n NSID [-l LBAF] [-s 0|1|2] --force
+//	nvmectl get-log ADDR -i LID -l LEN [-n NSID] [-L OFFSET] [-s LSP] [-r] [-b]
+//	nvmectl create-ns ADDR -s NSZE -c NCAP [-f FLBAS | -b BLOCKSIZE] [-d DPS] [-m NMIC]
+//	nvmectl delete-ns ADDR -n NSID
+//	nvmectl attach-ns ADDR -n NSID [-c CNTLID,...]   (default: this controller)
+//	nvmectl detach-ns ADDR -n NSID [-c CNTLID,...]
+//	nvmectl admin-passthru ADDR -O OPCODE [-n NSID] [--cdw2..--cdw15 V] [-l LEN -r|-w [-i FILE]] [-b] [-s] [--dangerous]
+//	nvmectl fw-download ADDR -f FILE [-x XFER] [--offset OFF]
+//	nvmectl fw-commit ADDR -a ACTION [-s SLOT] [-b]
+//	nvmectl device-self-test ADDR -s 1|2|0xe|0xf [-n NSID]
+//	nvmectl self-test-log ADDR [-e N]
+//	nvmectl sanitize ADDR -a 1|2|3|4 [-u] [-n PASSES] [-i] [-d] [-p PATTERN] --force
+//	nvmectl sanitize-log ADDR
+//
+// The management verbs take nvme-cli's names and flags (nvme-cli's -o
+// shorthands are long flags here: -o is the output format). A command the
+// controller rejects as an invalid opcode says whether OACS advertised it:
+// QEMU 7.2 sets OACS bit 3 but implements only Namespace Attachment, so
+// create-ns and delete-ns fail there with Invalid Command Opcode, while
+// attach-ns and detach-ns work on a namespace defined detached in an
+// nvme-subsys (the ns-mgmt VM profile). Attachment and deletion rescan the
+// namespaces. admin-passthru refuses the driver's own commands (queue
+// creation and deletion, Asynchronous Event Request, Doorbell Buffer
+// Config, Set Features Number of Queues) and any FUSE or PSDT bits, and
+// sends the commands that change the controller under the driver (Format
+// NVM, Sanitize, Namespace Management and Attachment, Firmware Commit,
+// Abort, Virtualization Management, Security Send) only with --dangerous;
+// io-passthru sends reservation commands only with --dangerous. Data moves
+// through the controller's DMA memory: at most a page for admin commands,
+// the largest transfer for I/O. sanitize, like format, never prompts:
+// without --force it refuses. fw-commit reports a status asking for a
+// reset as success and says which reset activates the image.
 //
 // Numbers take decimal or 0x hex. Every run brings the controller up,
 // which is a controller reset: a device that follows the spec then reverts
@@ -130,6 +161,16 @@
 //	             "cmbsz" "bpinfo" "bprsel" "bpmbl" "cmbmsc" "cmbsts" "pmrcap" "pmrctl"
 //	             "pmrsts" "pmrebs" "pmrswtp" "pmrmscl" "pmrmscu" (as numbers)
 //
+//	self-test-log {"Current Device Self-Test Operation" "Current Device Self-Test Completion"
+//	             "List of Valid Reports": [{"Self test result" "Self test code" "Segment number"
+//	             "Valid Diagnostic Information" "Power on hours (POH)" ("Namespace Identifier
+//	             (NSID)" "Failing LBA" "Status Code Type" "Status Code", when valid) "Vendor
+//	             Specific"}]}
+//	sanitize-log {"ADDR": {"sprog" "sstat": {"global_erased" "no_cmplted_passes" "status"}
+//	             "cdw10_info" "time_over_write" "time_block_erase" "time_crypto_erase"
+//	             "time_over_write_no_dealloc" "time_block_erase_no_dealloc"
+//	             "time_crypto_erase_no_dealloc"}}
+//
 // 128-bit counters are JSON numbers, as nvme-cli prints them. nvmectl's own
 // keys (nvme-cli has no equivalent):
 //
@@ -138,6 +179,11 @@
 //	             without -f {"features": [the same, for each feature the controller answers]}
 //	set-feature  "feature_id" "feature_name" "value" "save" "result"
 //	format       "nsid" "lbaf" "ses" "block_size" "metadata_size" "nsze" "usable"
+//	get-log      "log_id" "log_name" "namespace_id" "offset" "length" "data" (hex)
+//	create-ns    "nsid"; delete-ns "nsid"; attach-ns, detach-ns "nsid" "controllers"
+//	*-passthru   "opcode" "result" (completion dword 0) ("data" in hex, for reads)
+//	fw-download  "bytes" "offset"; fw-commit "slot" "action" "result" "reset_needed"
+//	device-self-test "self_test_code" "namespace_id"; sanitize "sanact"
 //	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "numa_node"
 //	             (null when unknown) "pcie_link": {"speed_gts" "width" "max_speed_gts"
 //	             "max_width"} (null when unknown) "registers": {"vs" "cc" "csts" "state"}

@@ -221,6 +221,13 @@ func newRoot(a app) *cobra.Command {
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}
+	for _, c := range manageCmds(a, g) {
+		c.GroupID = "admin"
+		if c.Name() == "io-passthru" || c.Name() == "write-uncor" {
+			c.GroupID = "io"
+		}
+		root.AddCommand(c)
+	}
 	for _, c := range ioCmds(a, g) {
 		c.GroupID = "io"
 		root.AddCommand(c)
