@@ -259,12 +259,24 @@
 // which nvmectl's tests and hack/qemu's bench decode strictly through;
 // "schema_version" changes with any key):
 //
-//	perf         "schema_version" "workload" "io_size" "queue_depth" "rwmixread" "pollers"
-//	             "cpus" "seconds" "warmup_seconds" "results": [{"controller" "nsid" "workload" "io_size"
+//	perf         "schema_version" (2) "workload" "io_size" "queue_depth" "rwmixread" "pollers"
+//	             "cpus" "seconds" "warmup_seconds" "seed" "run": {"nvmectl_version" "go_version"
+//	             "start_time" "kernel" "cpu_model" "dma_memory" "hugepage_fallback"
+//	             ("hugepage_fallback_reason") "controllers": [{"address" "model" "serial"
+//	             "firmware"}]} "results": [{"controller" "nsid" "workload" "io_size"
 //	             "queue_depth" "pollers" "ios" "reads" "writes" "errors" "seconds" "iops"
-//	             "mibps" "latency_us": {"avg" "min" "max" "p50" "p90" "p99" "p99_9"
-//	             "p99_99"}}] "total": {the same keys; "controller": "total"}
+//	             "mibps" "latency_us" "read_latency_us" "write_latency_us": {"avg" "min" "max"
+//	             "p50" "p90" "p99" "p99_9" "p99_99"} "histogram": [{"low_us" "high_us"
+//	             "count"}]}] "total": {the same keys; "controller": "total"}
 //	             "verify": {"enabled" "seed" "blocks" "checked" "mismatches" ("first_mismatch")}
+//	             "samples": [{"second" "ios" "iops" "mibps"}] (one per second measured)
+//
+// For rw and randrw the table adds a row each for the reads and the
+// writes under every row. -L prints, after the table, SPDK perf's latency
+// summary (the 1st to the 99.99999th percentile) for each namespace, and
+// for its reads and writes apart in a mixed workload; -LL adds the
+// histogram (each bucket's range in µs, the cumulative percentage and the
+// count).
 //
 // # Metrics (Prometheus)
 //

@@ -207,7 +207,10 @@ func newRoot(a app) *cobra.Command {
 	}
 	root.PersistentFlags().VarP(&g.out, "output", "o", "output format: normal or json")
 	root.PersistentFlags().BoolVarP(&g.human, "human-readable", "H", false, "decode fields")
-	root.CompletionOptions.DisableDefaultCmd = true
+	// Shell completion (cobra's: nvmectl completion bash|zsh|fish|powershell)
+	// and --version.
+	root.CompletionOptions.HiddenDefaultCmd = false
+	setVersion(root)
 	root.AddGroup(&cobra.Group{ID: "setup", Title: "Setup (like SPDK's setup.sh):"},
 		&cobra.Group{ID: "admin", Title: "Admin commands (like nvme-cli):"},
 		&cobra.Group{ID: "io", Title: "I/O commands (like nvme-cli):"})
@@ -235,5 +238,6 @@ func newRoot(a app) *cobra.Command {
 	root.AddCommand(perfCmd(a, g))
 	root.AddCommand(serveCmd(a, g))
 	root.AddCommand(traceCmd(a, g))
+	root.AddCommand(manCmd())
 	return root
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -447,6 +448,7 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 		}
 	} else {
 		rep.writeTable(stdout)
+		rep.writeLatency(stdout)
 	}
 	return rep.failure()
 }
@@ -505,6 +507,9 @@ type perfRun struct {
 	seed    uint64
 	jobs    []*perfJob
 	g       *poller.Group
+	meta    perfjson.Run      // the run's metadata for the report
+	samples []perfjson.Sample // per second of the measured phase (wait's goroutine)
+	start   time.Time         // of the measured phase
 }
 
 // perfJob is one namespace on one poller. After seeding, only that
@@ -536,10 +541,8 @@ type perfJob struct {
 	reads       uint64
 	writes      uint64
 	errors      uint64
-	minNS       int64
-	maxNS       int64
-	hist        poller.Histogram
-	checked     uint64 // reads compared with the pattern (any phase after the fill)
+	lat         [2]perfLat // measured latency of writes [0] and reads [1]
+	checked     uint64     // reads compared with the pattern (any phase after the fill)
 	mismatches  uint64
 	bad         perfMismatch // the first mismatch
 }
@@ -691,9 +694,7 @@ func (s *perfSlot) done(r *nvme.Request) {
 		if r.Err != nil {
 			j.errors++
 		}
-		j.minNS = min(j.minNS, lat)
-		j.maxNS = max(j.maxNS, lat)
-		histRecord(&j.hist, lat)
+		j.lat[b2i(s.read)].record(lat)
 	}
 	if ph == phaseFillStop || ph == phaseStop || (ph == phaseFill && r.Err != nil) {
 		j.run.slotStopped()
@@ -807,6 +808,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	if err := run.makeJobs(targets, ctrls); err != nil {
 		return nil, err
 	}
+	run.meta = runMeta(ctrls, names)
 
 	if cfg.verify {
 		run.phase.Store(phaseFill)
@@ -847,6 +849,8 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		cfg.onMeasure()
 	}
 	start := time.Now()
+	run.start = start
+	run.meta.StartTime = start.UTC().Format(time.RFC3339)
 	if ctx.Err() == nil {
 		run.wait(ctx, live, "run", cfg.dur)
 	}
@@ -866,6 +870,62 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		return nil, err
 	}
 	return run.report(targets, elapsed), nil
+}
+
+// runMeta describes the run for the report: nvmectl's version, the
+// machine, the controllers (names[i] is ctrls[i]'s address) and the DMA
+// memory the buffers got.
+func runMeta(ctrls []*nvme.Controller, names []string) perfjson.Run {
+	m := perfjson.Run{NvmectlVersion: versionString(), GoVersion: runtime.Version(), Controllers: []perfjson.Controller{}}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	m.CPUModel = cpuModel()
+	var st dma.Stats
+	seen := map[*dma.Allocator]bool{}
+	for i, c := range ctrls {
+		id := c.Identify()
+		m.Controllers = append(m.Controllers, perfjson.Controller{Address: names[i], Model: id.MN, Serial: id.SN, Firmware: id.FR})
+		mem := c.Memory()
+		if seen[mem] {
+			continue
+		}
+		seen[mem] = true
+		s := mem.Stats()
+		st.Bytes += s.Bytes
+		st.HugeBytes += s.HugeBytes
+		st.HugeFallbacks += s.HugeFallbacks
+		if err := mem.LastHugeFallback(); err != nil && m.HugepageFallbackReason == "" {
+			m.HugepageFallbackReason = err.Error()
+		}
+	}
+	switch {
+	case st.HugeBytes == st.Bytes && st.Bytes > 0:
+		m.DMAMemory = "2MiB hugepages"
+	case st.HugeBytes == 0:
+		m.DMAMemory = "4KiB pages"
+	default:
+		m.DMAMemory = "mixed"
+	}
+	m.HugepageFallback = st.HugeFallbacks > 0
+	if !m.HugepageFallback {
+		m.HugepageFallbackReason = ""
+	}
+	return m
+}
+
+// cpuModel names the processor (prometheus/procfs reads /proc/cpuinfo).
+func cpuModel() string {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return ""
+	}
+	info, err := fs.CPUInfo()
+	if err != nil || len(info) == 0 {
+		return ""
+	}
+	return info[0].ModelName
 }
 
 // perfServeMetrics serves g's and ctrls' metrics (controller label: names)
@@ -921,8 +981,8 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 		j := &perfJob{
 			run: r, row: x.ti, target: t, nsid: t.ns.ID(), p: x.p, h: r.g.Handle(t.ctrl),
 			bs: bs, perIO: perIO, readPct: uint64(cfg.readPct), random: cfg.wl.random, verify: cfg.verify,
-			minNS: math.MaxInt64,
-			rng:   jobSeed(r.seed, len(r.jobs)),
+			lat: [2]perfLat{{minNS: math.MaxInt64}, {minNS: math.MaxInt64}},
+			rng: jobSeed(r.seed, len(r.jobs)),
 		}
 		if cfg.verify {
 			// Each job writes, then works in, a slice of its own.
@@ -1054,6 +1114,10 @@ func (r *perfRun) wait(ctx context.Context, live io.Writer, name string, d time.
 			} else {
 				fmt.Fprintln(live, line)
 			}
+			if name == "run" && r.phase.Load() == phaseMeasure {
+				r.samples = append(r.samples, perfjson.Sample{Second: round3(now.Sub(r.start).Seconds()), IOs: c - last,
+					IOPS: round3(iops), MiBps: round3(iops * float64(r.cfg.ioSize) / (1 << 20))})
+			}
 			last, lastAt = c, now
 		}
 	}
@@ -1112,9 +1176,65 @@ func isTerminal(w io.Writer) bool {
 // pollers) or the total.
 type perfRow struct {
 	perfjson.Result
+	lat [2]perfLat // writes, reads
+}
+
+// perfLat is a latency histogram with the exact extremes.
+type perfLat struct {
 	hist  poller.Histogram
 	minNS int64
 	maxNS int64
+}
+
+func (l *perfLat) record(ns int64) {
+	l.minNS = min(l.minNS, ns)
+	l.maxNS = max(l.maxNS, ns)
+	histRecord(&l.hist, ns)
+}
+
+func (l *perfLat) add(o *perfLat) {
+	l.hist.Add(&o.hist)
+	l.minNS = min(l.minNS, o.minNS)
+	l.maxNS = max(l.maxNS, o.maxNS)
+}
+
+// summary is the latency summary in µs; zero without I/O.
+func (l *perfLat) summary() perfjson.Latency {
+	if l.hist.Count == 0 {
+		return perfjson.Latency{}
+	}
+	// A bucket's midpoint can lie outside [min, max]; the true quantile
+	// cannot.
+	q := func(p float64) float64 { return usOf(min(max(int64(l.hist.Quantile(p)), l.minNS), l.maxNS)) }
+	return perfjson.Latency{
+		Avg: usOf(min(max(int64(l.hist.Mean()), l.minNS), l.maxNS)), Min: usOf(l.minNS), Max: usOf(l.maxNS),
+		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
+	}
+}
+
+// buckets lists the non-empty buckets of the histogram in µs.
+func (l *perfLat) buckets() []perfjson.Bucket {
+	out := []perfjson.Bucket{}
+	for i, n := range l.hist.Buckets {
+		if n == 0 {
+			continue
+		}
+		hi := float64(math.MaxUint64)
+		if i+1 < poller.NumBuckets {
+			hi = float64(poller.BucketLow(i + 1))
+		}
+		out = append(out, perfjson.Bucket{LowUs: float64(poller.BucketLow(i)) / 1e3, HighUs: hi / 1e3, Count: n})
+	}
+	return out
+}
+
+func usOf(ns int64) float64 { return round3(float64(ns) / 1e3) }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // perfReport is what perf prints: the JSON of package perfjson (the one
@@ -1127,6 +1247,9 @@ type perfReport struct {
 	firstError string
 	seed       uint64 // the run's seed (--seed, or the one picked)
 	placement  string // how the pollers' CPUs were chosen
+	latency    int    // -L count
+	rows       []perfRow
+	total      perfRow
 }
 
 func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
@@ -1136,7 +1259,8 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 		Pollers: len(cfg.cpus), CPUs: cfg.cpus, Seconds: round3(elapsed.Seconds()), WarmupSeconds: round3(cfg.warmup.Seconds()),
 		Verify: perfjson.Verify{Enabled: cfg.verify},
 	}}
-	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()}, minNS: math.MaxInt64}
+	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()},
+		lat: [2]perfLat{{minNS: math.MaxInt64}, {minNS: math.MaxInt64}}}
 	rows := make([]perfRow, len(targets))
 	for i, t := range targets {
 		rows[i] = base
@@ -1151,9 +1275,8 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 			x.Reads += j.reads
 			x.Writes += j.writes
 			x.Errors += j.errors
-			x.hist.Add(&j.hist)
-			x.minNS = min(x.minNS, j.minNS)
-			x.maxNS = max(x.maxNS, j.maxNS)
+			x.lat[0].add(&j.lat[0])
+			x.lat[1].add(&j.lat[1])
 		}
 		rep.failedIOs += j.failed
 		if rep.firstError == "" {
@@ -1173,18 +1296,24 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	if cfg.verify {
 		rep.Verify.Seed = r.seed
 	}
-	rep.seed, rep.placement = r.seed, cfg.placement
+	rep.seed, rep.placement, rep.latency = r.seed, cfg.placement, cfg.latency
+	rep.Seed, rep.Run, rep.Samples = r.seed, r.meta, r.samples
+	if rep.Samples == nil {
+		rep.Samples = []perfjson.Sample{}
+	}
 	rep.Results = make([]perfjson.Result, len(rows))
+	rep.rows = rows
 	for i := range rows {
 		rows[i].finish(elapsed)
 		rep.Results[i] = rows[i].Result
 	}
 	tot.finish(elapsed)
 	rep.Total = tot.Result
+	rep.total = tot
 	return rep
 }
 
-// finish turns the counts into rates and the latency summary.
+// finish turns the counts into rates and the latency summaries.
 func (x *perfRow) finish(elapsed time.Duration) {
 	sec := elapsed.Seconds()
 	if sec > 0 {
@@ -1192,17 +1321,19 @@ func (x *perfRow) finish(elapsed time.Duration) {
 		x.MiBps = round3(float64(x.IOs) * float64(x.IOSize) / (1 << 20) / sec)
 	}
 	x.Seconds = round3(sec)
-	if x.hist.Count == 0 {
-		return
-	}
-	us := func(ns int64) float64 { return round3(float64(ns) / 1e3) }
-	// A bucket's midpoint can lie outside [min, max]; the true quantile
-	// cannot.
-	q := func(p float64) float64 { return us(min(max(int64(x.hist.Quantile(p)), x.minNS), x.maxNS)) }
-	x.Latency = perfjson.Latency{
-		Avg: us(int64(x.hist.Mean())), Min: us(x.minNS), Max: us(x.maxNS),
-		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
-	}
+	all := x.all()
+	x.Latency = all.summary()
+	x.WriteLatency = x.lat[0].summary()
+	x.ReadLatency = x.lat[1].summary()
+	x.Histogram = all.buckets()
+}
+
+// all is the row's reads and writes together.
+func (x *perfRow) all() *perfLat {
+	all := perfLat{minNS: math.MaxInt64}
+	all.add(&x.lat[0])
+	all.add(&x.lat[1])
+	return &all
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
@@ -1242,11 +1373,37 @@ func (rep *perfReport) writeTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	mixed := rep.RWMixRead > 0 && rep.RWMixRead < 100
+	// For a mixed workload, a row each for the reads and the writes
+	// alone under each row: their latencies differ, and the blend hides
+	// both.
+	split := func(x *perfjson.Result) {
+		if !mixed {
+			return
+		}
+		for _, op := range []struct {
+			name string
+			n    uint64
+			l    perfjson.Latency
+		}{{"  reads", x.Reads, x.ReadLatency}, {"  writes", x.Writes, x.WriteLatency}} {
+			sub := perfjson.Result{IOs: op.n, Reads: op.n, Latency: op.l}
+			if x.Seconds > 0 {
+				sub.IOPS = float64(op.n) / x.Seconds
+				sub.MiBps = sub.IOPS * float64(x.IOSize) / (1 << 20)
+			}
+			if op.name == "  writes" {
+				sub.Reads = 0
+			}
+			row(&sub, op.name, "")
+		}
+	}
 	for i := range rep.Results {
 		x := &rep.Results[i]
 		row(x, x.Controller, strconv.Itoa(int(x.NSID)))
+		split(x)
 	}
 	row(&rep.Total, "Total", "")
+	split(&rep.Total)
 	if e := rep.Total.Errors; e > 0 {
 		fmt.Fprintf(w, "errors: %d of %d I/Os failed\n", e, rep.Total.IOs)
 	}
@@ -1254,6 +1411,60 @@ func (rep *perfReport) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "verify: %d reads checked against the pattern of %d blocks, %d mismatches\n", v.Checked, v.Blocks, v.Mismatches)
 		if v.FirstMismatch != "" {
 			fmt.Fprintf(w, "verify: first mismatch: %s\n", v.FirstMismatch)
+		}
+	}
+}
+
+// latencyPercentiles are the points of SPDK perf's -L summary.
+var latencyPercentiles = []float64{1, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.9, 99.99, 99.999, 99.9999, 99.99999}
+
+// writeLatency prints -L's summary by percentile for each namespace (and
+// for the reads and the writes of a mixed workload), and with -LL the
+// histogram, the way SPDK perf does.
+func (rep *perfReport) writeLatency(w io.Writer) {
+	if rep.latency == 0 {
+		return
+	}
+	mixed := rep.RWMixRead > 0 && rep.RWMixRead < 100
+	for i := range rep.rows {
+		x := &rep.rows[i]
+		parts := []struct {
+			what string
+			l    *perfLat
+		}{{"", x.all()}}
+		if mixed {
+			parts = append(parts, struct {
+				what string
+				l    *perfLat
+			}{" reads", &x.lat[1]}, struct {
+				what string
+				l    *perfLat
+			}{" writes", &x.lat[0]})
+		}
+		for _, p := range parts {
+			h := &p.l.hist
+			name := fmt.Sprintf("%s NSID %d%s from %d poller(s) on CPU %s", x.Controller, x.NSID, p.what, rep.Pollers, cpuset.Format(rep.CPUs))
+			fmt.Fprintf(w, "\nSummary latency data for %s:\n", name)
+			fmt.Fprintln(w, strings.Repeat("=", 81))
+			if h.Count == 0 {
+				fmt.Fprintln(w, "  no I/O measured")
+				continue
+			}
+			for _, pc := range latencyPercentiles {
+				v := min(max(int64(h.Quantile(pc/100)), p.l.minNS), p.l.maxNS)
+				fmt.Fprintf(w, "%10.5f%% : %12.3fus\n", pc, float64(v)/1e3)
+			}
+			if rep.latency < 2 {
+				continue
+			}
+			fmt.Fprintf(w, "\nLatency histogram for %s:\n", name)
+			fmt.Fprintln(w, strings.Repeat("=", 78))
+			fmt.Fprintln(w, "       Range in us     Cumulative    IO count")
+			var cum uint64
+			for _, b := range p.l.buckets() {
+				cum += b.Count
+				fmt.Fprintf(w, "%10.3f - %10.3f: %9.4f%%  (%9d)\n", b.LowUs, b.HighUs, 100*float64(cum)/float64(h.Count), b.Count)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,5 +123,52 @@ func TestPerfSeedReplays(t *testing.T) {
 	run.seed = 43
 	if c := offsets(); slices.Equal(a, c) {
 		t.Errorf("seeds 42 and 43 gave the same offsets %v", a)
+	}
+}
+
+// TestPerfReportV2: the JSON carries the run's metadata, per-second
+// samples, histogram buckets and read and write latency apart; -L and
+// -LL print SPDK's summary and histogram; a mixed workload's table has a
+// row each for the reads and the writes.
+func TestPerfReportV2(t *testing.T) {
+	r := newPerfRig(t, nvmetest.Config{Serial: "SER9", Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 14}}})
+	code, out, errs := r.run("-o", "json", "perf", r.addrs[0], "-q", "4", "-w", "randrw", "-M", "70", "-t", "2.2", "--seed", "12345")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	p := decodePerf(t, out) // perfjson.Decode: every key present, counts and histograms add up
+	m := p.Run
+	if m.NvmectlVersion == "" || m.GoVersion != runtime.Version() || m.Kernel == "" || m.StartTime == "" || m.DMAMemory == "" ||
+		len(m.Controllers) != 1 || m.Controllers[0].Serial != "SER9" || m.Controllers[0].Address != r.addrs[0] {
+		t.Errorf("run metadata %+v", m)
+	}
+	if p.Seed != 12345 {
+		t.Errorf("seed %d, want 12345", p.Seed)
+	}
+	if len(p.Samples) < 2 || p.Samples[0].IOs == 0 || p.Samples[0].Second < 0.9 || p.Samples[0].Second > 1.5 {
+		t.Errorf("samples %+v, want one per second of the 2.2 s measured", p.Samples)
+	}
+	tot := p.Total
+	if tot.Reads == 0 || tot.Writes == 0 || tot.ReadLatency.P50 == 0 || tot.WriteLatency.P50 == 0 || len(tot.Histogram) == 0 {
+		t.Errorf("total: reads %d writes %d read p50 %v write p50 %v, %d buckets", tot.Reads, tot.Writes, tot.ReadLatency.P50, tot.WriteLatency.P50, len(tot.Histogram))
+	}
+
+	code, out, errs = r.run("perf", r.addrs[0], "-q", "4", "-w", "randrw", "-M", "70", "-t", "1", "-a", "0.2", "-LL")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, s := range []string{"  reads ", "  writes ", "Summary latency data for " + r.addrs[0] + " NSID 1 from 1 poller(s)",
+		" 99.99999% :", "  1.00000% :", "Summary latency data for " + r.addrs[0] + " NSID 1 reads", "Latency histogram for ",
+		"Range in us     Cumulative    IO count", "100.0000%"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("perf -LL output lacks %q:\n%s", s, out)
+		}
+	}
+	if n := strings.Count(out, "% :"); n != 3*len(latencyPercentiles) {
+		t.Errorf("%d percentile lines, want %d (all, reads, writes)", n, 3*len(latencyPercentiles))
+	}
+	code, out, _ = r.run("perf", r.addrs[0], "-q", "4", "-w", "randread", "-t", "0.5", "-a", "0.2", "-L")
+	if code != exitOK || !strings.Contains(out, "Summary latency data") || strings.Contains(out, "Latency histogram") || strings.Contains(out, "  reads ") {
+		t.Errorf("perf -L on randread:\n%s", out)
 	}
 }

@@ -151,7 +151,12 @@ var usageCases = map[string][]struct {
 		{[]string{"sanitize", fakeAddr, "-a", "2", "-n", "3", "--force"}, "go with --sanact 3"},
 		{[]string{"sanitize", fakeAddr, "-a", "3", "-n", "17", "--force"}, "--owpass 17"},
 	},
-	"sanitize-log": {{[]string{"sanitize-log"}, "accepts 1 arg"}},
+	"sanitize-log":          {{[]string{"sanitize-log"}, "accepts 1 arg"}},
+	"man":                   {{[]string{"man"}, "accepts 1 arg"}, {[]string{"man", "/tmp/x", "--section", ""}, "--section must not be empty"}},
+	"completion bash":       {{[]string{"completion", "bash", "extra"}, "unknown command"}},
+	"completion zsh":        {{[]string{"completion", "zsh", "--bogus"}, "unknown flag"}},
+	"completion fish":       {{[]string{"completion", "fish", "x"}, "unknown command"}},
+	"completion powershell": {{[]string{"completion", "powershell", "x"}, "unknown command"}},
 	"perf": {
 		{[]string{"perf"}, "requires at least 1 arg"},
 		{[]string{"perf", fakeAddr, fakeAddr}, "named twice"},
