@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/procfs"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
@@ -359,7 +360,9 @@ func placePollers(a app, cfg *perfConfig) error {
 }
 
 // parseSize parses a byte count with an optional binary suffix: 4096,
-// 4k, 4K, 4KiB, 4KB, 1M, 1G.
+// 4k, 4K, 4KiB, 4KB, 1M, 1G. It is written by hand because go-humanize's
+// ParseBytes takes "4K" and "4KB" as 4000 bytes, where SPDK perf's -o
+// (spdk_parse_capacity) and every storage engineer mean 4096.
 func parseSize(s string) (int, error) {
 	t := strings.TrimSpace(s)
 	mult := 1
@@ -1163,13 +1166,11 @@ func (r *perfRun) checkBinding() error {
 	return nil
 }
 
+// isTerminal reports whether w is a terminal (golang.org/x/term), where
+// the live line is rewritten in place.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // perfRow accumulates one row of the report: a namespace (all its
