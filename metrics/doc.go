@@ -51,7 +51,16 @@
 // gonvme_controller_available_spare_ratio,
 // gonvme_controller_available_spare_threshold_ratio,
 // gonvme_controller_endurance_used_ratio,
-// gonvme_controller_critical_warning (the bit field), and
+// gonvme_controller_critical_warning (the bit field),
+// gonvme_controller_critical_warning_bit{bit="available_spare"|
+// "temperature"|"reliability"|"read_only"|"volatile_memory_backup"|
+// "pmr_read_only"} (1 when set: alert on the bit, not on a value of the
+// field), gonvme_controller_data_read_bytes_total and
+// gonvme_controller_data_written_bytes_total (Data Units Read and Written
+// times 512,000), gonvme_controller_media_errors_total,
+// gonvme_controller_unsafe_shutdowns_total,
+// gonvme_controller_power_on_seconds_total (Power On Hours times 3600),
+// gonvme_controller_error_log_entries_total, and
 // gonvme_controller_smart_reads_total{result="ok"|"error"}.
 //
 // The op and status series come from counters the poller keeps on its

@@ -522,3 +522,62 @@ func familyList(m map[string]*dto.MetricFamily) []*dto.MetricFamily {
 	}
 	return out
 }
+
+// TestSMARTCounters: the SMART log's counters and critical-warning bits
+// are exported: data written in bytes, media errors and error log entries
+// after a failed read, each warning bit as its own series.
+func TestSMARTCounters(t *testing.T) {
+	r := rig(t)
+	qp, err := r.Ctrl.NewQueuePair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qp.Close()
+	ns, _ := r.Ctrl.Namespace(1)
+	buf, err := r.Ctrl.Memory().Alloc(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Ctrl.Memory().Free(buf)
+	for off := 0; off < 1<<20; off += 128 << 10 { // 1 MiB: 3 units of 512,000 bytes
+		if err := ns.WriteAt(qp, buf.Bytes[off:off+128<<10], uint64(off/512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Fake.InjectStatus(nvmetest.Match{Opcode: spec.IORead}, spec.SCTMediaError, spec.SCUnrecoveredReadError, 1)
+	if err := ns.ReadAt(qp, buf.Bytes[:512], 0); err == nil {
+		t.Fatal("injected media error: the read succeeded")
+	}
+	c, err := metrics.NewCollector(nil, &metrics.Options{Names: []string{"0000:00:04.0"}}, r.Ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := gather(t, c)
+	for name, want := range map[string]float64{
+		"gonvme_controller_data_written_bytes_total": 3 * 512000,
+		"gonvme_controller_media_errors_total":       1,
+		"gonvme_controller_error_log_entries_total":  1,
+		"gonvme_controller_unsafe_shutdowns_total":   0,
+		"gonvme_controller_power_on_seconds_total":   0,
+	} {
+		if mf[name] == nil {
+			t.Errorf("%s not exported", name)
+			continue
+		}
+		if got := sum(mf[name], nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if mf["gonvme_controller_data_read_bytes_total"] == nil {
+		t.Error("gonvme_controller_data_read_bytes_total not exported")
+	}
+	bits := mf["gonvme_controller_critical_warning_bit"]
+	if bits == nil || len(bits.Metric) != 6 || sum(bits, nil) != 0 {
+		t.Errorf("critical warning bits: %v", bits)
+	}
+	for _, b := range []string{"available_spare", "temperature", "reliability", "read_only", "volatile_memory_backup", "pmr_read_only"} {
+		if bits != nil && sum(bits, map[string]string{"bit": b}) != 0 {
+			t.Errorf("bit %s set on a healthy fake", b)
+		}
+	}
+}
