@@ -646,6 +646,8 @@ func featureDataLen(fid uint8) int {
 		return 16
 	case spec.FeatureHostMemoryBuffer:
 		return 4096
+	case spec.FeaturePLMConfig, spec.FeatureHostBehaviorSupport:
+		return 512
 	}
 	return 0
 }
@@ -707,13 +709,19 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		w := cmd.OutOrStdout()
 		one := func(fid uint8, n int) (record, error) {
-			data := make([]byte, n)
-			if sel == spec.SelSupportedCap {
-				data = nil
-			}
-			v, err := c.GetFeature(fid, sel, nsid, cdw11, data)
+			// The command always carries a page to write into: a device
+			// that returns data for a feature nvmectl does not know the
+			// size of (or for -s 3, which returns none) then writes into
+			// memory the driver gave it, never to IOVA 0. Only n bytes are
+			// shown.
+			page := make([]byte, 4096)
+			v, err := c.GetFeature(fid, sel, nsid, cdw11, page)
 			if err != nil {
 				return nil, err
+			}
+			data := page[:n]
+			if sel == spec.SelSupportedCap {
+				data = nil
 			}
 			if g.out == formatJSON {
 				var r record

@@ -194,6 +194,8 @@ func describe(a app, c vfio.Controller, p pciAttrs, identify bool) ctrlJSON {
 			st := readState(regs)
 			unmap()
 			j.Registers = &st
+		} else if errors.Is(err, errMemoryOff) {
+			j.Note = "memory decoding off (never enabled since boot): no state to read"
 		} else if c.Driver == "vfio-pci" {
 			j.Note = "registers not readable: " + err.Error()
 		}

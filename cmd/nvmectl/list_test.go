@@ -72,6 +72,11 @@ func fakeSysfs(t *testing.T, devs ...fakeDev) string {
 				binary.LittleEndian.PutUint32(regs[off:], v)
 			}
 			must(os.WriteFile(filepath.Join(dir, "resource0"), regs, 0o644))
+			cfg := make([]byte, 256)
+			binary.LittleEndian.PutUint16(cfg[0:], d.vendor)
+			binary.LittleEndian.PutUint16(cfg[2:], d.devid)
+			cfg[4] = 0x06 // PCI_COMMAND: memory space and bus master on
+			must(os.WriteFile(filepath.Join(dir, "config"), cfg, 0o644))
 		}
 		if d.driver != "" {
 			must(os.Symlink("../../../bus/pci/drivers/"+d.driver, filepath.Join(dir, "driver")))
@@ -244,5 +249,35 @@ func TestExitCodes(t *testing.T) {
 		if !strings.Contains(errb.String(), tt.msg) {
 			t.Errorf("nvmectl %q: stderr %q lacks %q", tt.args, errb.String(), tt.msg)
 		}
+	}
+}
+
+// TestRegistersMemoryOff: a controller whose memory decoding is off (no
+// driver enabled it since boot) has no registers to read: list says so
+// instead of printing the zeros or ones such a BAR returns, and show-regs
+// refuses with the reason.
+func TestRegistersMemoryOff(t *testing.T) {
+	sys := fakeSysfs(t, fakeDev{"0000:00:04.0", 0x1b36, 0x0010, vfio.ClassNVMe, "vfio-pci", 3})
+	cfg := filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/config")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[4] &^= 0x02
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"list"}, &out, &errb, fromSysfs(sys)); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	row := strings.Fields(strings.Split(out.String(), "\n")[1])
+	if !strings.Contains(out.String(), "memory decoding off") || len(row) < 8 || row[7] != "-" {
+		t.Errorf("list:\n%s", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"show-regs", "0000:00:04.0"}, &out, &errb, fromSysfs(sys)); code != exitDevice || !strings.Contains(errb.String(), "memory decoding is off") {
+		t.Errorf("show-regs: exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -154,6 +154,20 @@ func TestVMAdminVerbs(t *testing.T) {
 	} else {
 		t.Logf("nvmectl get-feature -f 1 -H: %s", out)
 	}
+	// Every feature, as nvme-cli prints them without -f. QEMU returns a
+	// data structure for Host Behavior Support (0x16): each Get Features
+	// carries a buffer, so the device never writes to IOVA 0 (a DMAR
+	// fault in the guest kernel's log, which fails the boot).
+	all := v.json("get-feature", addr)
+	ids := map[float64]bool{}
+	for _, f := range all["features"].([]any) {
+		ids[f.(map[string]any)["feature_id"].(float64)] = true
+	}
+	for _, id := range []float64{0x01, 0x04, 0x06, 0x07, 0x16} {
+		if !ids[id] {
+			t.Errorf("get-feature without -f lacks feature %#x: %v", int(id), ids)
+		}
+	}
 	v.ok("set-feature", addr, "-f", "4", "-v", "350")
 	if g := v.json("get-feature", addr, "-f", "4"); g["value"] != 350.0 {
 		t.Errorf("temperature threshold after set-feature 350: %v", g)

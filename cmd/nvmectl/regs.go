@@ -24,6 +24,12 @@ import (
 // is built with IO_STRICT_DEVMEM, as Debian's is; then the registers are
 // not shown.
 
+// pciCommandMemory is PCI_COMMAND's Memory Space Enable bit.
+const pciCommandMemory = 1 << 1
+
+// errMemoryOff says why a BAR cannot be read without enabling the device.
+var errMemoryOff = errors.New("memory decoding is off in PCI_COMMAND (no driver has enabled the device since boot): there are no registers to read without enabling it")
+
 // regsWindow is how much of BAR0 is mapped: the controller registers up
 // to the doorbells (NVMe Base 2.0, 3.1.4: the doorbells start at 0x1000).
 const regsWindow = 0x1000
@@ -32,7 +38,14 @@ const regsWindow = 0x1000
 // from root's /sys/bus/pci/devices/ADDR/resource0 and returns them with
 // the function that unmaps them.
 func sysfsRegisters(root, addr string) (mmio.Region, func() error, error) {
-	p := root + "/sys/bus/pci/devices/" + addr + "/resource0"
+	dev := root + "/sys/bus/pci/devices/" + addr
+	// A BAR answers only with memory decoding on (PCI_COMMAND bit 1). A
+	// device no driver has enabled since boot has it off, and reading its
+	// BAR returns nothing it holds (all ones on hardware, zeros in QEMU).
+	if cfg, err := os.ReadFile(dev + "/config"); err == nil && len(cfg) >= 6 && cfg[4]&pciCommandMemory == 0 {
+		return mmio.Region{}, nil, fmt.Errorf("BAR0 of %s: %w", addr, errMemoryOff)
+	}
+	p := dev + "/resource0"
 	f, err := os.Open(p)
 	if err != nil {
 		return mmio.Region{}, nil, fmt.Errorf("open BAR0 of %s: %w", addr, err)
