@@ -328,11 +328,24 @@
 // tests call directly (host tests against nvme/nvmetest and fake sysfs
 // trees; VM tests against QEMU's controller). nvmectl is built on
 // github.com/spf13/cobra: the CLI framework is not the driver, so a
-// well-kept library does that part.
+// well-kept library does that part, and so do cobra's completion command
+// and cobra/doc's man pages.
 //
-// Imports: the standard library, cobra, golang.org/x/sys/unix
-// (RLIMIT_MEMLOCK, device numbers, CPU affinity),
+// # Version, completion, man pages
+//
+//	nvmectl --version                     module version and VCS revision (build info)
+//	nvmectl completion bash|zsh|fish|powershell
+//	nvmectl man DIR [--section 8]         one man page per verb, from the help text
+//
+// For example: source <(nvmectl completion bash); nvmectl man
+// /usr/local/share/man/man8 && mandb.
+//
+// Imports: the standard library, cobra and cobra/doc,
+// golang.org/x/sys/unix (RLIMIT_MEMLOCK, device numbers, uname, the read-only
+// BAR mapping), golang.org/x/term (the live line), github.com/dustin/go-humanize
+// (sizes), github.com/prometheus/procfs (PCI attributes, CPU model),
 // github.com/prometheus/client_golang (serve, perf --metrics-addr),
 // github.com/cilium/ebpf (trace), and gonvme's vfio, dma, nvme,
-// nvme/pcie, nvme/spec, poller, metrics and internal/perfjson packages.
+// nvme/pcie, nvme/spec, poller, metrics, internal/mmio (register loads),
+// internal/cpuset and internal/perfjson packages.
 package main
