@@ -143,7 +143,7 @@ var (
 	dQInFlight  = desc("queue_inflight_commands", "Commands outstanding on the device.", queueLabels...)
 	dQWaiting   = desc("queue_waiting_requests", "Requests waiting for a free command ID.", queueLabels...)
 	dQDepth     = desc("queue_depth_entries", "Entries per submission and completion ring.", queueLabels...)
-	dQLatency   = desc("queue_latency_seconds", "Time from the submitter's call to the completion callback.", queueLabels...)
+	dQLatency   = desc("queue_latency_seconds", "Time from the submitter's call to the completion callback, by operation.", append(slices.Clone(queueLabels), "op")...)
 
 	dPLoops     = desc("poller_loops_total", "Passes of the poll loop.", pollerLabels...)
 	dPIdleLoops = desc("poller_idle_loops_total", "Passes that took no submission and reaped nothing.", pollerLabels...)
@@ -277,8 +277,10 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 		gauge(ch, dQInFlight, float64(q.InFlight), ql...)
 		gauge(ch, dQWaiting, float64(q.Waiting), ql...)
 		gauge(ch, dQDepth, float64(q.Depth), ql...)
-		count, sum, buckets := LatencyBuckets(&q.Latency)
-		ch <- prometheus.MustNewConstHistogram(dQLatency, count, sum, buckets, ql...)
+		for op := range q.Ops {
+			count, sum, buckets := OpLatencyBuckets(&q.Ops[op].Latency)
+			ch <- prometheus.MustNewConstHistogram(dQLatency, count, sum, buckets, ql[0], ql[1], ql[2], opNames[op])
+		}
 	}
 }
 
@@ -332,6 +334,19 @@ func LatencyBounds() []float64 {
 		b = append(b, float64(uint64(1)<<e)/1e9)
 	}
 	return b
+}
+
+// OpLatencyBuckets converts one operation's latency (seconds, the bounds
+// of LatencyBounds): poller.OpLatency's buckets are the powers of two
+// LatencyBounds names, so each cumulative count is a sum of whole buckets.
+func OpLatencyBuckets(l *poller.OpLatency) (count uint64, sum float64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, maxExp-minExp+1)
+	var cum uint64
+	for e := minExp; e <= maxExp; e++ {
+		cum += l.Buckets[e-minExp] // values below 2^e ns
+		buckets[float64(uint64(1)<<e)/1e9] = cum
+	}
+	return l.Count, float64(l.Sum) / 1e9, buckets
 }
 
 // LatencyBuckets converts a poller histogram (ns) to a Prometheus one

@@ -32,7 +32,8 @@
 //	gonvme_queue_inflight_commands          gauge, commands on the device
 //	gonvme_queue_waiting_requests           gauge, requests waiting for a command ID
 //	gonvme_queue_depth_entries              gauge, entries per ring
-//	gonvme_queue_latency_seconds            histogram, submission to completion
+//	gonvme_queue_latency_seconds            {op="read"|"write"|"other"}: histogram, submission
+//	                                        to completion
 //
 // Per poller (labels poller, cpu): gonvme_poller_loops_total,
 // gonvme_poller_idle_loops_total, gonvme_poller_submissions_total
@@ -75,6 +76,11 @@
 // statuses plus driver-side failures.
 //
 // # Latency buckets
+//
+// The latency histograms are per operation (label op): each poller keeps,
+// besides its full-resolution histogram (poller.QueueStats.Latency), one
+// per operation at power-of-two resolution (poller.OpStats.Latency),
+// whose buckets are exactly the exported bounds below.
 //
 // The poller's histogram is log-linear in nanoseconds (powers of two split
 // in 8). The exported histogram takes the power-of-two boundaries from

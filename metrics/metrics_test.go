@@ -295,12 +295,26 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	if p := sum(mf["gonvme_queue_polls_total"], q); p < sum(mf["gonvme_queue_idle_polls_total"], q) || p == 0 {
 		t.Errorf("polls %v, idle polls %v", p, sum(mf["gonvme_queue_idle_polls_total"], q))
 	}
-	h := mf["gonvme_queue_latency_seconds"].GetMetric()[0].GetHistogram()
-	if h.GetSampleCount() != n+nWrites || h.GetSampleSum() <= 0 {
-		t.Errorf("latency histogram count %d sum %v, want %d and > 0", h.GetSampleCount(), h.GetSampleSum(), n+nWrites)
+	// One latency histogram per operation (label op), each with its own
+	// completions.
+	for _, m := range mf["gonvme_queue_latency_seconds"].GetMetric() {
+		op := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "op" {
+				op = l.GetValue()
+			}
+		}
+		want := map[string]uint64{"read": n, "write": nWrites, "other": 0}[op]
+		h := m.GetHistogram()
+		if h.GetSampleCount() != want || (want > 0) != (h.GetSampleSum() > 0) {
+			t.Errorf("latency histogram op=%q: count %d sum %v, want %d", op, h.GetSampleCount(), h.GetSampleSum(), want)
+		}
+		if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() > want {
+			t.Errorf("latency op=%q: %d buckets, last cumulative %d; want 26 and at most %d", op, len(bs), bs[len(bs)-1].GetCumulativeCount(), want)
+		}
 	}
-	if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() != n+nWrites {
-		t.Errorf("latency buckets %d, last cumulative %d; want 26 and %d", len(bs), bs[len(bs)-1].GetCumulativeCount(), n+nWrites)
+	if k := len(mf["gonvme_queue_latency_seconds"].GetMetric()); k != 3 {
+		t.Errorf("%d latency histograms, want read, write, other", k)
 	}
 	if v := sum(mf["gonvme_controller_state"], map[string]string{"state": "ready"}); v != 1 {
 		t.Errorf("state ready = %v", v)
@@ -578,6 +592,37 @@ func TestSMARTCounters(t *testing.T) {
 	for _, b := range []string{"available_spare", "temperature", "reliability", "read_only", "volatile_memory_backup", "pmr_read_only"} {
 		if bits != nil && sum(bits, map[string]string{"bit": b}) != 0 {
 			t.Errorf("bit %s set on a healthy fake", b)
+		}
+	}
+}
+
+// TestOpLatencyBuckets: per-operation latency converts exactly: the count
+// below each bound 2^e ns is the count of the values below it.
+func TestOpLatencyBuckets(t *testing.T) {
+	vals := []uint64{0, 500, 1023, 1024, 1500, 2047, 2048, 1e6, 1<<35 - 1, 1 << 35, 1 << 40}
+	var l poller.OpLatency
+	for _, v := range vals {
+		i := 0
+		for i < poller.OpLatencyBuckets-1 && v >= uint64(1)<<(10+i) {
+			i++
+		}
+		l.Buckets[i]++
+		l.Count++
+		l.Sum += v
+	}
+	count, s, b := metrics.OpLatencyBuckets(&l)
+	if count != uint64(len(vals)) || s != float64(l.Sum)/1e9 || len(b) != 26 {
+		t.Fatalf("count %d sum %v, %d buckets", count, s, len(b))
+	}
+	for _, le := range metrics.LatencyBounds() {
+		want := uint64(0)
+		for _, v := range vals {
+			if float64(v)/1e9 < le {
+				want++
+			}
+		}
+		if b[le] != want {
+			t.Errorf("le=%g: %d, want %d", le, b[le], want)
 		}
 	}
 }
