@@ -143,7 +143,7 @@ var (
 	dQInFlight  = desc("queue_inflight_commands", "Commands outstanding on the device.", queueLabels...)
 	dQWaiting   = desc("queue_waiting_requests", "Requests waiting for a free command ID.", queueLabels...)
 	dQDepth     = desc("queue_depth_entries", "Entries per submission and completion ring.", queueLabels...)
-	dQLatency   = desc("queue_latency_seconds", "Time from the submitter's call to the completion callback.", queueLabels...)
+	dQLatency   = desc("queue_latency_seconds", "Time from the submitter's call to the completion callback, by operation.", append(slices.Clone(queueLabels), "op")...)
 
 	dPLoops     = desc("poller_loops_total", "Passes of the poll loop.", pollerLabels...)
 	dPIdleLoops = desc("poller_idle_loops_total", "Passes that took no submission and reaped nothing.", pollerLabels...)
@@ -165,6 +165,13 @@ var (
 	dCSpareThr  = desc("controller_available_spare_threshold_ratio", "Available spare threshold (SMART), 0 to 1.", ctrlLabels...)
 	dCUsed      = desc("controller_endurance_used_ratio", "Estimate of the life used (SMART Percentage Used), may exceed 1.", ctrlLabels...)
 	dCWarning   = desc("controller_critical_warning", "SMART Critical Warning bit field (0: none).", ctrlLabels...)
+	dCWarnBit   = desc("controller_critical_warning_bit", "SMART Critical Warning, one series per bit: 1 when set.", "controller", "bit")
+	dCReadB     = desc("controller_data_read_bytes_total", "SMART Data Units Read, in bytes (a unit is 512,000 bytes, rounded up by the device).", ctrlLabels...)
+	dCWriteB    = desc("controller_data_written_bytes_total", "SMART Data Units Written, in bytes (a unit is 512,000 bytes, rounded up by the device).", ctrlLabels...)
+	dCMediaErr  = desc("controller_media_errors_total", "SMART Media and Data Integrity Errors: unrecovered data integrity errors.", ctrlLabels...)
+	dCUnsafe    = desc("controller_unsafe_shutdowns_total", "SMART Unsafe Shutdowns: power losses without a shutdown notification.", ctrlLabels...)
+	dCPowerOn   = desc("controller_power_on_seconds_total", "SMART Power On Hours, in seconds (whole hours).", ctrlLabels...)
+	dCErrLog    = desc("controller_error_log_entries_total", "SMART Number of Error Information Log Entries over the controller's life.", ctrlLabels...)
 	dCSMARTRead = desc("controller_smart_reads_total", "SMART / Health log reads made at scrape time.", "controller", "result")
 )
 
@@ -178,7 +185,22 @@ var allDescs = []*prometheus.Desc{
 	dPLoops, dPIdleLoops, dPSubmit, dPCompleted, dPFailed, dPParks, dPYields, dPFullWaits,
 	dPBusy, dPMisuse, dPInFlight, dPCPU,
 	dCInfo, dCState, dCTemp, dCSpare, dCSpareThr, dCUsed, dCWarning, dCSMARTRead,
+	dCWarnBit, dCReadB, dCWriteB, dCMediaErr, dCUnsafe, dCPowerOn, dCErrLog,
 }
+
+// warningBits name the SMART Critical Warning bits for the bit label
+// (NVMe Base 2.0, Figure 207).
+var warningBits = []struct {
+	bit  uint8
+	name string
+}{
+	{spec.SMARTWarnSpare, "available_spare"}, {spec.SMARTWarnTemperature, "temperature"},
+	{spec.SMARTWarnReliability, "reliability"}, {spec.SMARTWarnReadOnly, "read_only"},
+	{spec.SMARTWarnVolatileBackup, "volatile_memory_backup"}, {spec.SMARTWarnPMRReadOnly, "pmr_read_only"},
+}
+
+// u128 is a SMART 128-bit counter as a float (exact to 2^53).
+func u128(u spec.Uint128) float64 { return float64(u.Hi)*0x1p64 + float64(u.Lo) }
 
 // states are the values of the state label, in nvme.State order.
 var states = []nvme.State{nvme.StateInit, nvme.StateReady, nvme.StateResetting,
@@ -255,8 +277,10 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 		gauge(ch, dQInFlight, float64(q.InFlight), ql...)
 		gauge(ch, dQWaiting, float64(q.Waiting), ql...)
 		gauge(ch, dQDepth, float64(q.Depth), ql...)
-		count, sum, buckets := LatencyBuckets(&q.Latency)
-		ch <- prometheus.MustNewConstHistogram(dQLatency, count, sum, buckets, ql...)
+		for op := range q.Ops {
+			count, sum, buckets := OpLatencyBuckets(&q.Ops[op].Latency)
+			ch <- prometheus.MustNewConstHistogram(dQLatency, count, sum, buckets, ql[0], ql[1], ql[2], opNames[op])
+		}
 	}
 }
 
@@ -312,6 +336,19 @@ func LatencyBounds() []float64 {
 	return b
 }
 
+// OpLatencyBuckets converts one operation's latency (seconds, the bounds
+// of LatencyBounds): poller.OpLatency's buckets are the powers of two
+// LatencyBounds names, so each cumulative count is a sum of whole buckets.
+func OpLatencyBuckets(l *poller.OpLatency) (count uint64, sum float64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, maxExp-minExp+1)
+	var cum uint64
+	for e := minExp; e <= maxExp; e++ {
+		cum += l.Buckets[e-minExp] // values below 2^e ns
+		buckets[float64(uint64(1)<<e)/1e9] = cum
+	}
+	return l.Count, float64(l.Sum) / 1e9, buckets
+}
+
 // LatencyBuckets converts a poller histogram (ns) to a Prometheus one
 // (seconds): the observation count, the sum, and the cumulative count per
 // upper bound of LatencyBounds. Bound 2^e ns is the low edge of a poller
@@ -359,6 +396,24 @@ func (c *Collector) collectController(ch chan<- prometheus.Metric, i int, ctrl *
 	gauge(ch, dCSpareThr, float64(log.AvailableSpareThresh)/100, name)
 	gauge(ch, dCUsed, float64(log.PercentageUsed)/100, name)
 	gauge(ch, dCWarning, float64(log.CriticalWarning), name)
+	for _, b := range warningBits {
+		v := 0.0
+		if log.CriticalWarning&b.bit != 0 {
+			v = 1
+		}
+		gauge(ch, dCWarnBit, v, name, b.name)
+	}
+	counterF(ch, dCReadB, u128(log.DataUnitsRead)*512000, name)
+	counterF(ch, dCWriteB, u128(log.DataUnitsWritten)*512000, name)
+	counterF(ch, dCMediaErr, u128(log.MediaErrors), name)
+	counterF(ch, dCUnsafe, u128(log.UnsafeShutdowns), name)
+	counterF(ch, dCPowerOn, u128(log.PowerOnHours)*3600, name)
+	counterF(ch, dCErrLog, u128(log.ErrorLogEntries), name)
+}
+
+// counterF sends a counter with a float value.
+func counterF(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 }
 
 // readSMART returns the cached SMART log of controller i, reading it again

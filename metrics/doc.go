@@ -32,7 +32,8 @@
 //	gonvme_queue_inflight_commands          gauge, commands on the device
 //	gonvme_queue_waiting_requests           gauge, requests waiting for a command ID
 //	gonvme_queue_depth_entries              gauge, entries per ring
-//	gonvme_queue_latency_seconds            histogram, submission to completion
+//	gonvme_queue_latency_seconds            {op="read"|"write"|"other"}: histogram, submission
+//	                                        to completion
 //
 // Per poller (labels poller, cpu): gonvme_poller_loops_total,
 // gonvme_poller_idle_loops_total, gonvme_poller_submissions_total
@@ -51,7 +52,16 @@
 // gonvme_controller_available_spare_ratio,
 // gonvme_controller_available_spare_threshold_ratio,
 // gonvme_controller_endurance_used_ratio,
-// gonvme_controller_critical_warning (the bit field), and
+// gonvme_controller_critical_warning (the bit field),
+// gonvme_controller_critical_warning_bit{bit="available_spare"|
+// "temperature"|"reliability"|"read_only"|"volatile_memory_backup"|
+// "pmr_read_only"} (1 when set: alert on the bit, not on a value of the
+// field), gonvme_controller_data_read_bytes_total and
+// gonvme_controller_data_written_bytes_total (Data Units Read and Written
+// times 512,000), gonvme_controller_media_errors_total,
+// gonvme_controller_unsafe_shutdowns_total,
+// gonvme_controller_power_on_seconds_total (Power On Hours times 3600),
+// gonvme_controller_error_log_entries_total, and
 // gonvme_controller_smart_reads_total{result="ok"|"error"}.
 //
 // The op and status series come from counters the poller keeps on its
@@ -66,6 +76,11 @@
 // statuses plus driver-side failures.
 //
 // # Latency buckets
+//
+// The latency histograms are per operation (label op): each poller keeps,
+// besides its full-resolution histogram (poller.QueueStats.Latency), one
+// per operation at power-of-two resolution (poller.OpStats.Latency),
+// whose buckets are exactly the exported bounds below.
 //
 // The poller's histogram is log-linear in nanoseconds (powers of two split
 // in 8). The exported histogram takes the power-of-two boundaries from

@@ -295,12 +295,26 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	if p := sum(mf["gonvme_queue_polls_total"], q); p < sum(mf["gonvme_queue_idle_polls_total"], q) || p == 0 {
 		t.Errorf("polls %v, idle polls %v", p, sum(mf["gonvme_queue_idle_polls_total"], q))
 	}
-	h := mf["gonvme_queue_latency_seconds"].GetMetric()[0].GetHistogram()
-	if h.GetSampleCount() != n+nWrites || h.GetSampleSum() <= 0 {
-		t.Errorf("latency histogram count %d sum %v, want %d and > 0", h.GetSampleCount(), h.GetSampleSum(), n+nWrites)
+	// One latency histogram per operation (label op), each with its own
+	// completions.
+	for _, m := range mf["gonvme_queue_latency_seconds"].GetMetric() {
+		op := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "op" {
+				op = l.GetValue()
+			}
+		}
+		want := map[string]uint64{"read": n, "write": nWrites, "other": 0}[op]
+		h := m.GetHistogram()
+		if h.GetSampleCount() != want || (want > 0) != (h.GetSampleSum() > 0) {
+			t.Errorf("latency histogram op=%q: count %d sum %v, want %d", op, h.GetSampleCount(), h.GetSampleSum(), want)
+		}
+		if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() > want {
+			t.Errorf("latency op=%q: %d buckets, last cumulative %d; want 26 and at most %d", op, len(bs), bs[len(bs)-1].GetCumulativeCount(), want)
+		}
 	}
-	if bs := h.GetBucket(); len(bs) != 26 || bs[len(bs)-1].GetCumulativeCount() != n+nWrites {
-		t.Errorf("latency buckets %d, last cumulative %d; want 26 and %d", len(bs), bs[len(bs)-1].GetCumulativeCount(), n+nWrites)
+	if k := len(mf["gonvme_queue_latency_seconds"].GetMetric()); k != 3 {
+		t.Errorf("%d latency histograms, want read, write, other", k)
 	}
 	if v := sum(mf["gonvme_controller_state"], map[string]string{"state": "ready"}); v != 1 {
 		t.Errorf("state ready = %v", v)
@@ -521,4 +535,94 @@ func familyList(m map[string]*dto.MetricFamily) []*dto.MetricFamily {
 		out = append(out, mf)
 	}
 	return out
+}
+
+// TestSMARTCounters: the SMART log's counters and critical-warning bits
+// are exported: data written in bytes, media errors and error log entries
+// after a failed read, each warning bit as its own series.
+func TestSMARTCounters(t *testing.T) {
+	r := rig(t)
+	qp, err := r.Ctrl.NewQueuePair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qp.Close()
+	ns, _ := r.Ctrl.Namespace(1)
+	buf, err := r.Ctrl.Memory().Alloc(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Ctrl.Memory().Free(buf)
+	for off := 0; off < 1<<20; off += 128 << 10 { // 1 MiB: 3 units of 512,000 bytes
+		if err := ns.WriteAt(qp, buf.Bytes[off:off+128<<10], uint64(off/512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Fake.InjectStatus(nvmetest.Match{Opcode: spec.IORead}, spec.SCTMediaError, spec.SCUnrecoveredReadError, 1)
+	if err := ns.ReadAt(qp, buf.Bytes[:512], 0); err == nil {
+		t.Fatal("injected media error: the read succeeded")
+	}
+	c, err := metrics.NewCollector(nil, &metrics.Options{Names: []string{"0000:00:04.0"}}, r.Ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := gather(t, c)
+	for name, want := range map[string]float64{
+		"gonvme_controller_data_written_bytes_total": 3 * 512000,
+		"gonvme_controller_media_errors_total":       1,
+		"gonvme_controller_error_log_entries_total":  1,
+		"gonvme_controller_unsafe_shutdowns_total":   0,
+		"gonvme_controller_power_on_seconds_total":   0,
+	} {
+		if mf[name] == nil {
+			t.Errorf("%s not exported", name)
+			continue
+		}
+		if got := sum(mf[name], nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if mf["gonvme_controller_data_read_bytes_total"] == nil {
+		t.Error("gonvme_controller_data_read_bytes_total not exported")
+	}
+	bits := mf["gonvme_controller_critical_warning_bit"]
+	if bits == nil || len(bits.Metric) != 6 || sum(bits, nil) != 0 {
+		t.Errorf("critical warning bits: %v", bits)
+	}
+	for _, b := range []string{"available_spare", "temperature", "reliability", "read_only", "volatile_memory_backup", "pmr_read_only"} {
+		if bits != nil && sum(bits, map[string]string{"bit": b}) != 0 {
+			t.Errorf("bit %s set on a healthy fake", b)
+		}
+	}
+}
+
+// TestOpLatencyBuckets: per-operation latency converts exactly: the count
+// below each bound 2^e ns is the count of the values below it.
+func TestOpLatencyBuckets(t *testing.T) {
+	vals := []uint64{0, 500, 1023, 1024, 1500, 2047, 2048, 1e6, 1<<35 - 1, 1 << 35, 1 << 40}
+	var l poller.OpLatency
+	for _, v := range vals {
+		i := 0
+		for i < poller.OpLatencyBuckets-1 && v >= uint64(1)<<(10+i) {
+			i++
+		}
+		l.Buckets[i]++
+		l.Count++
+		l.Sum += v
+	}
+	count, s, b := metrics.OpLatencyBuckets(&l)
+	if count != uint64(len(vals)) || s != float64(l.Sum)/1e9 || len(b) != 26 {
+		t.Fatalf("count %d sum %v, %d buckets", count, s, len(b))
+	}
+	for _, le := range metrics.LatencyBounds() {
+		want := uint64(0)
+		for _, v := range vals {
+			if float64(v)/1e9 < le {
+				want++
+			}
+		}
+		if b[le] != want {
+			t.Errorf("le=%g: %d, want %d", le, b[le], want)
+		}
+	}
 }

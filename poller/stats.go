@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"math/bits"
 	"runtime"
 	"time"
 
@@ -86,8 +87,33 @@ const (
 
 // OpStats counts the requests of one operation class.
 type OpStats struct {
-	Commands uint64 // requests completed, any status
-	Bytes    uint64 // len(Request.Data) of those requests (reads and writes only)
+	Commands uint64    // requests completed, any status
+	Bytes    uint64    // len(Request.Data) of those requests (reads and writes only)
+	Latency  OpLatency // their latency, submission to completion
+}
+
+// OpLatencyBuckets is the number of buckets of an OpLatency.
+const OpLatencyBuckets = 27
+
+// OpLatency is one operation's latency at power-of-two resolution:
+// Buckets[i] counts the values in [2^(9+i), 2^(10+i)) ns, the first also
+// those below 2^9 ns and the last (i = 26) everything from 2^35 ns (34 s)
+// up. That is exactly what a Prometheus histogram with the bounds 2^10 to
+// 2^35 ns needs (package metrics), in 29 words a poller publishes per
+// operation, where QueueStats.Latency's full resolution would take 274.
+type OpLatency struct {
+	Buckets [OpLatencyBuckets]uint64
+	Count   uint64
+	Sum     uint64 // ns
+}
+
+// record adds one value in ns. Poller goroutine only.
+func (l *OpLatency) record(ns int64) {
+	v := uint64(max(ns, 0))
+	i := min(max(bits.Len64(v)-10, 0), OpLatencyBuckets-1)
+	l.Buckets[i]++
+	l.Count++
+	l.Sum += v
 }
 
 // StatusCount is the number of requests that completed with one status.
@@ -108,7 +134,10 @@ const MaxStatuses = 16
 
 // opCounts and statusCounts are a queue pair's per-operation and
 // per-status counters, written by the poller goroutine only.
-type opCounts [NumOps]struct{ cmds, bytes uint64 }
+type opCounts [NumOps]struct {
+	cmds, bytes uint64
+	lat         OpLatency
+}
 
 type statusCounts struct {
 	tab   [MaxStatuses]struct{ st, n uint64 } // n == 0: free slot
@@ -129,6 +158,8 @@ func (q *qstate) count(r *nvme.Request) {
 	if op != OpOther {
 		q.ops[op].bytes += uint64(len(r.Data))
 	}
+	// complete recorded r's latency in q.hist just before.
+	q.ops[op].lat.record(q.hist.last)
 	var st spec.Status
 	switch {
 	case !r.Status.Success():
@@ -156,7 +187,7 @@ func (q *qstate) count(r *nvme.Request) {
 // pair the fixed words and the histogram.
 const (
 	pollerWords = 12
-	queueWords  = 15 + NumBuckets + 2 + 2*NumOps + 2*MaxStatuses + 1
+	queueWords  = 15 + NumBuckets + 2 + NumOps*(2+OpLatencyBuckets+2) + 2*MaxStatuses + 1
 )
 
 // publish copies the counters into the published words under the seqlock.
@@ -180,6 +211,8 @@ func (p *Poller) publish(now int64) {
 		w = append(w, q.hist.Count, q.hist.Sum)
 		for _, o := range q.ops {
 			w = append(w, o.cmds, o.bytes)
+			w = append(w, o.lat.Buckets[:]...)
+			w = append(w, o.lat.Count, o.lat.Sum)
 		}
 		for _, e := range q.st.tab {
 			w = append(w, e.st, e.n)
@@ -236,7 +269,12 @@ func (p *Poller) Stats() PollerStats {
 		qs.Latency.Count, qs.Latency.Sum = w[i], w[i+1]
 		i += 2
 		for k := range qs.Ops {
-			qs.Ops[k] = OpStats{Commands: w[i], Bytes: w[i+1]}
+			o := &qs.Ops[k]
+			o.Commands, o.Bytes = w[i], w[i+1]
+			i += 2
+			copy(o.Latency.Buckets[:], w[i:i+OpLatencyBuckets])
+			i += OpLatencyBuckets
+			o.Latency.Count, o.Latency.Sum = w[i], w[i+1]
 			i += 2
 		}
 		for range MaxStatuses {

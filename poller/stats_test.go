@@ -52,8 +52,26 @@ func TestOpAndStatusCounts(t *testing.T) {
 		poller.OpWrite: {Commands: writes, Bytes: writes * 4096},
 		poller.OpOther: {Commands: 1},
 	}
-	if q.Ops != want {
-		t.Errorf("ops %+v, want %+v (totals %+v)", q.Ops, want, s)
+	var lat poller.OpLatency
+	for k := range q.Ops {
+		o := q.Ops[k]
+		if o.Commands != want[k].Commands || o.Bytes != want[k].Bytes {
+			t.Errorf("ops %+v, want %+v (totals %+v)", q.Ops, want, s)
+		}
+		// Each operation's latency holds its own completions; together
+		// they are the queue pair's latency, value for value.
+		var n uint64
+		for _, b := range o.Latency.Buckets {
+			n += b
+		}
+		if o.Latency.Count != o.Commands || n != o.Commands {
+			t.Errorf("op %d: latency count %d, buckets %d, commands %d", k, o.Latency.Count, n, o.Commands)
+		}
+		lat.Count += o.Latency.Count
+		lat.Sum += o.Latency.Sum
+	}
+	if lat.Count != q.Latency.Count || lat.Sum != q.Latency.Sum {
+		t.Errorf("per-operation latency: %d values, sum %d ns; the queue pair's: %d, %d", lat.Count, lat.Sum, q.Latency.Count, q.Latency.Sum)
 	}
 	media := spec.MakeStatus(spec.SCTMediaError, spec.SCUnrecoveredReadError)
 	if len(q.Statuses) != 1 || q.Statuses[0] != (poller.StatusCount{Status: media, Count: badReads}) || q.OtherStatuses != 0 {

@@ -3,12 +3,14 @@ package main
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
@@ -24,15 +26,38 @@ func adminCmds(a app, g *globals) []*cobra.Command {
 }
 
 // ctrlCmd builds a verb that opens the controller named by its argument.
-func ctrlCmd(a app, use, short string, run func(cmd *cobra.Command, c *nvme.Controller) error) *cobra.Command {
+// check, when not nil, validates the flags before anything else happens:
+// a usage error found without the device must never cost a bring-up
+// (which resets the controller).
+func ctrlCmd(a app, use, short string, check func(cmd *cobra.Command) error, run func(cmd *cobra.Command, c *nvme.Controller) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " ADDR",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if check != nil {
+				if err := check(cmd); err != nil {
+					return err
+				}
+			}
 			return withCtrl(a, args[0], func(c *nvme.Controller) error { return run(cmd, c) })
 		},
 	}
+}
+
+// checkNSIDFlag refuses namespace IDs no command may name: 0, and the
+// broadcast value 0xffffffff unless allowed.
+func checkNSIDFlag(nsid uint32, broadcast bool) error {
+	if nsid == 0 {
+		return usagef("--namespace-id 0 is not a namespace (namespace IDs start at 1)")
+	}
+	if nsid == spec.NSIDAll && !broadcast {
+		return usagef("--namespace-id 0xffffffff (every namespace) does not apply here: name one namespace")
+	}
+	return nil
 }
 
 var oacsNames = map[uint]string{0: "Security", 1: "Format NVM", 2: "Firmware", 3: "Namespace Management",
@@ -200,7 +225,7 @@ func psdRecord(p spec.PowerState) record {
 }
 
 func idCtrlCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "id-ctrl", "Identify Controller (nvme id-ctrl)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "id-ctrl", "Identify Controller (nvme id-ctrl)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		id := c.Identify()
 		r := idCtrlRecord(id, g.human)
 		w := cmd.OutOrStdout()
@@ -288,7 +313,7 @@ func lbafRecord(id *spec.IdentifyNamespace, i int) record {
 
 func idNSCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
-	cmd := ctrlCmd(a, "id-ns", "Identify Namespace (nvme id-ns)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "id-ns", "Identify Namespace (nvme id-ns)", func(*cobra.Command) error { return checkNSIDFlag(nsid, false) }, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if err := checkNSID(c, nsid); err != nil {
 			return err
 		}
@@ -326,7 +351,7 @@ func idNSCmd(a app, g *globals) *cobra.Command {
 }
 
 func listNSCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "list-ns", "List active namespace IDs (nvme list-ns)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "list-ns", "List active namespace IDs (nvme list-ns)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		var ids []uint32
 		for after := uint32(0); ; {
 			page, err := c.ActiveNamespaces(after)
@@ -356,7 +381,7 @@ func listNSCmd(a app, g *globals) *cobra.Command {
 
 func nsDescsCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
-	cmd := ctrlCmd(a, "ns-descs", "Namespace Identification Descriptors (nvme ns-descs)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "ns-descs", "Namespace Identification Descriptors (nvme ns-descs)", func(*cobra.Command) error { return checkNSIDFlag(nsid, false) }, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if err := checkNSID(c, nsid); err != nil {
 			return err
 		}
@@ -435,13 +460,25 @@ func smartRecord(s *spec.SMARTLog, human bool) record {
 }
 
 func smartLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
-		s, err := c.SMARTLog()
-		if err != nil {
+	nsid := uint32(spec.NSIDAll)
+	cmd := ctrlCmd(a, "smart-log", "SMART / Health Information log (nvme smart-log)", func(*cobra.Command) error {
+		if nsid == 0 {
+			return usagef("smart-log: --namespace-id 0 is not a namespace (0xffffffff, the default, is the controller)")
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
+		b := make([]byte, 512)
+		if err := c.GetLogPage(spec.LogSMART, nsid, 0, false, 0, b); err != nil {
 			return err
 		}
-		return emit(cmd.OutOrStdout(), g, "Smart Log for NVME device:"+cmd.Flags().Arg(0)+" namespace-id:ffffffff", smartRecord(s, g.human))
+		s, err := spec.ParseSMARTLog(b)
+		if err != nil {
+			return deviceError{err}
+		}
+		return emit(cmd.OutOrStdout(), g, fmt.Sprintf("Smart Log for NVME device:%s namespace-id:%x", cmd.Flags().Arg(0), nsid), smartRecord(s, g.human))
 	})
+	nsFlag(cmd, &nsid, spec.NSIDAll, "namespace (default 0xffffffff: the controller; per namespace needs LPA bit 0)")
+	return cmd
 }
 
 func errorLogRecord(e spec.ErrorLogEntry, human bool) record {
@@ -468,7 +505,12 @@ func errorLogRecord(e spec.ErrorLogEntry, human bool) record {
 
 func errorLogCmd(a app, g *globals) *cobra.Command {
 	var entries int
-	cmd := ctrlCmd(a, "error-log", "Error Information log (nvme error-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "error-log", "Error Information log (nvme error-log)", func(*cobra.Command) error {
+		if entries < 0 || entries > 256 {
+			return usagef("error-log: --log-entries %d: want 1 to 256 (0: ELPE+1)", entries)
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		n := entries
 		if n <= 0 {
 			n = int(c.Identify().ELPE) + 1
@@ -513,7 +555,7 @@ func fwRevNumber(s string) uint64 {
 }
 
 func fwLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "fw-log", "Firmware Slot Information log (nvme fw-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "fw-log", "Firmware Slot Information log (nvme fw-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		f, err := c.FirmwareSlotLog()
 		if err != nil {
 			return err
@@ -540,7 +582,7 @@ func fwLogCmd(a app, g *globals) *cobra.Command {
 }
 
 func effectsLogCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "effects-log", "Commands Supported and Effects log (nvme effects-log)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	return ctrlCmd(a, "effects-log", "Commands Supported and Effects log (nvme effects-log)", nil, func(cmd *cobra.Command, c *nvme.Controller) error {
 		l, err := c.CommandEffectsLog()
 		if err != nil {
 			return err
@@ -604,6 +646,8 @@ func featureDataLen(fid uint8) int {
 		return 16
 	case spec.FeatureHostMemoryBuffer:
 		return 4096
+	case spec.FeaturePLMConfig, spec.FeatureHostBehaviorSupport:
+		return 512
 	}
 	return 0
 }
@@ -648,72 +692,113 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 	var fid, sel uint8
 	var nsid, cdw11 uint32
 	var dataLen int
-	cmd := ctrlCmd(a, "get-feature", "Get Features (nvme get-feature -f FID)", func(cmd *cobra.Command, c *nvme.Controller) error {
-		if !cmd.Flags().Changed("feature-id") {
-			return usagef("get-feature: -f/--feature-id is required")
+	cmd := ctrlCmd(a, "get-feature", "Get Features: one (-f FID) or, as nvme-cli does without -f, every feature the controller answers", func(cmd *cobra.Command) error {
+		if cmd.Flags().Changed("feature-id") && fid == 0 {
+			return usagef("get-feature: feature 0 is reserved (leave out -f for every feature)")
 		}
 		if sel > 3 {
 			return usagef("get-feature: --sel %d: want 0 (current), 1 (default), 2 (saved) or 3 (supported capabilities)", sel)
 		}
-		n := dataLen
-		if !cmd.Flags().Changed("data-len") {
-			n = featureDataLen(fid)
+		if dataLen < 0 || dataLen > 4096 {
+			return usagef("get-feature: --data-len %d: want 0 to 4096", dataLen)
 		}
-		if n < 0 || n > 4096 {
-			return usagef("get-feature: --data-len %d: want 0 to 4096", n)
+		if !cmd.Flags().Changed("feature-id") && cmd.Flags().Changed("data-len") {
+			return usagef("get-feature: --data-len needs -f: without it every feature is read with its own length")
 		}
-		data := make([]byte, n)
-		if sel == spec.SelSupportedCap {
-			data = nil
-		}
-		v, err := c.GetFeature(fid, sel, nsid, cdw11, data)
-		if err != nil {
-			return err
-		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		w := cmd.OutOrStdout()
-		if g.out == formatJSON {
-			var r record
-			r.add("feature_id", fid)
-			r.add("feature_name", spec.FeatureName(fid))
-			r.add("sel", sel)
-			r.add("value", v)
+		one := func(fid uint8, n int) (record, error) {
+			// The command always carries a page to write into: a device
+			// that returns data for a feature nvmectl does not know the
+			// size of (or for -s 3, which returns none) then writes into
+			// memory the driver gave it, never to IOVA 0. Only n bytes are
+			// shown.
+			page := make([]byte, 4096)
+			v, err := c.GetFeature(fid, sel, nsid, cdw11, page)
+			if err != nil {
+				return nil, err
+			}
+			data := page[:n]
 			if sel == spec.SelSupportedCap {
-				r.add("saveable", v&spec.FeatureCapSaveable != 0)
-				r.add("per_namespace", v&spec.FeatureCapNSSpecific != 0)
-				r.add("changeable", v&spec.FeatureCapChangeable != 0)
+				data = nil
+			}
+			if g.out == formatJSON {
+				var r record
+				r.add("feature_id", fid)
+				r.add("feature_name", spec.FeatureName(fid))
+				r.add("sel", sel)
+				r.add("value", v)
+				if sel == spec.SelSupportedCap {
+					r.add("saveable", v&spec.FeatureCapSaveable != 0)
+					r.add("per_namespace", v&spec.FeatureCapNSSpecific != 0)
+					r.add("changeable", v&spec.FeatureCapChangeable != 0)
+				}
+				if len(data) > 0 {
+					r.add("data", hex.EncodeToString(data))
+				}
+				return r, nil
+			}
+			if sel == spec.SelSupportedCap {
+				var caps []string
+				for _, b := range []struct {
+					bit  uint32
+					name string
+				}{{spec.FeatureCapSaveable, "saveable"}, {spec.FeatureCapNSSpecific, "per-namespace"}, {spec.FeatureCapChangeable, "changeable"}} {
+					if v&b.bit != 0 {
+						caps = append(caps, b.name)
+					}
+				}
+				fmt.Fprintf(w, "get-feature:0x%02x (%s), Supported capabilities value:0x%08x (%s)\n", fid, spec.FeatureName(fid), v, strings.Join(caps, ", "))
+				return nil, nil
+			}
+			fmt.Fprintf(w, "get-feature:0x%02x (%s), %s value:0x%08x\n", fid, spec.FeatureName(fid), selNames[sel], v)
+			if g.human {
+				if d := decodeFeature(fid, v); d != "" {
+					fmt.Fprintf(w, "\t%s\n", d)
+				}
 			}
 			if len(data) > 0 {
-				r.add("data", hex.EncodeToString(data))
+				hexDump(w, data)
+			}
+			return nil, nil
+		}
+		if cmd.Flags().Changed("feature-id") {
+			n := dataLen
+			if !cmd.Flags().Changed("data-len") {
+				n = featureDataLen(fid)
+			}
+			r, err := one(fid, n)
+			if err != nil || g.out != formatJSON {
+				return err
 			}
 			return writeJSON(w, r)
 		}
-		if sel == spec.SelSupportedCap {
-			var caps []string
-			for _, b := range []struct {
-				bit  uint32
-				name string
-			}{{spec.FeatureCapSaveable, "saveable"}, {spec.FeatureCapNSSpecific, "per-namespace"}, {spec.FeatureCapChangeable, "changeable"}} {
-				if v&b.bit != 0 {
-					caps = append(caps, b.name)
-				}
+		// Every feature, as nvme-cli's get-feature without -f: those the
+		// controller does not implement answer with an error status and
+		// are left out.
+		all := []record{}
+		for f := 1; f <= 0xff; f++ {
+			r, err := one(uint8(f), featureDataLen(uint8(f)))
+			var se *nvme.StatusError
+			if errors.As(err, &se) {
+				continue
 			}
-			fmt.Fprintf(w, "get-feature:0x%02x (%s), Supported capabilities value:0x%08x (%s)\n", fid, spec.FeatureName(fid), v, strings.Join(caps, ", "))
-			return nil
-		}
-		fmt.Fprintf(w, "get-feature:0x%02x (%s), %s value:0x%08x\n", fid, spec.FeatureName(fid), selNames[sel], v)
-		if g.human {
-			if d := decodeFeature(fid, v); d != "" {
-				fmt.Fprintf(w, "\t%s\n", d)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				all = append(all, r)
 			}
 		}
-		if len(data) > 0 {
-			hexDump(w, data)
+		if g.out == formatJSON {
+			return writeJSON(w, record{{key: "features", val: all}})
 		}
 		return nil
 	})
-	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier (required), e.g. 0x06 volatile write cache")
+	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier, e.g. 0x06 volatile write cache (default: every feature)")
 	cmd.Flags().Uint8VarP(&sel, "sel", "s", 0, "select: 0 current, 1 default, 2 saved, 3 supported capabilities")
-	cmd.Flags().Uint32Var(&cdw11, "cdw11", 0, "command dword 11 (feature specific)")
+	cmd.Flags().Uint32VarP(&cdw11, "cdw11", "c", 0, "command dword 11 (feature specific)")
 	cmd.Flags().IntVarP(&dataLen, "data-len", "l", 0, "bytes of feature data to read (default: by feature)")
 	nsFlag(cmd, &nsid, 0, "namespace (0 for controller-wide features)")
 	return cmd
@@ -736,10 +821,15 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 	var fid uint8
 	var nsid, value uint32
 	var save bool
-	cmd := ctrlCmd(a, "set-feature", "Set Features (nvme set-feature -f FID -v VALUE)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "set-feature", "Set Features (nvme set-feature -f FID -v VALUE)", func(cmd *cobra.Command) error {
 		if !cmd.Flags().Changed("feature-id") || !cmd.Flags().Changed("value") {
 			return usagef("set-feature: -f/--feature-id and -v/--value are required")
 		}
+		if fid == spec.FeatureNumberOfQueues {
+			return usagef("set-feature: %s is the driver's: it negotiates the queues at every bring-up", spec.FeatureName(fid))
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		dw0, err := c.SetFeature(fid, nsid, value, nil, save)
 		if err != nil {
 			return err
@@ -757,6 +847,10 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 		sv := 0
 		if save {
 			sv = 1
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "nvmectl: note: set without --save: every nvmectl command brings the controller up again, "+
+				"a controller reset, after which a controller that follows the spec reverts feature %#02x to its saved or default value; "+
+				"add -s/--save to keep it\n", fid)
 		}
 		fmt.Fprintf(w, "set-feature:0x%02x (%s), value:0x%08x, cdw12:0x00000000, save:%d\n", fid, spec.FeatureName(fid), value, sv)
 		if g.human {
@@ -768,7 +862,7 @@ func setFeatureCmd(a app, g *globals) *cobra.Command {
 	})
 	cmd.Flags().Uint8VarP(&fid, "feature-id", "f", 0, "feature identifier (required)")
 	cmd.Flags().Uint32VarP(&value, "value", "v", 0, "new value, command dword 11 (required)")
-	cmd.Flags().BoolVar(&save, "save", false, "keep the value across resets (SV)")
+	cmd.Flags().BoolVarP(&save, "save", "s", false, "keep the value across resets and power cycles (SV)")
 	nsFlag(cmd, &nsid, 0, "namespace (0 for controller-wide features)")
 	return cmd
 }
@@ -812,46 +906,96 @@ var registers = []register{
 }
 
 func showRegsCmd(a app, g *globals) *cobra.Command {
-	return ctrlCmd(a, "show-regs", "Controller registers (nvme show-regs)", func(cmd *cobra.Command, c *nvme.Controller) error {
-		regs := c.Registers()
-		var r record
-		for _, reg := range registers {
-			width := uintptr(4)
-			if reg.wide {
-				width = 8
+	var afterInit bool
+	cmd := &cobra.Command{
+		Use:   "show-regs ADDR",
+		Short: "Controller registers as found, before any bring-up (nvme show-regs)",
+		Long: "show-regs prints the controller registers as it finds them: BAR0 is mapped read-only\n" +
+			"through sysfs and only read, with no VFIO open and no reset, so the state a crashed\n" +
+			"program left (CSTS.CFS, a shutdown, its admin queue registers) is still there to see.\n" +
+			"--after-init brings the controller up first, as the other verbs do (a reset), and shows\n" +
+			"the registers as nvmectl set them.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
 			}
-			if int(reg.off+width) > regs.Len() {
-				continue
+			w := cmd.OutOrStdout()
+			if afterInit {
+				return withCtrl(a, args[0], func(c *nvme.Controller) error {
+					return emit(w, g, "", registersRecord(c.Registers(), g.human))
+				})
 			}
-			var v uint64
-			var t string
-			if reg.wide {
-				v = regs.Read64(reg.off)
-				t = fmt.Sprintf("0x%016x", v)
-			} else {
-				v = uint64(regs.Read32(reg.off))
-				t = fmt.Sprintf("0x%08x", v)
+			info, err := findCtrl(a, args[0])
+			if err != nil {
+				return err
 			}
-			if g.human && reg.human != nil {
-				t += "  " + reg.human(v)
+			regs, unmap, err := a.regs(info.Addr)
+			if err != nil {
+				return devicef("show-regs: %w; --after-init reads them after a bring-up instead", err)
 			}
-			r.add(reg.name, v, t)
+			defer unmap()
+			r := registersRecord(regs, g.human)
+			if g.out != formatJSON {
+				fmt.Fprintf(w, "# %s as found (no bring-up): %s\n", info.Addr, stateName(spec.CC(regs.Read32(spec.RegCC)), spec.CSTS(regs.Read32(spec.RegCSTS))))
+			}
+			return emit(w, g, "", r)
+		},
+	}
+	cmd.Flags().BoolVar(&afterInit, "after-init", false, "bring the controller up first (a reset) and show the registers nvmectl set")
+	return cmd
+}
+
+// registersRecord reads every register show-regs prints that fits in regs.
+func registersRecord(regs mmio.Region, human bool) record {
+	var r record
+	for _, reg := range registers {
+		width := uintptr(4)
+		if reg.wide {
+			width = 8
 		}
-		return emit(cmd.OutOrStdout(), g, "", r)
-	})
+		if int(reg.off+width) > regs.Len() {
+			continue
+		}
+		var v uint64
+		var t string
+		if reg.wide {
+			v = regs.Read64(reg.off)
+			t = fmt.Sprintf("0x%016x", v)
+		} else {
+			v = uint64(regs.Read32(reg.off))
+			t = fmt.Sprintf("0x%08x", v)
+		}
+		if human && reg.human != nil {
+			t += "  " + reg.human(v)
+		}
+		r.add(reg.name, v, t)
+	}
+	return r
 }
 
 func formatCmd(a app, g *globals) *cobra.Command {
 	var nsid uint32
 	var lbaf, ses uint8
 	var force bool
-	cmd := ctrlCmd(a, "format", "Format NVM: erase a namespace, optionally with a new LBA format (needs --force)", func(cmd *cobra.Command, c *nvme.Controller) error {
+	cmd := ctrlCmd(a, "format", "Format NVM: erase a namespace, optionally with a new LBA format (needs --force)", func(cmd *cobra.Command) error {
 		if !cmd.Flags().Changed("namespace-id") {
 			return usagef("format: -n/--namespace-id is required (0xffffffff formats every namespace)")
+		}
+		if err := checkNSIDFlag(nsid, true); err != nil {
+			return err
 		}
 		if ses > 2 {
 			return usagef("format: --ses %d: want 0 (none), 1 (user data erase) or 2 (cryptographic erase)", ses)
 		}
+		if lbaf > 63 {
+			return usagef("format: --lbaf %d: want 0 to 63", lbaf)
+		}
+		if !force {
+			return usagef("format erases every block of namespace %#x: add --force (nvmectl never prompts: scripts use it)", nsid)
+		}
+		return nil
+	}, func(cmd *cobra.Command, c *nvme.Controller) error {
 		if nsid != spec.NSIDAll {
 			if err := checkNSID(c, nsid); err != nil {
 				return err
@@ -875,9 +1019,6 @@ func formatCmd(a app, g *globals) *cobra.Command {
 		}
 		if int(f) >= id.NumFormats() || id.LBAF[f].LBADS == 0 {
 			return usagef("format: LBA format %d does not exist (namespace %d has %d: 0-%d)", f, idNS, id.NumFormats(), id.NumFormats()-1)
-		}
-		if !force {
-			return usagef("format erases every block of namespace %#x: add --force (nvmectl never prompts: scripts use it)", nsid)
 		}
 		if c.Identify().OACS&spec.OACSFormatNVM == 0 {
 			return devicef("format: the controller does not support Format NVM (OACS)")
@@ -915,7 +1056,7 @@ func formatCmd(a app, g *globals) *cobra.Command {
 	})
 	nsFlag(cmd, &nsid, 0, "namespace to format (required; 0xffffffff for all)")
 	cmd.Flags().Uint8VarP(&lbaf, "lbaf", "l", 0, "LBA format index (default: the current one)")
-	cmd.Flags().Uint8Var(&ses, "ses", 0, "secure erase: 0 none, 1 user data, 2 cryptographic")
+	cmd.Flags().Uint8VarP(&ses, "ses", "s", 0, "secure erase: 0 none, 1 user data, 2 cryptographic")
 	cmd.Flags().BoolVar(&force, "force", false, "really format (required: nvmectl never asks)")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -11,29 +12,69 @@ import (
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
-// validAddr reports whether s looks like a full PCI address,
-// "dddd:bb:dd.f" in hex.
-func validAddr(s string) bool {
-	if len(s) != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.' {
-		return false
+// parseAddr turns a PCI address as the user typed it into the name the
+// kernel gives the device in sysfs, "dddd:bb:dd.f" in lower-case hex. It
+// takes what lspci prints: the full form (lspci -D), with a 4- or 5-digit
+// domain (VMD puts its devices in domains from 0x10000), and the short
+// form "bb:dd.f" of domain 0 (plain lspci). A device number above 0x1f or
+// a function above 7 does not exist on PCI and is refused. Every error is
+// a usage error.
+func parseAddr(s string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", usagef("%q is not a PCI address: %s (want [domain:]bus:device.function as lspci prints it, like 0000:01:00.0 or 01:00.0)", s, why)
 	}
-	for i, r := range s {
-		if i == 4 || i == 7 || i == 10 {
-			continue
-		}
-		if !strings.ContainsRune("0123456789abcdef", r) {
-			return false
-		}
+	t := strings.ToLower(strings.TrimSpace(s))
+	parts := strings.Split(t, ":")
+	domain := "0"
+	switch len(parts) {
+	case 2:
+	case 3:
+		domain, parts = parts[0], parts[1:]
+	default:
+		return bad("wrong number of colons")
 	}
-	return s[11] <= '7'
+	dev, fn, ok := strings.Cut(parts[1], ".")
+	if !ok {
+		return bad("no .function")
+	}
+	num := func(f string, digits int, max uint64, what string) (uint64, error) {
+		if f == "" || len(f) > digits {
+			return 0, fmt.Errorf("%s %q: want 1 to %d hex digits", what, f, digits)
+		}
+		v, err := strconv.ParseUint(f, 16, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%s %q is not hex", what, f)
+		}
+		if v > max {
+			return 0, fmt.Errorf("%s %#x is out of range (0 to %#x)", what, v, max)
+		}
+		return v, nil
+	}
+	d, err := num(domain, 5, 0xfffff, "domain")
+	if err != nil {
+		return bad(err.Error())
+	}
+	b, err := num(parts[0], 2, 0xff, "bus")
+	if err != nil {
+		return bad(err.Error())
+	}
+	dv, err := num(dev, 2, 0x1f, "device")
+	if err != nil {
+		return bad(err.Error())
+	}
+	f, err := num(fn, 1, 7, "function")
+	if err != nil {
+		return bad(err.Error())
+	}
+	return fmt.Sprintf("%04x:%02x:%02x.%x", d, b, dv, f), nil
 }
 
 // findCtrl returns the NVMe controller at addr. A malformed or unknown
 // address is a usage error.
 func findCtrl(a app, addr string) (vfio.Controller, error) {
-	addr = strings.ToLower(addr)
-	if !validAddr(addr) {
-		return vfio.Controller{}, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", addr)
+	addr, err := parseAddr(addr)
+	if err != nil {
+		return vfio.Controller{}, err
 	}
 	all, err := a.list()
 	if err != nil {

@@ -8,19 +8,40 @@
 //
 // # Setup (setup.sh)
 //
-//	nvmectl list
-//	nvmectl setup [ADDR...] [--hugemem MiB] [--allow A,B] [--deny A,B] [--force]
+//	nvmectl list [--identify]
+//	nvmectl setup [ADDR...] [--hugemem MiB] [--hugenode N,...] [--allow A,B] [--deny A,B] [--force]
 //	nvmectl reset [ADDR...] [--allow A,B] [--deny A,B] [--driver nvme]
 //	nvmectl status
 //
-// list prints every NVMe controller (PCI class 0x010802): address,
-// vendor:device, driver, IOMMU group and whether the group is viable for
-// VFIO, then serial, firmware, namespaces ("nsid:size/block size") and
-// model. A controller on vfio-pci that no process holds is opened briefly
-// (a controller reset) to read them; one on the kernel's nvme driver is
-// read from sysfs (/sys/bus/pci/devices/ADDR/nvme/nvmeX, /sys/block).
-// Notes below the table say which controller is in use and which IOMMU
-// group holds devices on other drivers.
+// Addresses are written as lspci prints them: 0000:01:00.0 (lspci -D),
+// 10000:e1:00.0 (a 5-digit domain, as VMD makes), or 01:00.0 (domain 0).
+//
+// list and status never enable, disable or reset a controller. They show
+// what PCI config space, sysfs (through prometheus/procfs: NUMA node, PCIe
+// link speed and width) and the kernel driver offer: list prints every
+// NVMe controller (PCI class 0x010802) with its address, vendor:device,
+// driver, NUMA node, link, IOMMU group and whether the group is viable for
+// VFIO, its state, then serial, firmware, namespaces ("nsid:size/block
+// size") and model. The state of a controller on vfio-pci (or on no
+// driver) comes from CC and CSTS, read through BAR0 mapped read-only from
+// sysfs (resource0): enabled, disabled, shut down, fatal (CSTS.CFS), ...
+// One on the kernel's nvme driver is described from sysfs
+// (/sys/bus/pci/devices/ADDR/nvme/nvmeX, /sys/block). Identity and
+// namespaces of a controller on vfio-pci need Identify, so a bring-up:
+// list --identify opens each idle one (and says on standard error that it
+// resets it). Notes below the table say which controller is in use and
+// which IOMMU group holds devices on other drivers.
+//
+// setup and reset read SPDK setup.sh's environment with its meanings, and
+// a flag given on the command line wins over its variable: PCI_ALLOWED
+// (--allow; whitespace- or comma-separated addresses, "none" for none),
+// PCI_BLOCKED (--deny; wins over the allowed list), HUGEMEM (--hugemem,
+// MiB) and HUGENODE (--hugenode: "0,1" reserves HUGEMEM on each node,
+// "nodes_hp[1]=512" sets node 1's page count; node 0 by default, as
+// setup.sh; machine-wide where sysfs has no NUMA nodes; a node that
+// already has as many pages keeps them). Both say which controllers they
+// left out and why ("skipped: denied by PCI_BLOCKED"; action "skipped" in
+// JSON).
 //
 // setup binds the named controllers (all without arguments; --allow keeps
 // only those, --deny drops those, like PCI_ALLOWED and PCI_BLOCKED) to
@@ -44,22 +65,63 @@
 //	nvmectl id-ns ADDR [-n NSID]          Identify Namespace (default 1)
 //	nvmectl list-ns ADDR                  active namespace IDs
 //	nvmectl ns-descs ADDR [-n NSID]       Namespace Identification Descriptors
-//	nvmectl smart-log ADDR                SMART / Health Information
+//	nvmectl smart-log ADDR [-n NSID]      SMART / Health Information (default the controller)
 //	nvmectl error-log ADDR [-e N]         Error Information (default ELPE+1 entries)
 //	nvmectl fw-log ADDR                   Firmware Slot Information
 //	nvmectl effects-log ADDR              Commands Supported and Effects
-//	nvmectl get-feature ADDR -f FID [-s SEL] [--cdw11 V] [-n NSID] [-l LEN]
-//	nvmectl set-feature ADDR -f FID -v VALUE [--save] [-n NSID]
-//	nvmectl show-regs ADDR                controller registers
-//	nvmectl format ADDR -n NSID [-l LBAF] [--ses 0|1|2] --force
+//	nvmectl get-feature ADDR [-f FID] [-s SEL] [-c CDW11] [-n NSID] [-l LEN]
+//	nvmectl set-feature ADDR -f FID -v VALUE [-s] [-n NSID]
+//	nvmectl show-regs ADDR [--after-init] controller registers, as found
+//	nvmectl format ADDR -n NSID [-l LBAF] [-s 0|1|2] --force
+//	nvmectl get-log ADDR -i LID -l LEN [-n NSID] [-L OFFSET] [-s LSP] [-r] [-b]
+//	nvmectl create-ns ADDR -s NSZE -c NCAP [-f FLBAS | -b BLOCKSIZE] [-d DPS] [-m NMIC]
+//	nvmectl delete-ns ADDR -n NSID
+//	nvmectl attach-ns ADDR -n NSID [-c CNTLID,...]   (default: this controller)
+//	nvmectl detach-ns ADDR -n NSID [-c CNTLID,...]
+//	nvmectl admin-passthru ADDR -O OPCODE [-n NSID] [--cdw2..--cdw15 V] [-l LEN -r|-w [-i FILE]] [-b] [-s] [--dangerous]
+//	nvmectl fw-download ADDR -f FILE [-x XFER] [--offset OFF]
+//	nvmectl fw-commit ADDR -a ACTION [-s SLOT] [-b]
+//	nvmectl device-self-test ADDR -s 1|2|0xe|0xf [-n NSID]
+//	nvmectl self-test-log ADDR [-e N]
+//	nvmectl sanitize ADDR -a 1|2|3|4 [-u] [-n PASSES] [-i] [-d] [-p PATTERN] --force
+//	nvmectl sanitize-log ADDR
+//
+// The management verbs take nvme-cli's names and flags (nvme-cli's -o
+// shorthands are long flags here: -o is the output format). A command the
+// controller rejects as an invalid opcode says whether OACS advertised it:
+// QEMU 7.2 sets OACS bit 3 but implements only Namespace Attachment, so
+// create-ns and delete-ns fail there with Invalid Command Opcode, while
+// attach-ns and detach-ns work on a namespace defined detached in an
+// nvme-subsys (the ns-mgmt VM profile). Attachment and deletion rescan the
+// namespaces. admin-passthru refuses the driver's own commands (queue
+// creation and deletion, Asynchronous Event Request, Doorbell Buffer
+// Config, Set Features Number of Queues) and any FUSE or PSDT bits, and
+// sends the commands that change the controller under the driver (Format
+// NVM, Sanitize, Namespace Management and Attachment, Firmware Commit,
+// Abort, Virtualization Management, Security Send) only with --dangerous;
+// io-passthru sends reservation commands only with --dangerous. Data moves
+// through the controller's DMA memory: at most a page for admin commands,
+// the largest transfer for I/O. sanitize, like format, never prompts:
+// without --force it refuses. fw-commit reports a status asking for a
+// reset as success and says which reset activates the image.
 //
 // Numbers take decimal or 0x hex. Every run brings the controller up,
 // which is a controller reset: a device that follows the spec then reverts
 // features set without --save to their saved or default values, so
-// set-feature without --save may not outlive the nvmectl run (QEMU keeps
-// them). format erases the namespace and never prompts: without --force it
-// refuses (exit 1). show-regs reads the registers of the controller as
-// nvmectl brought it up (CC.EN=1, the admin queue nvmectl made).
+// set-feature without -s/--save may not outlive the nvmectl run (QEMU keeps
+// them); set-feature says so on standard error. format erases the
+// namespace and never prompts: without --force it refuses (exit 1).
+//
+// show-regs reads the registers as it finds them, before any bring-up:
+// BAR0 is mapped read-only through sysfs and only loaded from, so a state
+// a crashed program left is still there to see (CSTS.CFS, a shutdown, its
+// admin queue registers). Note that the kernel's vfio-pci resets the
+// function (FLR, where the device has it) when the last process using it
+// through VFIO exits, so on such a device CC and CSTS read 0 after any
+// gonvme program, killed or not; registers a reset keeps (QEMU keeps AQA,
+// ASQ and ACQ) still show that program's admin queue. --after-init brings
+// the controller up first and shows the registers as nvmectl set them (the
+// old behaviour).
 //
 // JSON keys follow nvme-cli's (nvme-print-json.c) where it prints the
 // same data:
@@ -99,23 +161,43 @@
 //	             "cmbsz" "bpinfo" "bprsel" "bpmbl" "cmbmsc" "cmbsts" "pmrcap" "pmrctl"
 //	             "pmrsts" "pmrebs" "pmrswtp" "pmrmscl" "pmrmscu" (as numbers)
 //
+//	self-test-log {"Current Device Self-Test Operation" "Current Device Self-Test Completion"
+//	             "List of Valid Reports": [{"Self test result" "Self test code" "Segment number"
+//	             "Valid Diagnostic Information" "Power on hours (POH)" ("Namespace Identifier
+//	             (NSID)" "Failing LBA" "Status Code Type" "Status Code", when valid) "Vendor
+//	             Specific"}]}
+//	sanitize-log {"ADDR": {"sprog" "sstat": {"global_erased" "no_cmplted_passes" "status"}
+//	             "cdw10_info" "time_over_write" "time_block_erase" "time_crypto_erase"
+//	             "time_over_write_no_dealloc" "time_block_erase_no_dealloc"
+//	             "time_crypto_erase_no_dealloc"}}
+//
 // 128-bit counters are JSON numbers, as nvme-cli prints them. nvmectl's own
 // keys (nvme-cli has no equivalent):
 //
 //	get-feature  "feature_id" "feature_name" "sel" "value" ("saveable" "per_namespace"
-//	             "changeable" with -s 3; "data" in hex for features with a data structure)
+//	             "changeable" with -s 3; "data" in hex for features with a data structure);
+//	             without -f {"features": [the same, for each feature the controller answers]}
 //	set-feature  "feature_id" "feature_name" "value" "save" "result"
 //	format       "nsid" "lbaf" "ses" "block_size" "metadata_size" "nsze" "usable"
-//	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "iommu_group"
-//	             (null without an IOMMU) "viable" "group_members": [{"address" "driver"
-//	             "bridge" "blocks"}] "model" "serial" "firmware" "namespaces": [{"nsid"
-//	             "blocks" "block_size" "bytes" "device"}] "note"}]}
+//	get-log      "log_id" "log_name" "namespace_id" "offset" "length" "data" (hex)
+//	create-ns    "nsid"; delete-ns "nsid"; attach-ns, detach-ns "nsid" "controllers"
+//	*-passthru   "opcode" "result" (completion dword 0) ("data" in hex, for reads)
+//	fw-download  "bytes" "offset"; fw-commit "slot" "action" "result" "reset_needed"
+//	device-self-test "self_test_code" "namespace_id"; sanitize "sanact"
+//	list         {"controllers": [{"address" "vendor_id" "device_id" "driver" "numa_node"
+//	             (null when unknown) "pcie_link": {"speed_gts" "width" "max_speed_gts"
+//	             "max_width"} (null when unknown) "registers": {"vs" "cc" "csts" "state"}
+//	             (null unless read) "identified" "iommu_group" (null without an IOMMU)
+//	             "viable" "group_members": [{"address" "driver" "bridge" "blocks"}] "model"
+//	             "serial" "firmware" "namespaces": [{"nsid" "blocks" "block_size" "bytes"
+//	             "device"}] "note"}]}
 //	setup, reset {"controllers": [{"address" "previous_driver" "driver" "action" "reasons"}]}
 //	             (setup adds "hugepages"); action is bound, already-bound, refused,
-//	             failed, released or left-alone
+//	             failed, released, left-alone or skipped
 //	status       {"hugepages": [{"size_kb" "total" "free"}] "iommu": {"enabled" "groups"}
 //	             "vfio_pci" "memlock": {"soft" "hard" "unlimited"} "controllers": [{"address"
-//	             "vendor_id" "device_id" "driver" "iommu_group" "block_devices" "in_use"}]}
+//	             "vendor_id" "device_id" "driver" "numa_node" "pcie_link" "registers"
+//	             "iommu_group" "block_devices" "in_use"}]}
 //
 // Keys are stable: new ones may be added, none renamed or removed.
 //
@@ -126,7 +208,7 @@
 //	nvmectl compare ADDR [-n NSID] -s LBA [-c N | -z BYTES] [-d FILE]
 //	nvmectl write-zeroes ADDR [-n NSID] -s LBA [-c N]
 //	nvmectl verify ADDR [-n NSID] -s LBA [-c N]
-//	nvmectl dsm ADDR [-n NSID] --deallocate --slbs L1,L2 --blocks N1,N2
+//	nvmectl dsm ADDR [-n NSID] --ad -s L1,L2 -b N1,N2     (--deallocate --slbs --blocks)
 //	nvmectl flush ADDR [-n NSID]
 //
 // -c/--block-count is 0's based like nvme-cli's (-c 0 is one block);
@@ -135,25 +217,37 @@
 // --slbs entry. Transfers larger than the controller's maximum (MDTS) are
 // split. Everything is checked before the first command is sent: the
 // namespace, the size, the range against the namespace's size, and for
-// write and compare the input, which is read whole first, so a short file
-// writes nothing. "<verb>: Success ..." goes to standard error (standard
+// write and compare the input. Data moves in pieces of the largest
+// transfer through one DMA buffer of that size, so a transfer of any
+// length needs no more memory than one piece. A regular file shorter than
+// asked writes nothing (exit 1); standard input that ends early stops the
+// command there and says which blocks were written (exit 2). "<verb>: Success ..." goes to standard error (standard
 // output carries read's data). A compare mismatch exits 2 with the status
 // name, Compare Failure.
 //
 // # Performance (SPDK's perf)
 //
-//	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [--warmup SEC]
-//	                     [-c CORES] [--qpairs-per-ns N] [-n NSID] [--verify]
+//	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [-a SEC]
+//	                     [-c MASK | -P N] [-n NSID] [--verify] [--seed N] [-L|-LL]
 //	                     [--metrics-addr 127.0.0.1:9112]
 //
-// SPDK perf's -q -o -w -M -t -a -c -P are -q/--queue-depth,
-// -s/--io-size (K/M suffixes), -w/--workload, -M/--rwmixread, -t/--time,
-// --warmup, -c/--cores (a count "2", a list "0,1" or "[2]", or a mask
-// "0x3") and --qpairs-per-ns (a poller owns one queue pair per controller,
-// so N queue pairs are N pollers). Each poller drives every active
-// namespace (or -n) with QD requests. A live line a second goes to
-// standard error; the table (per namespace and total: IOPS, MiB/s, latency
-// avg, min, p50, p90, p99, p99.9, p99.99, max in µs) to standard output.
+// SPDK perf's -q -o -w -M -t -a -c -P -L are -q/--queue-depth,
+// -s/--io-size (K/M suffixes, binary), -w/--workload, -M/--rwmixread,
+// -t/--time, -a/--warmup, -c/--cores, -P/--qpairs-per-ns and -L/--latency.
+// -c is SPDK's core mask with SPDK's meaning: hexadecimal ("0x3" and "3"
+// are cores 0 and 1, "2" is core 1 alone, "f" cores 0-3) or a list in
+// brackets ("[0-3]"); one poller runs on each core. -o is nvmectl's output
+// format: -o with a number is refused with a pointer to -s. A poller owns
+// one queue pair per controller, so -P N queue pairs are N pollers;
+// without -c they are placed on the CPUs of the first controller's NUMA
+// node (sysfs numa_node and node cpulist), then on other allowed CPUs if
+// the node has too few, and the table's header says where. Each poller
+// drives every active namespace (or -n) with QD requests. A live line a
+// second goes to standard error; the table (per namespace and total:
+// IOPS, MiB/s, latency avg, min, p50, p90, p99, p99.9, p99.99, max in µs)
+// to standard output, under a header that names the seed. --seed replays
+// a run's random offsets (and --verify's pattern). Ctrl-C, SIGTERM and
+// SIGHUP end the measurement early and print what was measured.
 // --verify writes a tagged pattern for --time seconds, then runs the
 // workload within it and checks every read. --metrics-addr HOST:PORT
 // (default off) serves /metrics and /healthz, as serve does, for the
@@ -165,12 +259,24 @@
 // which nvmectl's tests and hack/qemu's bench decode strictly through;
 // "schema_version" changes with any key):
 //
-//	perf         "schema_version" "workload" "io_size" "queue_depth" "rwmixread" "pollers"
-//	             "cpus" "seconds" "warmup_seconds" "results": [{"controller" "nsid" "workload" "io_size"
+//	perf         "schema_version" (2) "workload" "io_size" "queue_depth" "rwmixread" "pollers"
+//	             "cpus" "seconds" "warmup_seconds" "seed" "run": {"nvmectl_version" "go_version"
+//	             "start_time" "kernel" "cpu_model" "dma_memory" "hugepage_fallback"
+//	             ("hugepage_fallback_reason") "controllers": [{"address" "model" "serial"
+//	             "firmware"}]} "results": [{"controller" "nsid" "workload" "io_size"
 //	             "queue_depth" "pollers" "ios" "reads" "writes" "errors" "seconds" "iops"
-//	             "mibps" "latency_us": {"avg" "min" "max" "p50" "p90" "p99" "p99_9"
-//	             "p99_99"}}] "total": {the same keys; "controller": "total"}
+//	             "mibps" "latency_us" "read_latency_us" "write_latency_us": {"avg" "min" "max"
+//	             "p50" "p90" "p99" "p99_9" "p99_99"} "histogram": [{"low_us" "high_us"
+//	             "count"}]}] "total": {the same keys; "controller": "total"}
 //	             "verify": {"enabled" "seed" "blocks" "checked" "mismatches" ("first_mismatch")}
+//	             "samples": [{"second" "ios" "iops" "mibps"}] (one per second measured)
+//
+// For rw and randrw the table adds a row each for the reads and the
+// writes under every row. -L prints, after the table, SPDK perf's latency
+// summary (the 1st to the 99.99999th percentile) for each namespace, and
+// for its reads and writes apart in a mixed workload; -LL adds the
+// histogram (each bucket's range in µs, the cumulative percentage and the
+// count).
 //
 // # Metrics (Prometheus)
 //
@@ -222,11 +328,24 @@
 // tests call directly (host tests against nvme/nvmetest and fake sysfs
 // trees; VM tests against QEMU's controller). nvmectl is built on
 // github.com/spf13/cobra: the CLI framework is not the driver, so a
-// well-kept library does that part.
+// well-kept library does that part, and so do cobra's completion command
+// and cobra/doc's man pages.
 //
-// Imports: the standard library, cobra, golang.org/x/sys/unix
-// (RLIMIT_MEMLOCK, device numbers, CPU affinity),
+// # Version, completion, man pages
+//
+//	nvmectl --version                     module version and VCS revision (build info)
+//	nvmectl completion bash|zsh|fish|powershell
+//	nvmectl man DIR [--section 8]         one man page per verb, from the help text
+//
+// For example: source <(nvmectl completion bash); nvmectl man
+// /usr/local/share/man/man8 && mandb.
+//
+// Imports: the standard library, cobra and cobra/doc,
+// golang.org/x/sys/unix (RLIMIT_MEMLOCK, device numbers, uname, the read-only
+// BAR mapping), golang.org/x/term (the live line), github.com/dustin/go-humanize
+// (sizes), github.com/prometheus/procfs (PCI attributes, CPU model),
 // github.com/prometheus/client_golang (serve, perf --metrics-addr),
 // github.com/cilium/ebpf (trace), and gonvme's vfio, dma, nvme,
-// nvme/pcie, nvme/spec, poller, metrics and internal/perfjson packages.
+// nvme/pcie, nvme/spec, poller, metrics, internal/mmio (register loads),
+// internal/cpuset and internal/perfjson packages.
 package main

@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -59,8 +61,12 @@ func newFakeRig(t *testing.T, cfg nvmetest.Config) *fakeRig {
 		open: func(addr string) (*nvme.Controller, error) {
 			return nvme.Open(keepBus{fake}, mem, &nvme.Options{IOQueues: 1, AsyncEvents: -1})
 		},
-		root:  t.TempDir(),
-		stdin: strings.NewReader(""),
+		root:   t.TempDir(),
+		stdin:  strings.NewReader(""),
+		getenv: func(string) string { return "" },
+		regs: func(addr string) (mmio.Region, func() error, error) {
+			return fake.Registers(), func() error { return nil }, nil
+		},
 	}
 	return r
 }
@@ -188,35 +194,54 @@ func TestFakeFeaturesAndRegs(t *testing.T) {
 	// Every nvmectl run brings the controller up, a controller reset: the
 	// fake, like the spec, then reverts features not saved to their
 	// defaults. The write cache is on by default.
-	if out := r.ok("set-feature", fakeAddr, "-f", "0x06", "-v", "0"); out != "set-feature:0x06 (Volatile Write Cache), value:0x00000000, cdw12:0x00000000, save:0\n" {
-		t.Errorf("set-feature printed %q", out)
+	code, out, errs := r.run("set-feature", fakeAddr, "-f", "0x06", "-v", "0")
+	if code != exitOK || out != "set-feature:0x06 (Volatile Write Cache), value:0x00000000, cdw12:0x00000000, save:0\n" {
+		t.Errorf("set-feature: exit %d, printed %q", code, out)
+	}
+	if !strings.Contains(errs, "without --save") || !strings.Contains(errs, "reset") {
+		t.Errorf("set-feature without --save did not warn that the next open resets it: stderr %q", errs)
 	}
 	g := r.jsonOf("get-feature", fakeAddr, "-f", "6")
 	if g["feature_id"] != 6.0 || g["value"] != 1.0 || g["feature_name"] != "Volatile Write Cache" || g["sel"] != 0.0 {
 		t.Errorf("get-feature after a reset: %v", g)
 	}
-	code, _, errs := r.run("set-feature", fakeAddr, "-f", "6", "-v", "0", "--save")
+	code, _, errs = r.run("set-feature", fakeAddr, "-f", "6", "-v", "0", "--save")
 	if code != exitDevice || !strings.Contains(errs, "Saveable") {
 		t.Errorf("set-feature --save on the fake: exit %d %q", code, errs)
 	}
 	if out := r.ok("get-feature", fakeAddr, "-f", "6", "-H"); !strings.Contains(out, "value:0x00000001") || !strings.Contains(out, "Enabled") {
 		t.Errorf("get-feature text: %q", out)
 	}
-	code, _, errs = r.run("get-feature", fakeAddr)
-	if code != exitUsage || !strings.Contains(errs, "feature-id") {
-		t.Errorf("get-feature without -f: exit %d %q", code, errs)
+	// Without -f, every feature the controller answers, as nvme-cli.
+	all := r.jsonOf("get-feature", fakeAddr)
+	feats, _ := all["features"].([]any)
+	ids := map[float64]bool{}
+	for _, f := range feats {
+		ids[f.(map[string]any)["feature_id"].(float64)] = true
+	}
+	if len(feats) < 5 || !ids[6] || !ids[7] || !ids[1] {
+		t.Errorf("get-feature without -f: %d features %v, want at least arbitration, number of queues, write cache", len(feats), ids)
+	}
+	if text := r.ok("get-feature", fakeAddr, "-H"); !strings.Contains(text, "get-feature:0x06 (Volatile Write Cache), Current value:0x00000001") ||
+		!strings.Contains(text, "get-feature:0x07 (Number of Queues)") {
+		t.Errorf("get-feature -H without -f:\n%s", text)
 	}
 	code, _, errs = r.run("set-feature", fakeAddr, "-f", "7", "-v", "0")
 	if code != exitUsage || !strings.Contains(errs, "Number of Queues") {
 		t.Errorf("set-feature 7: exit %d %q", code, errs)
 	}
-	regs := r.jsonOf("show-regs", fakeAddr)
+	regs := r.jsonOf("show-regs", fakeAddr, "--after-init")
 	hasKeys(t, "show-regs", regs, "cap", "vs", "cc", "csts", "aqa", "asq", "acq")
 	if regs["vs"] != float64(0x10400) {
 		t.Errorf("vs %v", regs["vs"])
 	}
-	if out := r.ok("show-regs", fakeAddr, "-H"); !strings.Contains(out, "1.4.0") || !strings.Contains(out, "rdy=true") {
-		t.Errorf("show-regs -H:\n%s", out)
+	if out := r.ok("show-regs", fakeAddr, "-H", "--after-init"); !strings.Contains(out, "1.4.0") || !strings.Contains(out, "rdy=true") {
+		t.Errorf("show-regs -H --after-init:\n%s", out)
+	}
+	// As found: the last nvmectl run shut the controller down (CC.SHN),
+	// and show-regs, which does not bring it up, shows that.
+	if out := r.ok("show-regs", fakeAddr, "-H"); !strings.Contains(out, "shst=2") || !strings.Contains(out, "as found (no bring-up): shut down") {
+		t.Errorf("show-regs -H as found after a shutdown:\n%s", out)
 	}
 }
 
@@ -275,7 +300,7 @@ func TestFakeBadInput(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"write", fakeAddr, "-s", "4090", "-c", "7", "-d", in}, exitUsage, "past the end of namespace 1 (4096 blocks"},
-		{[]string{"write", fakeAddr, "-s", "4088", "-z", "1000", "-d", in}, exitUsage, "not a multiple of the 512-byte block size"},
+		{[]string{"write", fakeAddr, "-s", "4088", "-z", "1000", "-d", in}, exitUsage, "--data-size 1000: want a positive multiple of the block size"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-c", "3", "-d", short}, exitUsage, "holds 1000 bytes, 2048 needed"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-n", "9", "-d", in}, exitUsage, "namespace 9 is not active"},
 		{[]string{"write", fakeAddr, "-s", "4088", "-c", "1", "-z", "512"}, exitUsage, "disagree"},
@@ -297,6 +322,59 @@ func TestFakeBadInput(t *testing.T) {
 	// Nothing was written: the last 8 blocks still hold the pattern.
 	if o := r.ok("read", fakeAddr, "-s", "4088", "-c", "7"); o != string(pattern) {
 		t.Error("blocks 4088-4095 changed by refused commands")
+	}
+}
+
+// TestShowRegsAsFound: show-regs shows a state a crashed program left
+// (here CSTS.CFS) without bringing the controller up, which would clear it;
+// --after-init shows the controller after nvmectl's bring-up.
+func TestShowRegsAsFound(t *testing.T) {
+	r := newCountingRig(t)
+	r.fake.FatalStatus()
+	out := r.ok("show-regs", fakeAddr, "-H")
+	if !strings.Contains(out, "cfs=true") || !strings.Contains(out, "fatal (CSTS.CFS)") {
+		t.Errorf("show-regs as found does not show the fatal status:\n%s", out)
+	}
+	if n := r.opens.Load(); n != 0 {
+		t.Errorf("show-regs opened the controller %d times", n)
+	}
+	// The driver does not bring up a controller with CSTS.CFS set (issue
+	// 13); a function reset clears it, as the kernel's does on a real one.
+	if err := r.fake.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.ok("show-regs", fakeAddr, "-H", "--after-init"); !strings.Contains(out, "cfs=false") || !strings.Contains(out, "rdy=true") {
+		t.Errorf("show-regs --after-init:\n%s", out)
+	}
+	if n := r.opens.Load(); n != 1 {
+		t.Errorf("show-regs --after-init opened the controller %d times, want 1", n)
+	}
+}
+
+// TestListLeavesControllersAlone: list and status read no more than
+// registers: no open, and CC, CSTS and AQA are as they were.
+func TestListLeavesControllersAlone(t *testing.T) {
+	r := newCountingRig(t)
+	regs := r.fake.Registers()
+	before := [3]uint32{regs.Read32(spec.RegCC), regs.Read32(spec.RegCSTS), regs.Read32(spec.RegAQA)}
+	out := r.ok("list")
+	r.ok("status")
+	if n := r.opens.Load(); n != 0 {
+		t.Errorf("list and status opened the controller %d times", n)
+	}
+	after := [3]uint32{regs.Read32(spec.RegCC), regs.Read32(spec.RegCSTS), regs.Read32(spec.RegAQA)}
+	if before != after {
+		t.Errorf("CC, CSTS, AQA %#x before list, %#x after", before, after)
+	}
+	if !strings.Contains(out, "list --identify") {
+		t.Errorf("list does not say how to identify the controllers it left alone:\n%s", out)
+	}
+	code, out, errs := r.run("list", "--identify")
+	if code != exitOK || !strings.Contains(out, "gonvme nvmetest controller") || !strings.Contains(errs, "a controller reset") {
+		t.Errorf("list --identify: exit %d\n%s\n%s", code, out, errs)
+	}
+	if n := r.opens.Load(); n != 1 {
+		t.Errorf("list --identify opened the controller %d times, want 1", n)
 	}
 }
 

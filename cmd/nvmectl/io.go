@@ -39,6 +39,29 @@ func (o *ioArgs) flags(cmd *cobra.Command, withData bool, dataHelp string) {
 	}
 }
 
+// precheck validates what can be checked without the device: the
+// namespace ID, and -c and -z against each other. It runs before any
+// controller is opened.
+func (o *ioArgs) precheck(cmd *cobra.Command) error {
+	if err := checkNSIDFlag(o.nsid, false); err != nil {
+		return err
+	}
+	z := cmd.Flags().Lookup("data-size")
+	if z == nil || !z.Changed {
+		return nil
+	}
+	if o.size == 0 || o.size%512 != 0 {
+		return usagef("--data-size %d: want a positive multiple of the block size (512 bytes at least)", o.size)
+	}
+	if cmd.Flags().Changed("block-count") {
+		c := uint64(o.count) + 1
+		if bs := o.size / c; o.size%c != 0 || bs < 512 || bs&(bs-1) != 0 {
+			return usagef("--block-count %d (%d blocks, 0's based) and --data-size %d disagree: no block size gives both", o.count, c, o.size)
+		}
+	}
+	return nil
+}
+
 // blocks works out how many blocks the command covers and checks the
 // range against the namespace; every error is a usage error.
 func (o *ioArgs) blocks(cmd *cobra.Command, ns *nvme.Namespace) (uint64, error) {
@@ -54,7 +77,7 @@ func (o *ioArgs) blocks(cmd *cobra.Command, ns *nvme.Namespace) (uint64, error) 
 	if cmd.Flags().Changed("block-count") {
 		c := uint64(o.count) + 1
 		if z != nil && z.Changed && c != n {
-			return 0, usagef("--block-count %d (%d blocks, 0's based) and --data-size %d (%d blocks) disagree", o.count, c, o.size, n)
+			return 0, usagef("--block-count %d (%d blocks, 0's based) and --data-size %d (%d blocks of %d bytes) disagree", o.count, c, o.size, n, bs)
 		}
 		n = c
 	}
@@ -96,28 +119,30 @@ func dmaBuf(c *nvme.Controller, ns *nvme.Namespace, n uint64) ([]byte, uint64, f
 	return b.Bytes, per, func() { c.Memory().Free(b) }, nil
 }
 
-// readInput reads exactly need bytes from the -d file or stdin, before
-// anything is sent to the device: a short input writes nothing.
-func readInput(a app, path string, need uint64, n uint64, bs int) ([]byte, error) {
-	var src io.Reader = a.stdin
-	name := "standard input"
-	if path != "" && path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("data file: %w", err)}
-		}
-		defer f.Close()
-		src, name = f, path
+// input is where write and compare take their data: the -d file, opened
+// before the device, or standard input.
+type input struct {
+	r       io.Reader
+	name    string
+	size    int64 // bytes a regular file holds; -1 for a pipe or terminal
+	closeFn func() error
+}
+
+// openInput opens the -d file (standard input for "" or "-"). A file that
+// cannot be opened is a usage error, found before any controller is.
+func openInput(a app, path string) (*input, error) {
+	if path == "" || path == "-" {
+		return &input{r: a.stdin, name: "standard input", size: -1, closeFn: func() error { return nil }}, nil
 	}
-	buf := make([]byte, need)
-	got, err := io.ReadFull(src, buf)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return nil, usagef("%s holds %d bytes, %d needed (%d blocks of %d bytes); nothing was written", name, got, need, n, bs)
-	}
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("read %s: %w", name, err)}
+		return nil, usageError{fmt.Errorf("data file: %w", err)}
 	}
-	return buf, nil
+	in := &input{r: f, name: path, size: -1, closeFn: f.Close}
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		in.size = st.Size()
+	}
+	return in, nil
 }
 
 func readCmd(a app) *cobra.Command {
@@ -127,19 +152,26 @@ func readCmd(a app) *cobra.Command {
 		Short: "Read blocks to a file or standard output (nvme read)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if err := o.precheck(cmd); err != nil {
+				return err
+			}
+			var out io.Writer = cmd.OutOrStdout()
+			var file *os.File
+			if o.data != "" && o.data != "-" {
+				f, err := os.Create(o.data)
+				if err != nil {
+					return usageError{fmt.Errorf("data file: %w", err)}
+				}
+				defer f.Close()
+				out, file = f, f
+			}
 			return withIO(a, args[0], o.nsid, func(c *nvme.Controller, ns *nvme.Namespace, qp *nvme.QueuePair) error {
 				n, err := o.blocks(cmd, ns)
 				if err != nil {
 					return err
-				}
-				var out io.Writer = cmd.OutOrStdout()
-				if o.data != "" && o.data != "-" {
-					f, err := os.Create(o.data)
-					if err != nil {
-						return usageError{fmt.Errorf("data file: %w", err)}
-					}
-					defer f.Close()
-					out = f
 				}
 				buf, per, free, err := dmaBuf(c, ns, n)
 				if err != nil {
@@ -157,8 +189,8 @@ func readCmd(a app) *cobra.Command {
 					}
 					done += k
 				}
-				if f, ok := out.(*os.File); ok {
-					if err := f.Close(); err != nil {
+				if file != nil {
+					if err := file.Close(); err != nil {
 						return deviceError{fmt.Errorf("data file: %w", err)}
 					}
 				}
@@ -171,7 +203,11 @@ func readCmd(a app) *cobra.Command {
 	return cmd
 }
 
-// dataCmd builds write and compare: both send the blocks of a file.
+// dataCmd builds write and compare: both send the blocks of a file. The
+// data moves in pieces of the largest transfer, through one DMA buffer of
+// that size: a transfer of any length needs no more memory than that. A
+// regular file shorter than asked is refused before anything is sent; a
+// pipe that ends early stops the command where it ended.
 func dataCmd(a app, use, short string, exec func(ns *nvme.Namespace, qp *nvme.QueuePair, data []byte, lba uint64) error) *cobra.Command {
 	var o ioArgs
 	cmd := &cobra.Command{
@@ -179,15 +215,26 @@ func dataCmd(a app, use, short string, exec func(ns *nvme.Namespace, qp *nvme.Qu
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if err := o.precheck(cmd); err != nil {
+				return err
+			}
+			in, err := openInput(a, o.data)
+			if err != nil {
+				return err
+			}
+			defer in.closeFn()
 			return withIO(a, args[0], o.nsid, func(c *nvme.Controller, ns *nvme.Namespace, qp *nvme.QueuePair) error {
 				n, err := o.blocks(cmd, ns)
 				if err != nil {
 					return err
 				}
 				bs := uint64(ns.BlockSize())
-				data, err := readInput(a, o.data, n*bs, n, int(bs))
-				if err != nil {
-					return err
+				need := n * bs
+				if in.size >= 0 && uint64(in.size) < need {
+					return usagef("%s holds %d bytes, %d needed (%d blocks of %d bytes); nothing was sent", in.name, in.size, need, n, bs)
 				}
 				buf, per, free, err := dmaBuf(c, ns, n)
 				if err != nil {
@@ -196,7 +243,18 @@ func dataCmd(a app, use, short string, exec func(ns *nvme.Namespace, qp *nvme.Qu
 				defer free()
 				for done := uint64(0); done < n; {
 					k := min(per, n-done)
-					copy(buf, data[done*bs:(done+k)*bs])
+					got, err := io.ReadFull(in.r, buf[:k*bs])
+					if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+						have := done*bs + uint64(got)
+						if done == 0 {
+							return usagef("%s holds %d bytes, %d needed (%d blocks of %d bytes); nothing was sent", in.name, have, need, n, bs)
+						}
+						return deviceError{fmt.Errorf("%s ended after %d of %d bytes: blocks %d to %d were sent to %s, the rest was not",
+							in.name, have, need, o.start, o.start+done-1, use)}
+					}
+					if err != nil {
+						return usageError{fmt.Errorf("read %s: %w", in.name, err)}
+					}
 					if err := exec(ns, qp, buf[:k*bs], o.start+done); err != nil {
 						return fmt.Errorf("%s at lba %d: %w", use, o.start+done, err)
 					}
@@ -240,6 +298,12 @@ func rangeCmd(a app, use, short string, chunk func(ns *nvme.Namespace) uint64, b
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if err := o.precheck(cmd); err != nil {
+				return err
+			}
 			return withIO(a, args[0], o.nsid, func(c *nvme.Controller, ns *nvme.Namespace, qp *nvme.QueuePair) error {
 				n, err := o.blocks(cmd, ns)
 				if err != nil {
@@ -295,6 +359,12 @@ func flushCmd(a app) *cobra.Command {
 		Short: "Commit the volatile write cache to media (nvme flush)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if err := checkNSIDFlag(nsid, false); err != nil {
+				return err
+			}
 			return withIO(a, args[0], nsid, func(c *nvme.Controller, ns *nvme.Namespace, qp *nvme.QueuePair) error {
 				if err := ns.Sync(qp); err != nil {
 					return fmt.Errorf("flush: %w", err)
@@ -333,8 +403,14 @@ func dsmCmd(a app) *cobra.Command {
 		Short: "Dataset Management: deallocate (trim) ranges (nvme dsm --ad)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := parseAddr(args[0]); err != nil {
+				return err
+			}
+			if err := checkNSIDFlag(nsid, false); err != nil {
+				return err
+			}
 			if !dealloc {
-				return usagef("dsm: only --deallocate is supported; add it")
+				return usagef("dsm: only --ad/--deallocate is supported; add it")
 			}
 			starts, err := parseList("slbs", slbs, 64)
 			if err != nil {
@@ -347,6 +423,17 @@ func dsmCmd(a app) *cobra.Command {
 			if len(starts) == 0 || len(starts) != len(counts) {
 				return usagef("dsm: --slbs and --blocks need the same number of entries (got %d and %d)", len(starts), len(counts))
 			}
+			if len(starts) > 256 {
+				return usagef("dsm: %d ranges: one command takes at most 256", len(starts))
+			}
+			for i, n := range counts {
+				if n == 0 || n > 1<<16 {
+					return usagef("dsm: range %d: %d blocks (want 1 to 65536)", i, n)
+				}
+				if starts[i]+n < starts[i] {
+					return usagef("dsm: range %d: blocks %d + %d overflow", i, starts[i], n)
+				}
+			}
 			return withIO(a, args[0], nsid, func(c *nvme.Controller, ns *nvme.Namespace, qp *nvme.QueuePair) error {
 				if !c.Identify().SupportsDSM() {
 					return devicef("dsm: the controller does not support Dataset Management (ONCS bit 2 is clear)")
@@ -354,9 +441,6 @@ func dsmCmd(a app) *cobra.Command {
 				// Check every range before deallocating any.
 				for i := range starts {
 					s, n := starts[i], counts[i]
-					if n == 0 || n > 1<<16 {
-						return usagef("dsm: range %d: %d blocks (want 1 to 65536)", i, n)
-					}
 					if s >= ns.Blocks() || n > ns.Blocks()-s {
 						return usagef("dsm: range %d: blocks %d to %d are past the end of namespace %d (%d blocks)", i, s, s+n-1, ns.ID(), ns.Blocks())
 					}
@@ -376,8 +460,10 @@ func dsmCmd(a app) *cobra.Command {
 		},
 	}
 	nsFlag(cmd, &nsid, 1, "namespace")
-	cmd.Flags().BoolVarP(&dealloc, "deallocate", "d", false, "deallocate the ranges (required)")
-	cmd.Flags().StringVar(&slbs, "slbs", "", "comma-separated starting LBAs")
-	cmd.Flags().StringVar(&blocks, "blocks", "", "comma-separated block counts (1-based), one per starting LBA")
+	f := cmd.Flags()
+	f.BoolVarP(&dealloc, "ad", "d", false, "attribute deallocate: trim the ranges (required)")
+	f.BoolVar(&dealloc, "deallocate", false, "same as --ad")
+	f.StringVarP(&slbs, "slbs", "s", "", "comma-separated starting LBAs")
+	f.StringVarP(&blocks, "blocks", "b", "", "comma-separated block counts (1-based), one per starting LBA")
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,11 +14,15 @@ import (
 	"testing"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
-// fakeSysfs builds a minimal /sys with PCI devices, drivers and IOMMU
-// groups, and returns its root.
+// fakeSysfs builds a minimal /sys with PCI devices (real directories
+// under devices/pci0000:00, linked from bus/pci/devices as the kernel
+// does), drivers and IOMMU groups, and returns its root. NVMe controllers
+// get a resource0 file holding their registers (fakeRegs), which list and
+// show-regs map as they map a real BAR.
 type fakeDev struct {
 	addr          string
 	vendor, devid uint16
@@ -25,6 +30,10 @@ type fakeDev struct {
 	driver        string
 	group         int // -1: none
 }
+
+// fakeRegs are the registers a fake controller's resource0 holds: VS 1.4,
+// enabled and ready.
+var fakeRegs = map[uintptr]uint32{spec.RegVS: 0x10400, spec.RegCC: 0x460001, spec.RegCSTS: 1, spec.RegAQA: 0x1f001f}
 
 func fakeSysfs(t *testing.T, devs ...fakeDev) string {
 	t.Helper()
@@ -35,17 +44,39 @@ func fakeSysfs(t *testing.T, devs ...fakeDev) string {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range devs {
-		dir := filepath.Join(sys, "bus/pci/devices", d.addr)
+	must(os.MkdirAll(filepath.Join(sys, "bus/pci/devices"), 0o755))
+	for i, d := range devs {
+		dir := filepath.Join(sys, "devices/pci0000:00", d.addr)
 		must(os.MkdirAll(dir, 0o755))
+		must(os.Symlink("../../../devices/pci0000:00/"+d.addr, filepath.Join(sys, "bus/pci/devices", d.addr)))
 		for name, v := range map[string]string{
-			"vendor":   fmt.Sprintf("0x%04x\n", d.vendor),
-			"device":   fmt.Sprintf("0x%04x\n", d.devid),
-			"class":    fmt.Sprintf("0x%06x\n", d.class),
-			"irq":      "10\n",
-			"resource": "0x0000000000000000 0x0000000000000000 0x0000000000000000\n",
+			"vendor":             fmt.Sprintf("0x%04x\n", d.vendor),
+			"device":             fmt.Sprintf("0x%04x\n", d.devid),
+			"subsystem_vendor":   fmt.Sprintf("0x%04x\n", d.vendor),
+			"subsystem_device":   "0x1100\n",
+			"revision":           "0x02\n",
+			"class":              fmt.Sprintf("0x%06x\n", d.class),
+			"irq":                "10\n",
+			"numa_node":          fmt.Sprintf("%d\n", i%2),
+			"current_link_speed": "8.0 GT/s PCIe\n",
+			"current_link_width": "2\n",
+			"max_link_speed":     "16.0 GT/s PCIe\n",
+			"max_link_width":     "4\n",
+			"resource":           "0x0000000000000000 0x0000000000000000 0x0000000000000000\n",
 		} {
 			must(os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644))
+		}
+		if d.class == vfio.ClassNVMe {
+			regs := make([]byte, 0x4000)
+			for off, v := range fakeRegs {
+				binary.LittleEndian.PutUint32(regs[off:], v)
+			}
+			must(os.WriteFile(filepath.Join(dir, "resource0"), regs, 0o644))
+			cfg := make([]byte, 256)
+			binary.LittleEndian.PutUint16(cfg[0:], d.vendor)
+			binary.LittleEndian.PutUint16(cfg[2:], d.devid)
+			cfg[4] = 0x06 // PCI_COMMAND: memory space and bus master on
+			must(os.WriteFile(filepath.Join(dir, "config"), cfg, 0o644))
 		}
 		if d.driver != "" {
 			must(os.Symlink("../../../bus/pci/drivers/"+d.driver, filepath.Join(dir, "driver")))
@@ -66,7 +97,8 @@ func fromSysfs(sys string) app {
 		open: func(addr string) (*nvme.Controller, error) {
 			return nil, fmt.Errorf("open %s: %w", addr, vfio.ErrBusy)
 		},
-		root: filepath.Dir(sys),
+		root:   filepath.Dir(sys),
+		getenv: func(string) string { return "" },
 	}
 }
 
@@ -91,10 +123,10 @@ func TestListText(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant a header, three controllers and one note", out.String())
 	}
 	for i, want := range [][]string{
-		{"ADDRESS", "VENDOR:DEVICE", "DRIVER", "GROUP", "VIABLE", "SERIAL", "FW", "NAMESPACES", "MODEL"},
-		{"0000:00:04.0", "1b36:0010", "nvme", "3", "yes", "-", "-", "-", "-"},
-		{"0000:01:01.0", "1b36:0010", "vfio-pci", "5", "no", "-", "-", "-", "-"},
-		{"0000:01:02.0", "1b36:0010", "nvme", "5", "yes", "-", "-", "-", "-"},
+		{"ADDRESS", "VENDOR:DEVICE", "DRIVER", "NUMA", "LINK", "GROUP", "VIABLE", "STATE", "SERIAL", "FW", "NAMESPACES", "MODEL"},
+		{"0000:00:04.0", "1b36:0010", "nvme", "0", "8GT/sx2(max16GT/sx4)", "3", "yes", "-", "-", "-", "-", "-"},
+		{"0000:01:01.0", "1b36:0010", "vfio-pci", "1", "8GT/sx2(max16GT/sx4)", "5", "no", "enabled", "-", "-", "-", "-"},
+		{"0000:01:02.0", "1b36:0010", "nvme", "0", "8GT/sx2(max16GT/sx4)", "5", "yes", "-", "-", "-", "-", "-"},
 	} {
 		if got := strings.Fields(lines[i]); !reflect.DeepEqual(got, want) {
 			t.Errorf("line %d = %q, want fields %q", i, lines[i], want)
@@ -125,8 +157,8 @@ func TestListJSON(t *testing.T) {
 	if len(cs) != 3 {
 		t.Fatalf("%d controllers in %s", len(cs), out.String())
 	}
-	keys := []string{"address", "vendor_id", "device_id", "driver", "iommu_group", "viable", "group_members",
-		"model", "serial", "firmware", "namespaces", "note"}
+	keys := []string{"address", "vendor_id", "device_id", "driver", "numa_node", "pcie_link", "registers", "identified",
+		"iommu_group", "viable", "group_members", "model", "serial", "firmware", "namespaces", "note"}
 	for _, c := range cs {
 		for _, k := range keys {
 			if _, ok := c[k]; !ok {
@@ -138,6 +170,15 @@ func TestListJSON(t *testing.T) {
 	if c["address"] != "0000:01:01.0" || c["vendor_id"] != "1b36" || c["device_id"] != "0010" ||
 		c["driver"] != "vfio-pci" || c["iommu_group"] != 5.0 || c["viable"] != false {
 		t.Errorf("controller 1 = %v", c)
+	}
+	if regs, _ := c["registers"].(map[string]any); regs["cc"] != float64(0x460001) || regs["csts"] != 1.0 || regs["state"] != "enabled" {
+		t.Errorf("controller 1 registers = %v", c["registers"])
+	}
+	if l, _ := c["pcie_link"].(map[string]any); l["speed_gts"] != 8.0 || l["width"] != 2.0 || l["max_speed_gts"] != 16.0 || l["max_width"] != 4.0 {
+		t.Errorf("controller 1 link = %v", c["pcie_link"])
+	}
+	if c["numa_node"] != 1.0 {
+		t.Errorf("controller 1 numa_node = %v", c["numa_node"])
 	}
 	members := c["group_members"].([]any)
 	want := []any{
@@ -163,7 +204,7 @@ func TestListNoIOMMU(t *testing.T) {
 	}
 	out.Reset()
 	run([]string{"list"}, &out, &errb, fromSysfs(sys))
-	if f := strings.Fields(strings.Split(out.String(), "\n")[1]); len(f) < 5 || f[2] != "-" || f[3] != "none" || f[4] != "no-iommu" {
+	if f := strings.Fields(strings.Split(out.String(), "\n")[1]); len(f) < 8 || f[2] != "-" || f[5] != "none" || f[6] != "no-iommu" || f[7] != "enabled" {
 		t.Errorf("text without iommu or driver: %q", out.String())
 	}
 }
@@ -208,5 +249,35 @@ func TestExitCodes(t *testing.T) {
 		if !strings.Contains(errb.String(), tt.msg) {
 			t.Errorf("nvmectl %q: stderr %q lacks %q", tt.args, errb.String(), tt.msg)
 		}
+	}
+}
+
+// TestRegistersMemoryOff: a controller whose memory decoding is off (no
+// driver enabled it since boot) has no registers to read: list says so
+// instead of printing the zeros or ones such a BAR returns, and show-regs
+// refuses with the reason.
+func TestRegistersMemoryOff(t *testing.T) {
+	sys := fakeSysfs(t, fakeDev{"0000:00:04.0", 0x1b36, 0x0010, vfio.ClassNVMe, "vfio-pci", 3})
+	cfg := filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/config")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[4] &^= 0x02
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"list"}, &out, &errb, fromSysfs(sys)); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	row := strings.Fields(strings.Split(out.String(), "\n")[1])
+	if !strings.Contains(out.String(), "memory decoding off") || len(row) < 8 || row[7] != "-" {
+		t.Errorf("list:\n%s", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"show-regs", "0000:00:04.0"}, &out, &errb, fromSysfs(sys)); code != exitDevice || !strings.Contains(errb.String(), "memory decoding is off") {
+		t.Errorf("show-regs: exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -28,7 +28,7 @@ func TestVMList(t *testing.T) {
 			row = f
 		}
 	}
-	if len(row) < 9 || row[1] != "1b36:0010" || row[2] != "vfio-pci" || row[4] != "yes" {
+	if len(row) < 12 || row[1] != "1b36:0010" || row[2] != "vfio-pci" || row[6] != "yes" {
 		t.Fatalf("row for %s = %q in\n%s", c.Addr, row, out.String())
 	}
 

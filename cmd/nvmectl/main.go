@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/vfio"
@@ -58,6 +61,12 @@ type app struct {
 	memlock func() (uint64, uint64, error)
 	// stdin is where write and compare read data without -d.
 	stdin io.Reader
+	// getenv reads the environment (setup.sh's variables).
+	getenv func(string) string
+	// regs maps a controller's registers read-only without opening it
+	// through VFIO (sysfsRegisters), and returns them with the function
+	// that unmaps them.
+	regs func(addr string) (mmio.Region, func() error, error)
 }
 
 func (a app) defaults() app {
@@ -78,6 +87,13 @@ func (a app) defaults() app {
 	}
 	if a.stdin == nil {
 		a.stdin = os.Stdin
+	}
+	if a.getenv == nil {
+		a.getenv = os.Getenv
+	}
+	if a.regs == nil {
+		root := a.root
+		a.regs = func(addr string) (mmio.Region, func() error, error) { return sysfsRegisters(root, addr) }
 	}
 	return a
 }
@@ -160,6 +176,10 @@ func (f *format) Set(s string) error {
 		*f = format(s)
 		return nil
 	}
+	if _, err := strconv.ParseUint(strings.TrimSuffix(strings.ToLower(s), "k"), 0, 64); err == nil {
+		// SPDK perf's -o is the I/O size; a ported command line lands here.
+		return fmt.Errorf("output format %q: want normal or json (-o is the output format; SPDK perf's -o, the I/O size, is -s/--io-size here)", s)
+	}
 	return fmt.Errorf("output format %q: want normal or json", s)
 }
 
@@ -187,7 +207,10 @@ func newRoot(a app) *cobra.Command {
 	}
 	root.PersistentFlags().VarP(&g.out, "output", "o", "output format: normal or json")
 	root.PersistentFlags().BoolVarP(&g.human, "human-readable", "H", false, "decode fields")
-	root.CompletionOptions.DisableDefaultCmd = true
+	// Shell completion (cobra's: nvmectl completion bash|zsh|fish|powershell)
+	// and --version.
+	root.CompletionOptions.HiddenDefaultCmd = false
+	setVersion(root)
 	root.AddGroup(&cobra.Group{ID: "setup", Title: "Setup (like SPDK's setup.sh):"},
 		&cobra.Group{ID: "admin", Title: "Admin commands (like nvme-cli):"},
 		&cobra.Group{ID: "io", Title: "I/O commands (like nvme-cli):"})
@@ -201,6 +224,13 @@ func newRoot(a app) *cobra.Command {
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}
+	for _, c := range manageCmds(a, g) {
+		c.GroupID = "admin"
+		if c.Name() == "io-passthru" || c.Name() == "write-uncor" {
+			c.GroupID = "io"
+		}
+		root.AddCommand(c)
+	}
 	for _, c := range ioCmds(a, g) {
 		c.GroupID = "io"
 		root.AddCommand(c)
@@ -208,5 +238,6 @@ func newRoot(a app) *cobra.Command {
 	root.AddCommand(perfCmd(a, g))
 	root.AddCommand(serveCmd(a, g))
 	root.AddCommand(traceCmd(a, g))
+	root.AddCommand(manCmd())
 	return root
 }

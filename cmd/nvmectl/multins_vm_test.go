@@ -33,7 +33,7 @@ func TestVMMultiNamespace(t *testing.T) {
 			t.Errorf("id-ns %d nsze %v, want %d", w.NSID, ns["nsze"], w.Blocks)
 		}
 	}
-	ltext := v.ok("list")
+	ltext := v.ok("list", "--identify")
 	if !strings.Contains(ltext, "1:64MiB/512,2:256MiB/4096,3:16MiB/512") {
 		t.Errorf("list does not show the three namespaces:\n%s", ltext)
 	}

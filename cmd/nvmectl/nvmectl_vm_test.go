@@ -127,13 +127,22 @@ func TestVMAdminVerbs(t *testing.T) {
 	if regs["vs"] != float64(0x10400) || regs["cap"] == nil || regs["cc"] == nil || regs["csts"] == nil {
 		t.Errorf("show-regs %v", regs)
 	}
-	rtext := v.ok("show-regs", addr, "-H")
+	rtext := v.ok("show-regs", addr, "-H", "--after-init")
 	for _, l := range []string{"cap ", "vs ", "cc ", "csts ", "1.4.0", "rdy=true", "en=true"} {
 		if !strings.Contains(rtext, l) {
 			t.Errorf("show-regs -H lacks %q:\n%s", l, rtext)
 		}
 	}
-	t.Logf("nvmectl show-regs %s -H:\n%s", addr, rtext)
+	t.Logf("nvmectl show-regs %s -H --after-init:\n%s", addr, rtext)
+	// As found, between two nvmectl runs: the last one shut the controller
+	// down and vfio-pci reset the function when it closed the device.
+	if found := v.ok("show-regs", addr, "-H"); !strings.Contains(found, "as found (no bring-up)") || !strings.Contains(found, "en=false") {
+		t.Errorf("show-regs as found:\n%s", found)
+	}
+	// The short address of lspci names the same controller.
+	if short := v.json("show-regs", addr[5:], "--after-init"); short["vs"] != float64(0x10400) {
+		t.Errorf("show-regs %s: %v", addr[5:], short)
+	}
 
 	// Features: QEMU refuses to change arbitration (0x01); the
 	// temperature threshold (0x04) and the write cache (0x06) round-trip.
@@ -144,6 +153,20 @@ func TestVMAdminVerbs(t *testing.T) {
 		t.Errorf("get-feature -H arbitration: %q", out)
 	} else {
 		t.Logf("nvmectl get-feature -f 1 -H: %s", out)
+	}
+	// Every feature, as nvme-cli prints them without -f. QEMU returns a
+	// data structure for Host Behavior Support (0x16): each Get Features
+	// carries a buffer, so the device never writes to IOVA 0 (a DMAR
+	// fault in the guest kernel's log, which fails the boot).
+	all := v.json("get-feature", addr)
+	ids := map[float64]bool{}
+	for _, f := range all["features"].([]any) {
+		ids[f.(map[string]any)["feature_id"].(float64)] = true
+	}
+	for _, id := range []float64{0x01, 0x04, 0x06, 0x07, 0x16} {
+		if !ids[id] {
+			t.Errorf("get-feature without -f lacks feature %#x: %v", int(id), ids)
+		}
 	}
 	v.ok("set-feature", addr, "-f", "4", "-v", "350")
 	if g := v.json("get-feature", addr, "-f", "4"); g["value"] != 350.0 {
@@ -165,8 +188,8 @@ func TestVMAdminVerbs(t *testing.T) {
 		t.Errorf("supported capabilities of 0x06: %v", g)
 	}
 
-	// list opens the controller briefly and shows its identity.
-	ltext := v.ok("list")
+	// list --identify opens the controller briefly and shows its identity.
+	ltext := v.ok("list", "--identify")
 	row := ""
 	for _, l := range strings.Split(ltext, "\n") {
 		if strings.HasPrefix(l, addr) {
@@ -174,12 +197,12 @@ func TestVMAdminVerbs(t *testing.T) {
 		}
 	}
 	f := strings.Fields(row)
-	if len(f) < 9 || f[2] != "vfio-pci" || f[5] != c.Serial || f[7] != "1:1GiB/512" || !strings.HasSuffix(row, "QEMU NVMe Ctrl") {
+	if len(f) < 12 || f[2] != "vfio-pci" || f[7] != "disabled" || f[8] != c.Serial || f[10] != "1:1GiB/512" || !strings.HasSuffix(row, "QEMU NVMe Ctrl") {
 		t.Errorf("list row %q in\n%s", row, ltext)
 	}
 	t.Logf("nvmectl list:\n%s", ltext)
 	var l listJSON
-	if err := json.Unmarshal([]byte(v.ok("-o", "json", "list")), &l); err != nil || len(l.Controllers) != 1 {
+	if err := json.Unmarshal([]byte(v.ok("-o", "json", "list", "--identify")), &l); err != nil || len(l.Controllers) != 1 {
 		t.Fatalf("list json: %v %+v", err, l)
 	}
 	if j := l.Controllers[0]; j.Model != "QEMU NVMe Ctrl" || j.Serial != c.Serial || len(j.Namespaces) != 1 ||
@@ -268,13 +291,14 @@ func TestVMBadInput(t *testing.T) {
 	}{
 		{[]string{"write", addr, "-s", fmt.Sprint(last + 4), "-c", "7", "-d", in}, exitUsage,
 			fmt.Sprintf("past the end of namespace 1 (%d blocks", c.Namespaces[0].Blocks)},
-		{[]string{"write", addr, "-s", s, "-z", "1000", "-d", in}, exitUsage, "1000 is not a multiple of the 512-byte block size"},
+		{[]string{"write", addr, "-s", s, "-z", "1000", "-d", in}, exitUsage, "--data-size 1000: want a positive multiple of the block size"},
 		{[]string{"write", addr, "-s", s, "-c", "7", "-d", short}, exitUsage, "holds 1000 bytes, 4096 needed"},
 		{[]string{"write", addr, "-s", s, "-n", "2", "-d", in}, exitUsage, "namespace 2 is not active on this controller (active: 1)"},
 		{[]string{"write-zeroes", addr, "-s", s, "-c", "8"}, exitUsage, "past the end"},
 		{[]string{"dsm", addr, "-d", "--slbs", s, "--blocks", "9"}, exitUsage, "past the end"},
 		{[]string{"id-ctrl", "0000:00:1f.7"}, exitUsage, "no NVMe controller at 0000:00:1f.7 (controllers: " + addr},
-		{[]string{"id-ctrl", "00:04.0"}, exitUsage, "not a PCI address"},
+		{[]string{"id-ctrl", "00:20.0"}, exitUsage, "device 0x20 is out of range"},
+		{[]string{"id-ctrl", "nvme0"}, exitUsage, "not a PCI address"},
 		{[]string{"format", addr, "-n", "1"}, exitUsage, "add --force"},
 		{[]string{"get-feature", addr, "-f", "0x06", "-s", "7"}, exitUsage, "--sel 7"},
 		{[]string{"set-feature", addr, "-f", "0xee", "-v", "1"}, exitDevice, "Invalid Field in Command"},

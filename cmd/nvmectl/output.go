@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
@@ -99,18 +101,14 @@ func emit(w io.Writer, g *globals, title string, r record) error {
 	return r.writeText(w)
 }
 
-// humanBytes formats n with binary units, "1GiB", "16MiB", "1.5KiB".
+// humanBytes formats n with binary units, compact: "1GiB", "16MiB",
+// "1.5KiB" (go-humanize's IBytes, without its space and trailing ".0").
 func humanBytes(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
-	v := float64(n)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
+	s := strings.ReplaceAll(humanize.IBytes(n), " ", "")
+	if i := strings.Index(s, ".0"); i >= 0 && (i+2 == len(s) || s[i+2] < '0' || s[i+2] > '9') {
+		s = s[:i] + s[i+2:]
 	}
-	s := fmt.Sprintf("%.2f", v)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	return s + units[i]
+	return s
 }
 
 // bits lists the names of the set bits of v, for -H.

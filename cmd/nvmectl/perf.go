@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -77,6 +80,8 @@ type perfFlags struct {
 	nsid     uint32
 	verify   bool
 	metrics  string
+	seed     uint64
+	latency  int // -L count: 1 summary, 2 full histogram
 }
 
 // perfConfig is a validated perf run.
@@ -89,10 +94,18 @@ type perfConfig struct {
 	readPct int
 	dur     time.Duration
 	warmup  time.Duration
-	cpus    []int
-	verify  bool
-	seed    uint64 // tag of --verify's pattern; 0 picks one
-	metrics string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
+	pollers int   // how many: len(cpus) once placed
+	cpus    []int // the pollers' CPUs
+	// placement says how the pollers' CPUs were chosen, for the header:
+	// "-c 0x3", or the NUMA node they were placed on.
+	placement string
+	verify    bool
+	seed      uint64 // --seed: the offsets and --verify's pattern; 0 picks one
+	latency   int    // -L: 1 prints the latency summary, 2 also the histogram
+	metrics   string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
+	// metricsLn listens on metrics: opened before any controller, so a
+	// port that cannot be had is a usage error that costs no bring-up.
+	metricsLn net.Listener
 
 	// Test hooks, nil in nvmectl: called when the measure phase starts
 	// and when it ends (before the drain).
@@ -128,13 +141,19 @@ SPDK perf's flags and these:
   -M  --rwmixread      -M, --rwmixread        percent reads of rw and randrw (required there)
   -t  --time           -t, --time             seconds measured (default 10; fractions allowed)
   -a  --warmup-time        --warmup           seconds run before measuring, not counted (default 0)
-  -c  --core-mask      -c, --cores            pollers: a count ("2": the first 2 CPUs this process
-                                              may use), a list or ranges ("0,1", "0-3", "[2]"),
-                                              or SPDK's mask ("0x3"); default 1
-  -P  --num-qpairs         --qpairs-per-ns    queue pairs per namespace. A gonvme poller owns one
+  -c  --core-mask      -c, --cores            SPDK's core mask, with SPDK's meaning: hex ("0x3" or
+                                              "3": cores 0 and 1; "2": core 1 only; "f": cores 0-3)
+                                              or a list in brackets ("[0-3]", "[1,3]"); one poller
+                                              per core
+  -P  --num-qpairs     -P, --qpairs-per-ns    queue pairs per namespace. A gonvme poller owns one
                                               queue pair per controller, so N queue pairs are N
-                                              pollers: it sets the poller count when -c is not
-                                              given and must agree with -c when it is
+                                              pollers: without -c, N pollers (default 1) go on the
+                                              CPUs of the first controller's NUMA node; with -c
+                                              it must agree with the number of cores
+  -L  --enable-sw-latency-tracking  -L        print the latency summary by percentile after the
+                                              table; -LL adds the histogram, as SPDK perf does
+      --seed           --seed                 seed of the random offsets and of --verify's
+                                              pattern (default: picked, and printed)
   -r  (transport ID)   ADDR...                PCI addresses of controllers bound to vfio-pci
   -n  --nsid?          -n, --namespace-id     one namespace (default: all active ones)
                            --verify           check the data (below)
@@ -157,7 +176,8 @@ nvmectl serve, controller label = PCI address) and /healthz on that address whil
 a port that cannot be listened on is a usage error. Off by default.
 
 A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in
-place on a terminal). Ctrl-C ends the measurement early and prints what was measured. Exit
+place on a terminal). Ctrl-C, SIGTERM (timeout(1), kill) and SIGHUP end the measurement early
+and print what was measured. Exit
 status 2 when any I/O failed or any read mismatched, after printing the results.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -165,7 +185,10 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			// SIGTERM (timeout(1), systemd, kill) and SIGHUP (a closed
+			// terminal) end the run as Ctrl-C does: the pollers stop and
+			// what was measured is printed.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, unix.SIGTERM, unix.SIGHUP)
 			defer stop()
 			return perfMain(ctx, a, g, cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -177,9 +200,11 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	fl.StringVarP(&f.workload, "workload", "w", "randread", "read, write, randread, randwrite, rw or randrw (SPDK -w)")
 	fl.IntVarP(&f.mix, "rwmixread", "M", 0, "percent of reads for rw and randrw (SPDK -M)")
 	fl.Float64VarP(&f.seconds, "time", "t", 10, "seconds to measure (SPDK -t)")
-	fl.Float64Var(&f.warmup, "warmup", 0, "seconds to run before measuring, not counted (SPDK -a)")
-	fl.StringVarP(&f.cores, "cores", "c", "1", `pollers: a count ("2"), a CPU list or ranges ("0,1", "0-3", "[2]") or a mask ("0x3") (SPDK -c)`)
-	fl.IntVar(&f.qpairs, "qpairs-per-ns", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count (SPDK -P)")
+	fl.Float64VarP(&f.warmup, "warmup", "a", 0, "seconds to run before measuring, not counted (SPDK -a)")
+	fl.StringVarP(&f.cores, "cores", "c", "", `SPDK's core mask: hex ("0x3" or "3" = cores 0 and 1, "2" = core 1 only) or a list in brackets ("[0-3]"); one poller per core (default: --qpairs-per-ns cores on the controller's NUMA node)`)
+	fl.IntVarP(&f.qpairs, "qpairs-per-ns", "P", 1, "queue pairs per namespace: one per poller in gonvme, so this is the poller count; without -c they go on the controller's NUMA node (SPDK -P)")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed of the random offsets and of --verify's pattern (printed with the results; 0 picks one): the same seed replays the same offsets")
+	fl.CountVarP(&f.latency, "latency", "L", "-L prints the latency summary by percentile, -LL also the histogram, as SPDK perf does")
 	nsFlag(cmd, &f.nsid, 0, "namespace to drive (default 0: every active namespace)")
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
@@ -190,10 +215,10 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
 	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics}
 	seen := map[string]bool{}
-	for _, a := range args {
-		a = strings.ToLower(a)
-		if !validAddr(a) {
-			return nil, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", a)
+	for _, arg := range args {
+		a, err := parseAddr(arg)
+		if err != nil {
+			return nil, err
 		}
 		if seen[a] {
 			return nil, usagef("controller %s is named twice", a)
@@ -242,31 +267,102 @@ func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, erro
 	}
 	c.dur = time.Duration(f.seconds * float64(time.Second))
 	c.warmup = time.Duration(f.warmup * float64(time.Second))
-	allowed, err := allowedCPUList()
+	c.seed, c.latency = f.seed, f.latency
+	if f.latency > 2 {
+		return nil, usagef("-L given %d times: -L prints the latency summary, -LL adds the histogram", f.latency)
+	}
+	allowed, err := cpuset.Allowed()
 	if err != nil {
 		return nil, deviceError{err}
-	}
-	coresSet, qpSet := cmd.Flags().Changed("cores"), cmd.Flags().Changed("qpairs-per-ns")
-	spec := f.cores
-	if qpSet && !coresSet {
-		spec = strconv.Itoa(f.qpairs)
 	}
 	if f.qpairs < 1 {
 		return nil, usagef("--qpairs-per-ns %d: want 1 or more", f.qpairs)
 	}
-	c.cpus, err = parseCores(spec, allowed)
-	if err != nil {
-		return nil, usagef("--cores %s: %v", spec, err)
+	if !cmd.Flags().Changed("cores") {
+		// Placed in perfMain, near the controllers.
+		if f.qpairs > len(allowed) {
+			return nil, usagef("--qpairs-per-ns %d: %d pollers, but this process may run on %d CPU(s) (%s)", f.qpairs, f.qpairs, len(allowed), cpuset.Format(allowed))
+		}
+		c.pollers = f.qpairs
+		return c, nil
 	}
-	if qpSet && coresSet && f.qpairs != len(c.cpus) {
+	c.cpus, err = cpuset.ParseCoreMask(f.cores)
+	if err == nil {
+		for _, cpu := range c.cpus {
+			if !slices.Contains(allowed, cpu) {
+				err = fmt.Errorf("core %d is not one this process may run on (%s)", cpu, cpuset.Format(allowed))
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, usagef("--cores %s: %v; -c is SPDK's core mask: hex (0x3 or 3 = cores 0 and 1, 2 = core 1) or a list in brackets ([0-3]); --qpairs-per-ns N picks N cores near the controller", f.cores, err)
+	}
+	c.pollers = len(c.cpus)
+	c.placement = "-c " + f.cores
+	if cmd.Flags().Changed("qpairs-per-ns") && f.qpairs != len(c.cpus) {
 		return nil, usagef("--qpairs-per-ns %d with %d poller(s) from --cores %s: each gonvme poller owns one queue pair per controller, so a namespace has as many queue pairs as there are pollers; give one of the two flags, or make them agree",
 			f.qpairs, len(c.cpus), f.cores)
 	}
 	return c, nil
 }
 
+// placePollers picks cfg.pollers CPUs for a run without -c: the allowed
+// CPUs of the NUMA node of the first controller that has one (so the
+// pollers touch the controller's memory and registers locally, as SPDK
+// advises placing its cores), then, if that node has too few, the other
+// allowed CPUs in order. Without NUMA information it takes the first
+// allowed CPUs.
+func placePollers(a app, cfg *perfConfig) error {
+	allowed, err := cpuset.Allowed()
+	if err != nil {
+		return deviceError{err}
+	}
+	pci := a.pciInfo()
+	var near []int
+	where := "first allowed CPUs"
+	for _, addr := range cfg.addrs {
+		n := pci[addr].numa
+		if n == nil {
+			continue
+		}
+		node, err := cpuset.NodeCPUs(a.root, *n)
+		if err != nil {
+			continue
+		}
+		for _, c := range node {
+			if slices.Contains(allowed, c) {
+				near = append(near, c)
+			}
+		}
+		where = fmt.Sprintf("NUMA node %d of %s", *n, addr)
+		break
+	}
+	cpus := slices.Clone(near)
+	for _, c := range allowed {
+		if len(cpus) >= cfg.pollers {
+			break
+		}
+		if !slices.Contains(cpus, c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < cfg.pollers {
+		return usagef("%d pollers, but this process may run on %d CPU(s) (%s)", cfg.pollers, len(allowed), cpuset.Format(allowed))
+	}
+	cpus = cpus[:cfg.pollers]
+	slices.Sort(cpus)
+	if len(near) > 0 && len(near) < cfg.pollers {
+		where += fmt.Sprintf(" (%d of its CPUs allowed; the rest elsewhere)", len(near))
+	}
+	cfg.cpus, cfg.placement = cpus, where
+	return nil
+}
+
 // parseSize parses a byte count with an optional binary suffix: 4096,
-// 4k, 4K, 4KiB, 4KB, 1M, 1G.
+// 4k, 4K, 4KiB, 4KB, 1M, 1G. It is written by hand because go-humanize's
+// ParseBytes takes "4K" and "4KB" as 4000 bytes, where SPDK perf's -o
+// (spdk_parse_capacity) and every storage engineer mean 4096.
 func parseSize(s string) (int, error) {
 	t := strings.TrimSpace(s)
 	mult := 1
@@ -291,85 +387,6 @@ func parseSize(s string) (int, error) {
 	return int(n) * mult, nil
 }
 
-// parseCores turns -c into the pollers' CPUs: a bare number is a count
-// (the first n CPUs of allowed), "0x.." a mask, anything else a list of
-// CPUs and ranges, optionally in brackets.
-func parseCores(s string, allowed []int) ([]int, error) {
-	s = strings.TrimSpace(s)
-	var cpus []int
-	switch {
-	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
-		m, err := strconv.ParseUint(s[2:], 16, 64)
-		if err != nil || m == 0 {
-			return nil, fmt.Errorf("%q is not a CPU mask", s)
-		}
-		for i := range 64 {
-			if m&(1<<i) != 0 {
-				cpus = append(cpus, i)
-			}
-		}
-	case s != "" && strings.Trim(s, "0123456789") == "":
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q pollers: want 1 or more", s)
-		}
-		if n > len(allowed) {
-			return nil, fmt.Errorf("%d pollers, but this process may run on %d CPU(s) (%s)", n, len(allowed), cpuList(allowed))
-		}
-		return slices.Clone(allowed[:n]), nil
-	default:
-		body := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-		for _, part := range strings.Split(body, ",") {
-			part = strings.TrimSpace(part)
-			lo, hi, isRange := strings.Cut(part, "-")
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := a, error(nil)
-			if isRange {
-				b, err2 = strconv.Atoi(hi)
-			}
-			if err1 != nil || err2 != nil || a < 0 || b < a || b > 1023 {
-				return nil, fmt.Errorf("%q is not a CPU, a range or a list of them (like 0,1 or 0-3)", part)
-			}
-			for c := a; c <= b; c++ {
-				cpus = append(cpus, c)
-			}
-		}
-	}
-	slices.Sort(cpus)
-	for i, c := range cpus {
-		if i > 0 && cpus[i-1] == c {
-			return nil, fmt.Errorf("cpu %d is listed twice", c)
-		}
-		if !slices.Contains(allowed, c) {
-			return nil, fmt.Errorf("cpu %d is not one this process may run on (%s)", c, cpuList(allowed))
-		}
-	}
-	return cpus, nil
-}
-
-func cpuList(cpus []int) string {
-	s := make([]string, len(cpus))
-	for i, c := range cpus {
-		s[i] = strconv.Itoa(c)
-	}
-	return strings.Join(s, ",")
-}
-
-// allowedCPUList returns the CPUs the process may run on.
-func allowedCPUList() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	var cpus []int
-	for i := 0; i < len(set)*64; i++ {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return cpus, nil
-}
-
 // perfOpen opens the controllers perf drives with opts and returns a
 // function that closes them. nvmectl opens them in one pcie.System, so
 // they share a VFIO container and a DMA allocator; the other verbs' app.open
@@ -385,6 +402,14 @@ type perfTarget struct {
 }
 
 func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, stderr io.Writer) (err error) {
+	if cfg.metrics != "" && cfg.metricsLn == nil {
+		ln, err := net.Listen("tcp", cfg.metrics)
+		if err != nil {
+			return usagef("--metrics-addr %s: %v", cfg.metrics, err)
+		}
+		defer ln.Close()
+		cfg.metricsLn = ln
+	}
 	for _, addr := range cfg.addrs {
 		info, err := findCtrl(a, addr)
 		if err != nil {
@@ -396,6 +421,11 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 				drv = "no driver"
 			}
 			return devicef("controller %s is bound to %s, not vfio-pci: run `nvmectl setup %s` first", addr, drv, addr)
+		}
+	}
+	if cfg.cpus == nil {
+		if err := placePollers(a, cfg); err != nil {
+			return err
 		}
 	}
 	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1})
@@ -421,6 +451,7 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 		}
 	} else {
 		rep.writeTable(stdout)
+		rep.writeLatency(stdout)
 	}
 	return rep.failure()
 }
@@ -479,6 +510,9 @@ type perfRun struct {
 	seed    uint64
 	jobs    []*perfJob
 	g       *poller.Group
+	meta    perfjson.Run      // the run's metadata for the report
+	samples []perfjson.Sample // per second of the measured phase (wait's goroutine)
+	start   time.Time         // of the measured phase
 }
 
 // perfJob is one namespace on one poller. After seeding, only that
@@ -510,10 +544,8 @@ type perfJob struct {
 	reads       uint64
 	writes      uint64
 	errors      uint64
-	minNS       int64
-	maxNS       int64
-	hist        poller.Histogram
-	checked     uint64 // reads compared with the pattern (any phase after the fill)
+	lat         [2]perfLat // measured latency of writes [0] and reads [1]
+	checked     uint64     // reads compared with the pattern (any phase after the fill)
 	mismatches  uint64
 	bad         perfMismatch // the first mismatch
 }
@@ -542,6 +574,16 @@ func perfNow() int64 { return int64(time.Since(perfClock)) }
 
 // errSlotDone stops a slot whose fill region is written.
 var errSlotDone = errors.New("perf: fill region written")
+
+// jobSeed is the random state job i starts from with the run's seed: the
+// same --seed replays the same offsets and read/write choices.
+func jobSeed(seed uint64, i int) uint64 {
+	x := seed ^ (uint64(i)+1)*0xD1B54A32D192ED03
+	if x == 0 {
+		x = 1
+	}
+	return x
+}
 
 // rand is xorshift64*.
 func (j *perfJob) rand() uint64 {
@@ -655,9 +697,7 @@ func (s *perfSlot) done(r *nvme.Request) {
 		if r.Err != nil {
 			j.errors++
 		}
-		j.minNS = min(j.minNS, lat)
-		j.maxNS = max(j.maxNS, lat)
-		histRecord(&j.hist, lat)
+		j.lat[b2i(s.read)].record(lat)
 	}
 	if ph == phaseFillStop || ph == phaseStop || (ph == phaseFill && r.Err != nil) {
 		j.run.slotStopped()
@@ -758,8 +798,8 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		}
 		run.freeBuffers()
 	}()
-	if cfg.metrics != "" {
-		stopMetrics, err := perfServeMetrics(cfg.metrics, g, ctrls, names, live)
+	if cfg.metricsLn != nil {
+		stopMetrics, err := perfServeMetrics(cfg.metricsLn, g, ctrls, names, live)
 		if err != nil {
 			return nil, err
 		}
@@ -771,6 +811,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	if err := run.makeJobs(targets, ctrls); err != nil {
 		return nil, err
 	}
+	run.meta = runMeta(ctrls, names)
 
 	if cfg.verify {
 		run.phase.Store(phaseFill)
@@ -811,6 +852,8 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		cfg.onMeasure()
 	}
 	start := time.Now()
+	run.start = start
+	run.meta.StartTime = start.UTC().Format(time.RFC3339)
 	if ctx.Err() == nil {
 		run.wait(ctx, live, "run", cfg.dur)
 	}
@@ -832,17 +875,69 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	return run.report(targets, elapsed), nil
 }
 
+// runMeta describes the run for the report: nvmectl's version, the
+// machine, the controllers (names[i] is ctrls[i]'s address) and the DMA
+// memory the buffers got.
+func runMeta(ctrls []*nvme.Controller, names []string) perfjson.Run {
+	m := perfjson.Run{NvmectlVersion: versionString(), GoVersion: runtime.Version(), Controllers: []perfjson.Controller{}}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	m.CPUModel = cpuModel()
+	var st dma.Stats
+	seen := map[*dma.Allocator]bool{}
+	for i, c := range ctrls {
+		id := c.Identify()
+		m.Controllers = append(m.Controllers, perfjson.Controller{Address: names[i], Model: id.MN, Serial: id.SN, Firmware: id.FR})
+		mem := c.Memory()
+		if seen[mem] {
+			continue
+		}
+		seen[mem] = true
+		s := mem.Stats()
+		st.Bytes += s.Bytes
+		st.HugeBytes += s.HugeBytes
+		st.HugeFallbacks += s.HugeFallbacks
+		if err := mem.LastHugeFallback(); err != nil && m.HugepageFallbackReason == "" {
+			m.HugepageFallbackReason = err.Error()
+		}
+	}
+	switch {
+	case st.HugeBytes == st.Bytes && st.Bytes > 0:
+		m.DMAMemory = "2MiB hugepages"
+	case st.HugeBytes == 0:
+		m.DMAMemory = "4KiB pages"
+	default:
+		m.DMAMemory = "mixed"
+	}
+	m.HugepageFallback = st.HugeFallbacks > 0
+	if !m.HugepageFallback {
+		m.HugepageFallbackReason = ""
+	}
+	return m
+}
+
+// cpuModel names the processor (prometheus/procfs reads /proc/cpuinfo).
+func cpuModel() string {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return ""
+	}
+	info, err := fs.CPUInfo()
+	if err != nil || len(info) == 0 {
+		return ""
+	}
+	return info[0].ModelName
+}
+
 // perfServeMetrics serves g's and ctrls' metrics (controller label: names)
-// and /healthz on addr until the returned function is called, which stops
-// the server and waits for it. A listen error is a usage error.
-func perfServeMetrics(addr string, g *poller.Group, ctrls []*nvme.Controller, names []string, live io.Writer) (func(), error) {
+// and /healthz on ln until the returned function is called, which stops
+// the server and waits for it (and closes ln).
+func perfServeMetrics(ln net.Listener, g *poller.Group, ctrls []*nvme.Controller, names []string, live io.Writer) (func(), error) {
 	reg := prometheus.NewRegistry()
 	if err := metrics.RegisterWith(reg, g, &metrics.Options{Names: names}, ctrls...); err != nil {
 		return nil, deviceError{err}
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, usagef("--metrics-addr %s: %v", addr, err)
 	}
 	fmt.Fprintf(live, "perf: serving /metrics and /healthz on http://%s\n", ln.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -889,11 +984,8 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 		j := &perfJob{
 			run: r, row: x.ti, target: t, nsid: t.ns.ID(), p: x.p, h: r.g.Handle(t.ctrl),
 			bs: bs, perIO: perIO, readPct: uint64(cfg.readPct), random: cfg.wl.random, verify: cfg.verify,
-			minNS: math.MaxInt64,
-			rng:   r.seed ^ (uint64(len(r.jobs))+1)*0xD1B54A32D192ED03,
-		}
-		if j.rng == 0 {
-			j.rng = 1
+			lat: [2]perfLat{{minNS: math.MaxInt64}, {minNS: math.MaxInt64}},
+			rng: jobSeed(r.seed, len(r.jobs)),
 		}
 		if cfg.verify {
 			// Each job writes, then works in, a slice of its own.
@@ -1025,6 +1117,10 @@ func (r *perfRun) wait(ctx context.Context, live io.Writer, name string, d time.
 			} else {
 				fmt.Fprintln(live, line)
 			}
+			if name == "run" && r.phase.Load() == phaseMeasure {
+				r.samples = append(r.samples, perfjson.Sample{Second: round3(now.Sub(r.start).Seconds()), IOs: c - last,
+					IOPS: round3(iops), MiBps: round3(iops * float64(r.cfg.ioSize) / (1 << 20))})
+			}
 			last, lastAt = c, now
 		}
 	}
@@ -1070,22 +1166,76 @@ func (r *perfRun) checkBinding() error {
 	return nil
 }
 
+// isTerminal reports whether w is a terminal (golang.org/x/term), where
+// the live line is rewritten in place.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // perfRow accumulates one row of the report: a namespace (all its
 // pollers) or the total.
 type perfRow struct {
 	perfjson.Result
+	lat [2]perfLat // writes, reads
+}
+
+// perfLat is a latency histogram with the exact extremes.
+type perfLat struct {
 	hist  poller.Histogram
 	minNS int64
 	maxNS int64
+}
+
+func (l *perfLat) record(ns int64) {
+	l.minNS = min(l.minNS, ns)
+	l.maxNS = max(l.maxNS, ns)
+	histRecord(&l.hist, ns)
+}
+
+func (l *perfLat) add(o *perfLat) {
+	l.hist.Add(&o.hist)
+	l.minNS = min(l.minNS, o.minNS)
+	l.maxNS = max(l.maxNS, o.maxNS)
+}
+
+// summary is the latency summary in µs; zero without I/O.
+func (l *perfLat) summary() perfjson.Latency {
+	if l.hist.Count == 0 {
+		return perfjson.Latency{}
+	}
+	// A bucket's midpoint can lie outside [min, max]; the true quantile
+	// cannot.
+	q := func(p float64) float64 { return usOf(min(max(int64(l.hist.Quantile(p)), l.minNS), l.maxNS)) }
+	return perfjson.Latency{
+		Avg: usOf(min(max(int64(l.hist.Mean()), l.minNS), l.maxNS)), Min: usOf(l.minNS), Max: usOf(l.maxNS),
+		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
+	}
+}
+
+// buckets lists the non-empty buckets of the histogram in µs.
+func (l *perfLat) buckets() []perfjson.Bucket {
+	out := []perfjson.Bucket{}
+	for i, n := range l.hist.Buckets {
+		if n == 0 {
+			continue
+		}
+		hi := float64(math.MaxUint64)
+		if i+1 < poller.NumBuckets {
+			hi = float64(poller.BucketLow(i + 1))
+		}
+		out = append(out, perfjson.Bucket{LowUs: float64(poller.BucketLow(i)) / 1e3, HighUs: hi / 1e3, Count: n})
+	}
+	return out
+}
+
+func usOf(ns int64) float64 { return round3(float64(ns) / 1e3) }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // perfReport is what perf prints: the JSON of package perfjson (the one
@@ -1096,6 +1246,11 @@ type perfReport struct {
 
 	failedIOs  uint64
 	firstError string
+	seed       uint64 // the run's seed (--seed, or the one picked)
+	placement  string // how the pollers' CPUs were chosen
+	latency    int    // -L count
+	rows       []perfRow
+	total      perfRow
 }
 
 func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
@@ -1105,7 +1260,8 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 		Pollers: len(cfg.cpus), CPUs: cfg.cpus, Seconds: round3(elapsed.Seconds()), WarmupSeconds: round3(cfg.warmup.Seconds()),
 		Verify: perfjson.Verify{Enabled: cfg.verify},
 	}}
-	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()}, minNS: math.MaxInt64}
+	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()},
+		lat: [2]perfLat{{minNS: math.MaxInt64}, {minNS: math.MaxInt64}}}
 	rows := make([]perfRow, len(targets))
 	for i, t := range targets {
 		rows[i] = base
@@ -1120,9 +1276,8 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 			x.Reads += j.reads
 			x.Writes += j.writes
 			x.Errors += j.errors
-			x.hist.Add(&j.hist)
-			x.minNS = min(x.minNS, j.minNS)
-			x.maxNS = max(x.maxNS, j.maxNS)
+			x.lat[0].add(&j.lat[0])
+			x.lat[1].add(&j.lat[1])
 		}
 		rep.failedIOs += j.failed
 		if rep.firstError == "" {
@@ -1142,17 +1297,24 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	if cfg.verify {
 		rep.Verify.Seed = r.seed
 	}
+	rep.seed, rep.placement, rep.latency = r.seed, cfg.placement, cfg.latency
+	rep.Seed, rep.Run, rep.Samples = r.seed, r.meta, r.samples
+	if rep.Samples == nil {
+		rep.Samples = []perfjson.Sample{}
+	}
 	rep.Results = make([]perfjson.Result, len(rows))
+	rep.rows = rows
 	for i := range rows {
 		rows[i].finish(elapsed)
 		rep.Results[i] = rows[i].Result
 	}
 	tot.finish(elapsed)
 	rep.Total = tot.Result
+	rep.total = tot
 	return rep
 }
 
-// finish turns the counts into rates and the latency summary.
+// finish turns the counts into rates and the latency summaries.
 func (x *perfRow) finish(elapsed time.Duration) {
 	sec := elapsed.Seconds()
 	if sec > 0 {
@@ -1160,17 +1322,19 @@ func (x *perfRow) finish(elapsed time.Duration) {
 		x.MiBps = round3(float64(x.IOs) * float64(x.IOSize) / (1 << 20) / sec)
 	}
 	x.Seconds = round3(sec)
-	if x.hist.Count == 0 {
-		return
-	}
-	us := func(ns int64) float64 { return round3(float64(ns) / 1e3) }
-	// A bucket's midpoint can lie outside [min, max]; the true quantile
-	// cannot.
-	q := func(p float64) float64 { return us(min(max(int64(x.hist.Quantile(p)), x.minNS), x.maxNS)) }
-	x.Latency = perfjson.Latency{
-		Avg: us(int64(x.hist.Mean())), Min: us(x.minNS), Max: us(x.maxNS),
-		P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999),
-	}
+	all := x.all()
+	x.Latency = all.summary()
+	x.WriteLatency = x.lat[0].summary()
+	x.ReadLatency = x.lat[1].summary()
+	x.Histogram = all.buckets()
+}
+
+// all is the row's reads and writes together.
+func (x *perfRow) all() *perfLat {
+	all := perfLat{minNS: math.MaxInt64}
+	all.add(&x.lat[0])
+	all.add(&x.lat[1])
+	return &all
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
@@ -1183,8 +1347,12 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	if rep.Workload == "rw" || rep.Workload == "randrw" {
 		mix = fmt.Sprintf(" (%d%% reads)", rep.RWMixRead)
 	}
-	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s, %.2f s measured (%.2f s warmup)\n",
-		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuList(rep.CPUs), rep.Seconds, rep.WarmupSeconds)
+	where := ""
+	if rep.placement != "" {
+		where = " (" + rep.placement + ")"
+	}
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed)
 	fmt.Fprintf(w, "%-12s %5s %6s", "Controller", "NSID", "Read%")
 	for i, c := range perfColumns {
 		width := 10
@@ -1206,11 +1374,37 @@ func (rep *perfReport) writeTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	mixed := rep.RWMixRead > 0 && rep.RWMixRead < 100
+	// For a mixed workload, a row each for the reads and the writes
+	// alone under each row: their latencies differ, and the blend hides
+	// both.
+	split := func(x *perfjson.Result) {
+		if !mixed {
+			return
+		}
+		for _, op := range []struct {
+			name string
+			n    uint64
+			l    perfjson.Latency
+		}{{"  reads", x.Reads, x.ReadLatency}, {"  writes", x.Writes, x.WriteLatency}} {
+			sub := perfjson.Result{IOs: op.n, Reads: op.n, Latency: op.l}
+			if x.Seconds > 0 {
+				sub.IOPS = float64(op.n) / x.Seconds
+				sub.MiBps = sub.IOPS * float64(x.IOSize) / (1 << 20)
+			}
+			if op.name == "  writes" {
+				sub.Reads = 0
+			}
+			row(&sub, op.name, "")
+		}
+	}
 	for i := range rep.Results {
 		x := &rep.Results[i]
 		row(x, x.Controller, strconv.Itoa(int(x.NSID)))
+		split(x)
 	}
 	row(&rep.Total, "Total", "")
+	split(&rep.Total)
 	if e := rep.Total.Errors; e > 0 {
 		fmt.Fprintf(w, "errors: %d of %d I/Os failed\n", e, rep.Total.IOs)
 	}
@@ -1218,6 +1412,60 @@ func (rep *perfReport) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "verify: %d reads checked against the pattern of %d blocks, %d mismatches\n", v.Checked, v.Blocks, v.Mismatches)
 		if v.FirstMismatch != "" {
 			fmt.Fprintf(w, "verify: first mismatch: %s\n", v.FirstMismatch)
+		}
+	}
+}
+
+// latencyPercentiles are the points of SPDK perf's -L summary.
+var latencyPercentiles = []float64{1, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.9, 99.99, 99.999, 99.9999, 99.99999}
+
+// writeLatency prints -L's summary by percentile for each namespace (and
+// for the reads and the writes of a mixed workload), and with -LL the
+// histogram, the way SPDK perf does.
+func (rep *perfReport) writeLatency(w io.Writer) {
+	if rep.latency == 0 {
+		return
+	}
+	mixed := rep.RWMixRead > 0 && rep.RWMixRead < 100
+	for i := range rep.rows {
+		x := &rep.rows[i]
+		parts := []struct {
+			what string
+			l    *perfLat
+		}{{"", x.all()}}
+		if mixed {
+			parts = append(parts, struct {
+				what string
+				l    *perfLat
+			}{" reads", &x.lat[1]}, struct {
+				what string
+				l    *perfLat
+			}{" writes", &x.lat[0]})
+		}
+		for _, p := range parts {
+			h := &p.l.hist
+			name := fmt.Sprintf("%s NSID %d%s from %d poller(s) on CPU %s", x.Controller, x.NSID, p.what, rep.Pollers, cpuset.Format(rep.CPUs))
+			fmt.Fprintf(w, "\nSummary latency data for %s:\n", name)
+			fmt.Fprintln(w, strings.Repeat("=", 81))
+			if h.Count == 0 {
+				fmt.Fprintln(w, "  no I/O measured")
+				continue
+			}
+			for _, pc := range latencyPercentiles {
+				v := min(max(int64(h.Quantile(pc/100)), p.l.minNS), p.l.maxNS)
+				fmt.Fprintf(w, "%10.5f%% : %12.3fus\n", pc, float64(v)/1e3)
+			}
+			if rep.latency < 2 {
+				continue
+			}
+			fmt.Fprintf(w, "\nLatency histogram for %s:\n", name)
+			fmt.Fprintln(w, strings.Repeat("=", 78))
+			fmt.Fprintln(w, "       Range in us     Cumulative    IO count")
+			var cum uint64
+			for _, b := range p.l.buckets() {
+				cum += b.Count
+				fmt.Fprintf(w, "%10.3f - %10.3f: %9.4f%%  (%9d)\n", b.LowUs, b.HighUs, 100*float64(cum)/float64(h.Count), b.Count)
+			}
 		}
 	}
 }

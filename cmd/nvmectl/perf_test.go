@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/internal/perfjson"
 	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -96,7 +97,7 @@ func newPerfRig(t *testing.T, cfgs ...nvmetest.Config) *perfRig {
 // fewer CPUs.
 func needCPUs(t *testing.T, n int) {
 	t.Helper()
-	if cpus, err := allowedCPUList(); err != nil || len(cpus) < n {
+	if cpus, err := cpuset.Allowed(); err != nil || len(cpus) < n {
 		t.Skipf("needs %d CPUs for %d pollers (have %v, %v)", n, n, cpus, err)
 	}
 }
@@ -137,31 +138,6 @@ func TestPerfParseSize(t *testing.T) {
 	}
 }
 
-func TestPerfParseCores(t *testing.T) {
-	allowed := []int{0, 1, 2, 3, 6}
-	for _, tt := range []struct {
-		in   string
-		want []int
-	}{
-		{"1", []int{0}}, {"3", []int{0, 1, 2}}, {"5", []int{0, 1, 2, 3, 6}},
-		{"0,1", []int{0, 1}}, {"[2]", []int{2}}, {"[1,3]", []int{1, 3}}, {"0-2", []int{0, 1, 2}},
-		{"2-3,6", []int{2, 3, 6}}, {"0x3", []int{0, 1}}, {"0x40", []int{6}}, {"3,1", []int{1, 3}},
-	} {
-		if got, err := parseCores(tt.in, allowed); err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("parseCores(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-		}
-	}
-	for _, tt := range []struct{ in, msg string }{
-		{"6", "6 pollers, but this process may run on 5 CPU(s)"}, {"0", "want 1 or more"},
-		{"[4]", "cpu 4 is not one this process may run on"}, {"0,0", "listed twice"},
-		{"0x0", "not a CPU mask"}, {"0xz", "not a CPU mask"}, {"a,b", "not a CPU"}, {"3-1", "not a CPU"},
-	} {
-		if got, err := parseCores(tt.in, allowed); err == nil || !strings.Contains(err.Error(), tt.msg) {
-			t.Errorf("parseCores(%q) = %v, %v; want an error with %q", tt.in, got, err, tt.msg)
-		}
-	}
-}
-
 func TestPerfBadFlags(t *testing.T) {
 	r := newPerfRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 16}, {Blocks: 1 << 12, BlockSize: 4096}}})
 	a := r.addrs[0]
@@ -185,8 +161,10 @@ func TestPerfBadFlags(t *testing.T) {
 		{[]string{"perf", a, "-w", "rw", "-M", "0", "--verify"}, "--verify checks what reads return"},
 		{[]string{"perf", a, "-t", "0"}, "--time 0: want more than 0"},
 		{[]string{"perf", a, "--warmup", "-1"}, "--warmup -1"},
-		{[]string{"perf", a, "-c", "[1023]"}, "cpu 1023 is not one this process may run on"},
-		{[]string{"perf", a, "-c", "99"}, "99 pollers, but this process may run on"},
+		{[]string{"perf", a, "-c", "[1023]"}, "core 1023 is not one this process may run on"},
+		{[]string{"perf", a, "-P", "99"}, "99 pollers, but this process may run on"},
+		{[]string{"perf", a, "-c", "0"}, "selects no CPU"},
+		{[]string{"perf", a, "-LLL"}, "-L given 3 times"},
 		{[]string{"perf", a, "--qpairs-per-ns", "0"}, "--qpairs-per-ns 0"},
 		{[]string{"perf", a, "-c", "[0]", "--qpairs-per-ns", "2"}, "each gonvme poller owns one queue pair per controller"},
 		{[]string{"perf", a, "-n", "3", "-t", "0.1"}, "namespace 3 is not active on " + a + " (active: 1 2)"},
@@ -332,7 +310,7 @@ func TestPerfVerify(t *testing.T) {
 	needCPUs(t, 2)
 	r := newPerfRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 14}, {Blocks: 1 << 11, BlockSize: 4096}}})
 	a := r.addrs[0]
-	code, out, errs := r.run("-o", "json", "perf", a, "-q", "8", "-w", "randrw", "-M", "60", "-t", "0.3", "--warmup", "0.1", "-c", "2", "--verify")
+	code, out, errs := r.run("-o", "json", "perf", a, "-q", "8", "-w", "randrw", "-M", "60", "-t", "0.3", "--warmup", "0.1", "-c", "0x3", "--verify")
 	if code != exitOK {
 		t.Fatalf("perf --verify: exit %d, stderr %q", code, errs)
 	}

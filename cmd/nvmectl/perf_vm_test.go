@@ -92,7 +92,7 @@ func TestVMPerfNull(t *testing.T) {
 	}
 	t.Logf("nvmectl perf %s -q 32 -s 4096 -w randread -t 2 -c 1:\n%s%s", addr, errs, out)
 
-	code, out, errs = v.run("perf", addr, "-q", "32", "-s", "4096", "-w", "randread", "-t", "2", "--warmup", "0", "-c", "2")
+	code, out, errs = v.run("perf", addr, "-q", "32", "-s", "4096", "-w", "randread", "-t", "2", "--warmup", "0", "-c", "0x3")
 	if code != exitOK {
 		t.Fatalf("perf -c 2: exit %d, stderr %q", code, errs)
 	}
@@ -126,7 +126,7 @@ func TestVMPerfDefault(t *testing.T) {
 	perfTable(t, out, 1)
 	t.Logf("nvmectl perf %s -q 32 -w randread -t 1:\n%s", addr, out)
 
-	code, out, errs = v.run("-o", "json", "perf", addr, "-q", "8", "-s", "16K", "-w", "write", "-t", "1", "--warmup", "0", "-c", "2")
+	code, out, errs = v.run("-o", "json", "perf", addr, "-q", "8", "-s", "16K", "-w", "write", "-t", "1", "--warmup", "0", "-c", "0x3")
 	if code != exitOK {
 		t.Fatalf("perf -o json -w write: exit %d, stderr %q", code, errs)
 	}
@@ -137,7 +137,7 @@ func TestVMPerfDefault(t *testing.T) {
 
 	// Verify: write the pattern for 2 s, then a random mix over what was
 	// written, every read checked.
-	code, out, errs = v.run("-o", "json", "perf", addr, "-q", "16", "-w", "randrw", "-M", "70", "-t", "2", "--warmup", "0", "-c", "2", "--verify")
+	code, out, errs = v.run("-o", "json", "perf", addr, "-q", "16", "-w", "randrw", "-M", "70", "-t", "2", "--warmup", "0", "-c", "0x3", "--verify")
 	if code != exitOK {
 		t.Fatalf("perf --verify: exit %d, stderr %q, stdout %s", code, errs, out)
 	}

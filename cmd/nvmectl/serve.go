@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/poller"
@@ -81,7 +82,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 	}
 	var cpus []int
 	if o.pollers > 0 {
-		all, err := allowedCPUList()
+		all, err := cpuset.Allowed()
 		if err != nil {
 			return deviceError{err}
 		}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,76 +13,19 @@ import (
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
-// selection holds --allow and --deny, like setup.sh's PCI_ALLOWED and
-// PCI_BLOCKED.
-type selection struct {
-	allow, deny []string
-}
-
-func (s *selection) flags(cmd *cobra.Command) {
-	cmd.Flags().StringSliceVar(&s.allow, "allow", nil, "only these controllers (comma-separated addresses, like PCI_ALLOWED)")
-	cmd.Flags().StringSliceVar(&s.deny, "deny", nil, "never these controllers (like PCI_BLOCKED)")
-}
-
-// pick returns the controllers named by args (all when none), filtered by
-// --allow and --deny. Unknown or malformed addresses are usage errors.
-func (s *selection) pick(a app, args []string) ([]vfio.Controller, error) {
-	all, err := a.list()
-	if err != nil {
-		return nil, deviceError{fmt.Errorf("list controllers: %w", err)}
-	}
-	for _, l := range [][]string{s.allow, s.deny} {
-		for _, addr := range l {
-			if !validAddr(strings.ToLower(addr)) {
-				return nil, usagef("%q is not a PCI address: want domain:bus:device.function, like 0000:01:00.0", addr)
-			}
-		}
-	}
-	var chosen []vfio.Controller
-	if len(args) == 0 {
-		chosen = all
-	} else {
-		for _, addr := range args {
-			c, err := findCtrl(a, addr)
-			if err != nil {
-				return nil, err
-			}
-			chosen = append(chosen, c)
-		}
-	}
-	var out []vfio.Controller
-	for _, c := range chosen {
-		if len(s.allow) > 0 && !slices.Contains(lower(s.allow), c.Addr) {
-			continue
-		}
-		if slices.Contains(lower(s.deny), c.Addr) {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-func lower(l []string) []string {
-	out := make([]string, len(l))
-	for i, s := range l {
-		out[i] = strings.ToLower(s)
-	}
-	return out
-}
-
 // setupResult is one controller's line in setup's and reset's output.
 type setupResult struct {
 	Address  string   `json:"address"`
 	Previous string   `json:"previous_driver"`
 	Driver   string   `json:"driver"`
-	Action   string   `json:"action"` // bound, already-bound, refused, failed, released, left-alone
+	Action   string   `json:"action"` // bound, already-bound, refused, failed, released, left-alone, skipped
 	Reasons  []string `json:"reasons"`
 }
 
 func setupCmd(a app, g *globals) *cobra.Command {
 	var sel selection
 	var hugemem int
+	var hugenode string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "setup [ADDR...]",
@@ -94,36 +35,30 @@ func setupCmd(a app, g *globals) *cobra.Command {
 			"LVM or MD, an exclusive open, a lock) or hold data (a partition table, file system or volume\n" +
 			"label) and leaves it alone, unless --force. --hugemem reserves 2 MiB hugepages.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return setup(cmd.OutOrStdout(), cmd.ErrOrStderr(), g, a, &sel, args, hugemem, force)
+			hp, err := hugeRequestFrom(a, cmd, hugemem, hugenode)
+			if err != nil {
+				return err
+			}
+			targets, skipped, err := sel.pick(a, cmd, args)
+			if err != nil {
+				return err
+			}
+			return setup(cmd.OutOrStdout(), cmd.ErrOrStderr(), g, a, targets, skipped, hp, force)
 		},
 	}
 	sel.flags(cmd)
-	cmd.Flags().IntVar(&hugemem, "hugemem", 0, "MiB of 2 MiB hugepages to reserve (writes nr_hugepages; 0 keeps the current reservation)")
+	cmd.Flags().IntVar(&hugemem, "hugemem", 0, "MiB of 2 MiB hugepages to reserve (default $HUGEMEM; 0 keeps the current reservation)")
+	cmd.Flags().StringVar(&hugenode, "hugenode", "", "NUMA nodes for the hugepages: \"0,1\" (--hugemem on each) or \"nodes_hp[1]=512\" (default $HUGENODE, else node 0)")
 	cmd.Flags().BoolVar(&force, "force", false, "bind controllers even when their block devices are in use (data loss)")
 	return cmd
 }
 
 const hugepageKB = 2048
 
-func setup(w, ew io.Writer, g *globals, a app, sel *selection, args []string, hugemem int, force bool) error {
-	if hugemem < 0 {
-		return usagef("--hugemem %d: want MiB >= 0", hugemem)
-	}
-	targets, err := sel.pick(a, args)
-	if err != nil {
-		return err
-	}
+func setup(w, ew io.Writer, g *globals, a app, targets []vfio.Controller, skipped []skip, hp hugeRequest, force bool) error {
 	// Hugepages first, like setup.sh: they are easiest to get early.
-	if hugemem > 0 {
-		want := (hugemem*1024 + hugepageKB - 1) / hugepageKB
-		p := a.path(fmt.Sprintf("/sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages", hugepageKB))
-		if err := os.WriteFile(p, []byte(strconv.Itoa(want)), 0o644); err != nil {
-			return devicef("reserve %d hugepages: %w (run as root)", want, err)
-		}
-		got, _ := strconv.Atoi(readTrim(p))
-		if got < want {
-			fmt.Fprintf(ew, "nvmectl: warning: only %d of %d hugepages reserved (memory is fragmented); reserve them at boot with hugepages=%d on the kernel command line\n", got, want, want)
-		}
+	if err := reserveHugepages(a, ew, hp); err != nil {
+		return err
 	}
 	if a.iommuGroups() == 0 {
 		return devicef("no IOMMU: the kernel made no IOMMU groups, so VFIO cannot isolate the controllers; " +
@@ -171,20 +106,22 @@ func setup(w, ew io.Writer, g *globals, a app, sel *selection, args []string, hu
 		results = append(results, r)
 	}
 	if g.out == formatJSON {
+		results = append(skippedResults(skipped), results...)
 		if results == nil {
 			results = []setupResult{}
 		}
-		hp := a.hugepages()
-		if hp == nil {
-			hp = []hugepages{}
+		hps := a.hugepages()
+		if hps == nil {
+			hps = []hugepages{}
 		}
 		if err := writeJSON(w, struct {
 			Hugepages   []hugepages   `json:"hugepages"`
 			Controllers []setupResult `json:"controllers"`
-		}{hp, results}); err != nil {
+		}{hps, results}); err != nil {
 			return err
 		}
 	} else {
+		printSkipped(w, skipped)
 		byAddr := map[string]vfio.Controller{}
 		for _, c := range targets {
 			byAddr[c.Addr] = c
@@ -209,8 +146,8 @@ func setup(w, ew io.Writer, g *globals, a app, sel *selection, args []string, hu
 				fmt.Fprintf(w, "%s: bind failed: %s\n", id, strings.Join(r.Reasons, "; "))
 			}
 		}
-		if len(targets) == 0 {
-			fmt.Fprintln(w, "no NVMe controllers selected")
+		if len(targets) == 0 && len(skipped) == 0 {
+			fmt.Fprintln(w, "no NVMe controllers found")
 		}
 	}
 	if bad > 0 {
@@ -226,7 +163,7 @@ func resetCmd(a app, g *globals) *cobra.Command {
 		Use:   "reset [ADDR...]",
 		Short: "Give controllers on vfio-pci back to the kernel's nvme driver (like setup.sh reset)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			targets, err := sel.pick(a, args)
+			targets, skipped, err := sel.pick(a, cmd, args)
 			if err != nil {
 				return err
 			}
@@ -247,15 +184,20 @@ func resetCmd(a app, g *globals) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if g.out == formatJSON {
-				if results == nil {
-					results = []setupResult{}
+				all := append(skippedResults(skipped), results...)
+				if all == nil {
+					all = []setupResult{}
 				}
 				if err := writeJSON(w, struct {
 					Controllers []setupResult `json:"controllers"`
-				}{results}); err != nil {
+				}{all}); err != nil {
 					return err
 				}
 			} else {
+				printSkipped(w, skipped)
+				if len(targets)+len(skipped) == 0 {
+					fmt.Fprintln(w, "no NVMe controllers found")
+				}
 				for i, r := range results {
 					c := targets[i]
 					id := fmt.Sprintf("%s (%04x %04x)", r.Address, c.Vendor, c.Device)
@@ -296,13 +238,16 @@ type statusJSON struct {
 }
 
 type statusCtrl struct {
-	Address      string   `json:"address"`
-	VendorID     string   `json:"vendor_id"`
-	DeviceID     string   `json:"device_id"`
-	Driver       string   `json:"driver"`
-	IOMMUGroup   *int     `json:"iommu_group"`
-	BlockDevices []string `json:"block_devices"`
-	InUse        []string `json:"in_use"`
+	Address      string    `json:"address"`
+	VendorID     string    `json:"vendor_id"`
+	DeviceID     string    `json:"device_id"`
+	Driver       string    `json:"driver"`
+	NUMANode     *int      `json:"numa_node"`
+	Link         *linkJSON `json:"pcie_link"`
+	Registers    *regState `json:"registers"`
+	IOMMUGroup   *int      `json:"iommu_group"`
+	BlockDevices []string  `json:"block_devices"`
+	InUse        []string  `json:"in_use"`
 }
 
 func statusCmd(a app, g *globals) *cobra.Command {
@@ -328,9 +273,17 @@ func statusCmd(a app, g *globals) *cobra.Command {
 				st.Memlock.Unlimited = soft == ^uint64(0)
 			}
 			st.Controllers = []statusCtrl{}
+			pci := a.pciInfo()
 			for _, c := range ctrls {
 				s := statusCtrl{Address: c.Addr, VendorID: fmt.Sprintf("%04x", c.Vendor), DeviceID: fmt.Sprintf("%04x", c.Device),
-					Driver: c.Driver, BlockDevices: []string{}, InUse: []string{}}
+					Driver: c.Driver, NUMANode: pci[c.Addr].numa, Link: pci[c.Addr].link, BlockDevices: []string{}, InUse: []string{}}
+				if c.Driver != "nvme" {
+					if regs, unmap, err := a.regs(c.Addr); err == nil {
+						rs := readState(regs)
+						unmap()
+						s.Registers = &rs
+					}
+				}
 				if c.Group >= 0 {
 					g := c.Group
 					s.IOMMUGroup = &g
@@ -366,7 +319,7 @@ func statusCmd(a app, g *globals) *cobra.Command {
 			fmt.Fprintf(w, "memlock: soft %s, hard %s\n", limitString(st.Memlock.Soft), limitString(st.Memlock.Hard))
 			fmt.Fprintln(w)
 			tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tVENDOR:DEVICE\tDRIVER\tGROUP\tBLOCK DEVICES\tIN USE")
+			fmt.Fprintln(tw, "ADDRESS\tVENDOR:DEVICE\tNUMA\tLINK\tDRIVER\tGROUP\tSTATE\tBLOCK DEVICES\tIN USE")
 			for _, s := range st.Controllers {
 				group := "none"
 				if s.IOMMUGroup != nil {
@@ -379,7 +332,15 @@ func statusCmd(a app, g *globals) *cobra.Command {
 				if s.Driver != "nvme" {
 					inUse = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\n", s.Address, s.VendorID, s.DeviceID, dash(s.Driver), group,
+				numa, state := "-", "-"
+				if s.NUMANode != nil {
+					numa = strconv.Itoa(*s.NUMANode)
+				}
+				if s.Registers != nil {
+					state = s.Registers.State
+				}
+				fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Address, s.VendorID, s.DeviceID, numa,
+					strings.ReplaceAll(s.Link.String(), " ", ""), dash(s.Driver), group, state,
 					dash(strings.Join(s.BlockDevices, ",")), inUse)
 			}
 			return tw.Flush()

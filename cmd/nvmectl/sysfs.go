@@ -15,7 +15,13 @@ import (
 )
 
 // This file reads what the kernel says about a controller on its own
-// driver: its block devices and whether anything uses them.
+// driver: its block devices and whether anything uses them (vfio's check).
+//
+// The PCI attributes (NUMA node, PCIe link) come from prometheus/procfs
+// (list.go's pciInfo); the nvme class directory is read here by hand
+// because procfs's NVMeClass neither maps a controller to its PCI address
+// nor sees the namespaces of native multipath (nvme0c0n1: its pattern
+// wants nvmeXnY), and it fails whole on one controller missing a file.
 
 func (a app) path(p string) string { return filepath.Join(a.root, p) }
 

@@ -33,6 +33,7 @@ import (
 	"context"
 	"debug/elf"
 	"debug/gosym"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -224,7 +225,10 @@ func submitProgram(l probeLayout, starts, stats *ebpf.Map) asm.Instructions {
 
 // completeProgram matches a completion to its submission and records the
 // latency.
-func completeProgram(l probeLayout, starts, stats *ebpf.Map) asm.Instructions {
+//
+// div turns nanoseconds into the histogram's unit: 1000 for µs, 1000000
+// for ms (-m).
+func completeProgram(l probeLayout, starts, stats *ebpf.Map, div int32) asm.Instructions {
 	insns := gate(stats)
 	insns = append(insns, l.status.load(asm.R9)...)
 	insns = append(insns, buildKey(l)...)
@@ -246,10 +250,10 @@ func completeProgram(l probeLayout, starts, stats *ebpf.Map) asm.Instructions {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpKeyA),
 		asm.FnMapDeleteElem.Call(),
-		// R1 = latency in µs
+		// R1 = latency in µs (ms with -m)
 		asm.LoadMem(asm.R1, asm.RFP, fpNow, asm.DWord),
 		asm.Sub.Reg(asm.R1, asm.R7),
-		asm.Div.Imm(asm.R1, 1000),
+		asm.Div.Imm(asm.R1, div),
 		// R2 = floor(log2(R1)), 0 for 0 and 1
 		asm.Mov.Imm(asm.R2, 0),
 		asm.JLT.Imm(asm.R1, 2, "log_done"),
@@ -310,7 +314,7 @@ func (t *tracer) Close() error {
 }
 
 // newTracer creates the maps and loads the two programs of type typ.
-func newTracer(typ ebpf.ProgramType, sub, comp probeLayout) (_ *tracer, err error) {
+func newTracer(typ ebpf.ProgramType, sub, comp probeLayout, div int32) (_ *tracer, err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
@@ -333,7 +337,7 @@ func newTracer(typ ebpf.ProgramType, sub, comp probeLayout) (_ *tracer, err erro
 		insns asm.Instructions
 	}{
 		{"gonvme_submit", submitProgram(sub, t.starts, t.stats)},
-		{"gonvme_complete", completeProgram(comp, t.starts, t.stats)},
+		{"gonvme_complete", completeProgram(comp, t.starts, t.stats, div)},
 	} {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: p.name, Type: typ, Instructions: p.insns, License: "Dual MIT/GPL"})
 		if err != nil {
@@ -424,13 +428,14 @@ func hookOffsets(path string) (sub, comp uint64, err error) {
 
 // attachUprobes traces the gonvme program at path (pid 0: every process
 // running it).
-func attachUprobes(path string, pid int) (*tracer, error) {
+// div is the histogram unit in ns (completeProgram).
+func attachUprobes(path string, pid int, div int32) (*tracer, error) {
 	subOff, compOff, err := hookOffsets(path)
 	if err != nil {
 		return nil, err
 	}
 	sub, comp := uprobeLayout()
-	t, err := newTracer(ebpf.Kprobe, sub, comp)
+	t, err := newTracer(ebpf.Kprobe, sub, comp, div)
 	if err != nil {
 		return nil, err
 	}
@@ -548,12 +553,12 @@ func kernelLayouts(root string) (sub, comp probeLayout, err error) {
 	return sub, comp, nil
 }
 
-func attachKernel(root string) (*tracer, error) {
+func attachKernel(root string, div int32) (*tracer, error) {
 	sub, comp, err := kernelLayouts(root)
 	if err != nil {
 		return nil, err
 	}
-	t, err := newTracer(ebpf.TracePoint, sub, comp)
+	t, err := newTracer(ebpf.TracePoint, sub, comp, div)
 	if err != nil {
 		return nil, err
 	}
@@ -575,18 +580,24 @@ type traceOpts struct {
 	kernel   bool
 	interval time.Duration
 	duration time.Duration
+	millis   bool   // -m: histograms in milliseconds, as biolatency -m
+	json     bool   // -o json: one object per interval, then one for the totals
+	unit     string // "usecs" or "msecs"
+	div      int32  // ns per unit
 }
 
 func traceCmd(a app, g *globals) *cobra.Command {
 	o := traceOpts{interval: time.Second}
 	cmd := &cobra.Command{
-		Use:   "trace (--pid PID | --binary PATH | --kernel) [--interval 1s] [--duration D]",
+		Use:   "trace (--pid PID | --binary PATH | --kernel) [--interval 1s] [--duration D] [-m]",
 		Short: "Trace a live driver with eBPF: IOPS and latency histograms per interval",
 		Long: "trace attaches eBPF uprobes to the trace hooks of a running gonvme program (--pid, or\n" +
 			"every process of --binary) and prints, each --interval, the completions per second and\n" +
 			"log2 histograms of the latency (µs) per operation, until Ctrl-C or --duration, then the\n" +
 			"totals. --kernel traces the kernel nvme driver's tracepoints instead. Detaching leaves the\n" +
-			"traced process running. Needs root (CAP_BPF and CAP_PERFMON).",
+			"traced process running. -m counts milliseconds instead of microseconds (biolatency -m).\n" +
+			"-o json prints one JSON object per line: one per interval, then the totals. Needs root\n" +
+			"(CAP_BPF and CAP_PERFMON).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
@@ -601,6 +612,14 @@ func traceCmd(a app, g *globals) *cobra.Command {
 			if o.interval <= 0 || o.duration < 0 {
 				return usagef("--interval must be positive and --duration not negative")
 			}
+			if g.human && g.out == formatJSON {
+				return usagef("trace: -H decodes the text output; -o json has nothing to decode")
+			}
+			o.json = g.out == formatJSON
+			o.unit, o.div = "usecs", 1000
+			if o.millis {
+				o.unit, o.div = "msecs", 1000000
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runTrace(ctx, cmd.OutOrStdout(), a, o)
@@ -612,6 +631,7 @@ func traceCmd(a app, g *globals) *cobra.Command {
 	f.BoolVar(&o.kernel, "kernel", false, "trace the kernel nvme driver (tracepoints nvme:nvme_setup_cmd, nvme:nvme_complete_rq)")
 	f.DurationVar(&o.interval, "interval", o.interval, "print every interval")
 	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	f.BoolVarP(&o.millis, "milliseconds", "m", false, "histograms in milliseconds (default microseconds), as biolatency -m")
 	return cmd
 }
 
@@ -620,7 +640,7 @@ func runTrace(ctx context.Context, out io.Writer, a app, o traceOpts) (err error
 	var what string
 	switch {
 	case o.kernel:
-		t, err = attachKernel(a.root)
+		t, err = attachKernel(a.root, o.div)
 		what = "the kernel nvme driver"
 	case o.pid != 0:
 		exe := filepath.Join(a.root, "/proc", strconv.Itoa(o.pid), "exe")
@@ -631,13 +651,13 @@ func runTrace(ctx context.Context, out io.Writer, a app, o traceOpts) (err error
 		if _, serr := os.Stat(path); serr != nil {
 			path = exe // deleted or in another mount namespace: the kernel resolves the link
 		}
-		t, err = attachUprobes(path, o.pid)
+		t, err = attachUprobes(path, o.pid, o.div)
 		what = fmt.Sprintf("PID %d (%s)", o.pid, path)
 	default:
 		if _, serr := os.Stat(o.binary); serr != nil {
 			return usagef("--binary: %v", serr)
 		}
-		t, err = attachUprobes(o.binary, 0)
+		t, err = attachUprobes(o.binary, 0, o.div)
 		what = o.binary
 	}
 	if err != nil {
@@ -654,7 +674,9 @@ func runTrace(ctx context.Context, out io.Writer, a app, o traceOpts) (err error
 	if err := t.enable(true); err != nil {
 		return deviceError{err}
 	}
-	fmt.Fprintf(out, "Tracing %s. Hit Ctrl-C to end.\n", what)
+	if !o.json {
+		fmt.Fprintf(out, "Tracing %s. Hit Ctrl-C to end.\n", what)
+	}
 	start := time.Now()
 	var prev [statEntries]uint64
 	last := start
@@ -687,7 +709,14 @@ func runTrace(ctx context.Context, out io.Writer, a app, o traceOpts) (err error
 		}
 		now := time.Now()
 		if !done {
-			printInterval(bw, now, now.Sub(last), &prev, &cur)
+			if o.json {
+				d := diff(&prev, &cur)
+				if err := writeTraceJSON(bw, "interval", now, now.Sub(last), &d, o.unit); err != nil {
+					return err
+				}
+			} else {
+				printInterval(bw, now, now.Sub(last), &prev, &cur, o.unit)
+			}
 			bw.Flush()
 			prev, last = cur, now
 			continue
@@ -698,30 +727,37 @@ func runTrace(ctx context.Context, out io.Writer, a app, o traceOpts) (err error
 		}
 		t = &tracer{}
 		var zero [statEntries]uint64
+		if o.json {
+			d := diff(&zero, &cur)
+			if err := writeTraceJSON(bw, "total", now, now.Sub(start), &d, o.unit); err != nil {
+				return err
+			}
+			continue
+		}
 		fmt.Fprintf(bw, "Detached from %s after %.1fs.\n", what, now.Sub(start).Seconds())
-		printTotals(bw, now.Sub(start), &zero, &cur)
+		printTotals(bw, now.Sub(start), &zero, &cur, o.unit)
 	}
 	return nil
 }
 
 // printInterval prints one interval: rates and the histograms of what
 // completed in it.
-func printInterval(w io.Writer, now time.Time, el time.Duration, prev, cur *[statEntries]uint64) {
+func printInterval(w io.Writer, now time.Time, el time.Duration, prev, cur *[statEntries]uint64, unit string) {
 	d := diff(prev, cur)
 	s := el.Seconds()
 	fmt.Fprintf(w, "%s  read %.0f/s  write %.0f/s  other %.0f/s  (submits %d, unmatched %d, errors %d)\n",
 		now.Format("15:04:05"), float64(d[statDone+opRead])/s, float64(d[statDone+opWrite])/s,
 		float64(d[statDone+opOther])/s, d[statSubmits], d[statUnknown], d[statErrors])
-	printHists(w, &d)
+	printHists(w, &d, unit)
 }
 
 // printTotals prints the counts over the whole session and the
 // histograms; the "total" line is for scripts.
-func printTotals(w io.Writer, el time.Duration, zero, cur *[statEntries]uint64) {
+func printTotals(w io.Writer, el time.Duration, zero, cur *[statEntries]uint64, unit string) {
 	d := diff(zero, cur)
 	fmt.Fprintf(w, "total read=%d write=%d other=%d submits=%d unmatched=%d errors=%d seconds=%.3f\n",
 		d[statDone+opRead], d[statDone+opWrite], d[statDone+opOther], d[statSubmits], d[statUnknown], d[statErrors], el.Seconds())
-	printHists(w, &d)
+	printHists(w, &d, unit)
 }
 
 func diff(prev, cur *[statEntries]uint64) [statEntries]uint64 {
@@ -732,14 +768,71 @@ func diff(prev, cur *[statEntries]uint64) [statEntries]uint64 {
 	return d
 }
 
-func printHists(w io.Writer, d *[statEntries]uint64) {
+func printHists(w io.Writer, d *[statEntries]uint64, unit string) {
 	for op := range numOps {
 		if d[statDone+op] == 0 {
 			continue
 		}
 		fmt.Fprintf(w, "%s latency:\n", opNames[op])
-		writeLog2Hist(w, d[op*histSlots:(op+1)*histSlots], "usecs")
+		writeLog2Hist(w, d[op*histSlots:(op+1)*histSlots], unit)
 	}
+}
+
+// traceSlot is one log2 slot of a histogram in trace's JSON.
+type traceSlot struct {
+	Low   uint64 `json:"low"`
+	High  uint64 `json:"high"` // 0: no upper bound (the last slot)
+	Count uint64 `json:"count"`
+}
+
+// traceRecord is one line of trace -o json: an interval or the totals.
+type traceRecord struct {
+	Type      string                 `json:"type"` // "interval" or "total"
+	Time      string                 `json:"time"` // RFC 3339, when it was taken
+	Seconds   float64                `json:"seconds"`
+	Unit      string                 `json:"unit"`      // of the histograms: "usecs" or "msecs"
+	Completed map[string]uint64      `json:"completed"` // by operation: read, write, other
+	PerSecond map[string]float64     `json:"per_second"`
+	Submits   uint64                 `json:"submits"`
+	Unmatched uint64                 `json:"unmatched"`
+	Errors    uint64                 `json:"errors"`
+	Latency   map[string][]traceSlot `json:"latency"` // by operation, non-empty slots only
+}
+
+// writeTraceJSON writes d as one line of JSON.
+func writeTraceJSON(w io.Writer, typ string, now time.Time, el time.Duration, d *[statEntries]uint64, unit string) error {
+	r := traceRecord{Type: typ, Time: now.UTC().Format(time.RFC3339Nano), Seconds: round3(el.Seconds()), Unit: unit,
+		Completed: map[string]uint64{}, PerSecond: map[string]float64{}, Latency: map[string][]traceSlot{},
+		Submits: d[statSubmits], Unmatched: d[statUnknown], Errors: d[statErrors]}
+	for op := range numOps {
+		name := opNames[op]
+		n := d[statDone+op]
+		r.Completed[name] = n
+		if s := el.Seconds(); s > 0 {
+			r.PerSecond[name] = round3(float64(n) / s)
+		}
+		slots := []traceSlot{}
+		for i, c := range d[op*histSlots : (op+1)*histSlots] {
+			if c == 0 {
+				continue
+			}
+			sl := traceSlot{Low: 0, High: 1, Count: c}
+			if i > 0 {
+				sl.Low, sl.High = 1<<i, 1<<(i+1)-1
+			}
+			if i == histSlots-1 {
+				sl.High = 0
+			}
+			slots = append(slots, sl)
+		}
+		r.Latency[name] = slots
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }
 
 // writeLog2Hist prints a log2 histogram the way bcc's biolatency does:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -188,7 +189,7 @@ func TestTraceSelf(t *testing.T) {
 	if _, _, err := hookOffsets(exe); err != nil {
 		t.Fatal(err) // go test links without a symbol table: the pclntab fallback must find them
 	}
-	tr, err := attachUprobes(exe, os.Getpid())
+	tr, err := attachUprobes(exe, os.Getpid(), 1000)
 	bpfOrSkip(t, err)
 	defer tr.Close()
 	// Disabled, the programs count nothing.
@@ -263,7 +264,7 @@ func TestTraceSelf(t *testing.T) {
 // TestTraceCommandSelf runs nvmectl trace --pid on this process while a
 // goroutine calls the hooks, and checks the output's shape and totals.
 func TestTraceCommandSelf(t *testing.T) {
-	probe, err := attachUprobes("/proc/self/exe", os.Getpid())
+	probe, err := attachUprobes("/proc/self/exe", os.Getpid(), 1000)
 	bpfOrSkip(t, err)
 	probe.Close()
 	stop := make(chan struct{})
@@ -316,7 +317,7 @@ func TestTraceBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe, err := attachUprobes(exe, 0)
+	probe, err := attachUprobes(exe, 0, 1000)
 	bpfOrSkip(t, err)
 	probe.Close()
 	stop := make(chan struct{})
@@ -346,5 +347,65 @@ func TestTraceBinary(t *testing.T) {
 	read, write, _, submits, _, _ := traceTotals(t, out.String())
 	if write == 0 || write > n || read != 0 || submits < write {
 		t.Errorf("totals read %d write %d submits %d; the goroutine made %d writes\n%s", read, write, submits, n, out.String())
+	}
+}
+
+// TestTraceJSONAndMillis runs trace -o json -m on this process: one JSON
+// object per interval, then the totals, with the histograms in
+// milliseconds (a 3 ms read lands in the 2-3 ms slot).
+func TestTraceJSONAndMillis(t *testing.T) {
+	probe, err := attachUprobes("/proc/self/exe", os.Getpid(), 1000)
+	bpfOrSkip(t, err)
+	probe.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := uint64(0); ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			nvme.TraceSubmit(3, 1, uint16(n), 0x02, 1, n, 4096)
+			time.Sleep(3 * time.Millisecond)
+			nvme.TraceComplete(3, 1, uint16(n), 0)
+		}
+	}()
+	var out, errb bytes.Buffer
+	code := run([]string{"-o", "json", "trace", "-m", "--pid", strconv.Itoa(os.Getpid()), "--interval", "100ms", "--duration", "450ms"}, &out, &errb, app{})
+	close(stop)
+	<-done
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("%d lines, want one per interval and the totals:\n%s", len(lines), out.String())
+	}
+	var total traceRecord
+	for i, l := range lines {
+		var r traceRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("line %d is not one JSON object: %v\n%s", i, err, l)
+		}
+		want := "interval"
+		if i == len(lines)-1 {
+			want, total = "total", r
+		}
+		if r.Type != want || r.Unit != "msecs" {
+			t.Errorf("line %d: type %q unit %q, want %q msecs", i, r.Type, r.Unit, want)
+		}
+	}
+	slots := total.Latency["read"]
+	var n uint64
+	for _, s := range slots {
+		n += s.Count
+		if s.Low < 2 || s.Low > 64 {
+			t.Errorf("a 3 ms read in slot %d-%d ms", s.Low, s.High)
+		}
+	}
+	if n == 0 || n != total.Completed["read"] {
+		t.Errorf("read histogram holds %d, completed %d: %+v", n, total.Completed["read"], total)
 	}
 }

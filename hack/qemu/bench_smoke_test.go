@@ -92,15 +92,15 @@ func TestSmokeVerdict(t *testing.T) {
 		msg           string
 	}{
 		{"perf json without total p50", bench.PerfPrefix, `"queue_depth":32`, dropKey("p50"),
-			`from the guest: nvmectl perf output: perf json does not match schema: missing key "total.latency_us.p50"`},
+			`from the guest: nvmectl perf output: perf json does not match schema: missing key "total.write_latency_us.p50"`},
 		{"perf json with iops renamed", bench.PerfPrefix, `"queue_depth":1,`, func(l string) string { return strings.Replace(l, `"iops"`, `"IOPS_"`, 1) },
 			`unknown field "IOPS_"`},
 		{"perf json with zero total iops", bench.PerfPrefix, `"queue_depth":1,`, func(l string) string {
 			i := strings.Index(l, `"total"`)
-			return l[:i] + strings.Replace(l[i:], `"iops":3178.447`, `"iops":0`, 1)
-		}, "total: perf json does not match schema: iops is 0 with 3187 I/Os measured"},
+			return l[:i] + strings.Replace(l[i:], `"iops":2365.549`, `"iops":0`, 1)
+		}, "total: perf json does not match schema: iops is 0 with 2419 I/Os measured"},
 		{"perf json of an older schema", bench.PerfPrefix, `"queue_depth":1,`, setKey("schema_version", "0"),
-			"schema_version 0, want 1"},
+			"schema_version 0, want 2"},
 		{"perf json line lost", bench.PerfPrefix, `"queue_depth":32`, func(string) string { return "" },
 			"gonvme randread QD32: no nvmectl perf JSON on the console that decodes and matches the run"},
 		{"fio sample without p50", bench.SamplePrefix, `"engine":"io_uring-poll","workload":"randread","depth":1,`, dropKey("p50"),

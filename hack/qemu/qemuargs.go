@@ -95,6 +95,7 @@ func (m *machine) args() []string {
 	case vmtest.SharedBridge:
 		a = append(a, "-device", fmt.Sprintf("pci-bridge,id=br0,bus=pcie.0,chassis_nr=1,addr=0x%x", vmtest.BridgeSlot(0)))
 	}
+	subsys := map[string]bool{}
 	for i, c := range p.Ctrls {
 		if m.Omit[c.ID] {
 			continue
@@ -104,7 +105,10 @@ func (m *machine) args() []string {
 		}
 		dev := fmt.Sprintf("nvme,id=%s,serial=%s,mdts=%d,addr=0x%x", c.ID, c.Serial, c.MDTS, p.CtrlSlot(i))
 		if c.Subsys != "" {
-			a = append(a, "-device", fmt.Sprintf("nvme-subsys,id=%s,nqn=%s", c.Subsys, c.Subsys))
+			if !subsys[c.Subsys] {
+				a = append(a, "-device", fmt.Sprintf("nvme-subsys,id=%s,nqn=%s", c.Subsys, c.Subsys))
+				subsys[c.Subsys] = true
+			}
 			dev += ",subsys=" + c.Subsys
 		}
 		switch p.Topology {
@@ -118,7 +122,7 @@ func (m *machine) args() []string {
 			nsdev := fmt.Sprintf("nvme-ns,id=%s,bus=%s,drive=%s,nsid=%d,logical_block_size=%d,physical_block_size=%d",
 				nodeName(c, ns), c.ID, nodeName(c, ns), ns.NSID, ns.BlockSize, ns.BlockSize)
 			if ns.Detached {
-				nsdev += ",detached=true"
+				nsdev += ",detached=on"
 			}
 			a = append(a, "-device", nsdev)
 		}

@@ -16,20 +16,34 @@
 // counts do not add up, or whose latencies are out of order. A renamed key
 // therefore fails a test instead of printing 0 µs in the bench table.
 //
-// # Schema, version 1
+// # Schema, version 2
 //
 //	{
-//	  "schema_version": 1,
+//	  "schema_version": 2,
 //	  "workload": "randread", "io_size": 4096, "queue_depth": 32, "rwmixread": 100,
 //	  "pollers": 1, "cpus": [0], "seconds": 5.001, "warmup_seconds": 1,
+//	  "seed": 12345,             the random offsets' (and --verify's) seed: --seed replays a run
+//	  "run": {"nvmectl_version", "go_version", "start_time" (RFC 3339, UTC), "kernel",
+//	          "cpu_model", "dma_memory" ("2MiB hugepages", "4KiB pages" or "mixed"),
+//	          "hugepage_fallback", "hugepage_fallback_reason" (only with a fallback),
+//	          "controllers": [{"address", "model", "serial", "firmware"}]},
 //	  "results": [ROW, ...],     one per namespace: "controller" is its PCI address
 //	  "total": ROW,              every namespace: "controller" is "total", "nsid" 0
 //	  "verify": {"enabled": false, "seed": 0, "blocks": 0, "checked": 0,
-//	             "mismatches": 0, "first_mismatch": "..." (only when there is one)}
+//	             "mismatches": 0, "first_mismatch": "..." (only when there is one)},
+//	  "samples": [{"second", "ios", "iops", "mibps"}, ...]   one per second measured
 //	}
 //	ROW = {"controller", "nsid", "workload", "io_size", "queue_depth", "pollers",
 //	       "ios", "reads", "writes", "errors", "seconds", "iops", "mibps",
-//	       "latency_us": {"avg", "min", "max", "p50", "p90", "p99", "p99_9", "p99_99"}}
+//	       "latency_us": LAT, "read_latency_us": LAT, "write_latency_us": LAT,
+//	       "histogram": [{"low_us", "high_us", "count"}, ...]}
+//	LAT = {"avg", "min", "max", "p50", "p90", "p99", "p99_9", "p99_99"}
+//
+// read_latency_us and write_latency_us summarize the reads and the writes
+// alone (all zero without any); the histogram lists the non-empty buckets
+// of the poller's log-linear histogram (powers of two split in 8) over
+// every measured I/O, so its counts add up to "ios". Version 1 had no
+// seed, run, samples, read/write latency or histogram.
 //
 // Counts are of the measured phase only; latencies are in microseconds
 // from submission to completion; rates are per second of "seconds".

@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the version of the keys below; Write stamps it and
 // Decode accepts nothing else. Bump it with any change to the keys.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Report is the whole of `nvmectl perf -o json`.
 type Report struct {
@@ -26,9 +26,55 @@ type Report struct {
 	CPUs          []int    `json:"cpus"` // the pollers' CPUs
 	Seconds       float64  `json:"seconds"`
 	WarmupSeconds float64  `json:"warmup_seconds"`
+	Seed          uint64   `json:"seed"` // of the random offsets (and --verify's pattern): --seed replays them
+	Run           Run      `json:"run"`
 	Results       []Result `json:"results"` // one per namespace
 	Total         Result   `json:"total"`
 	Verify        Verify   `json:"verify"`
+	Samples       []Sample `json:"samples"` // one per second of the measured phase
+}
+
+// Run is what a comparison of two reports needs to know about where and
+// when each ran.
+type Run struct {
+	NvmectlVersion string `json:"nvmectl_version"` // module version and VCS revision
+	GoVersion      string `json:"go_version"`
+	StartTime      string `json:"start_time"` // RFC 3339, UTC, when the measured phase began
+	Kernel         string `json:"kernel"`     // uname release
+	CPUModel       string `json:"cpu_model"`
+	// DMAMemory is the page size of the run's DMA buffers: "2MiB
+	// hugepages", "4KiB pages", or "mixed" when some buffers fell back.
+	DMAMemory string `json:"dma_memory"`
+	// HugepageFallback says buffers that wanted hugepages got base pages;
+	// HugepageFallbackReason says why (the shortage and how to fix it).
+	HugepageFallback       bool         `json:"hugepage_fallback"`
+	HugepageFallbackReason string       `json:"hugepage_fallback_reason,omitempty"`
+	Controllers            []Controller `json:"controllers"`
+}
+
+// Controller is one controller the run drove, as it identified itself.
+type Controller struct {
+	Address  string `json:"address"`
+	Model    string `json:"model"`
+	Serial   string `json:"serial"`
+	Firmware string `json:"firmware"`
+}
+
+// Sample is one second of the measured phase, all namespaces together.
+type Sample struct {
+	Second float64 `json:"second"` // end of the interval, from the start of the measured phase
+	IOs    uint64  `json:"ios"`    // completed in the interval
+	IOPS   float64 `json:"iops"`
+	MiBps  float64 `json:"mibps"`
+}
+
+// Bucket is one bucket of a latency histogram: the count of I/Os whose
+// latency lay in [LowUs, HighUs) microseconds. Only non-empty buckets
+// are listed, in ascending order.
+type Bucket struct {
+	LowUs  float64 `json:"low_us"`
+	HighUs float64 `json:"high_us"`
+	Count  uint64  `json:"count"`
 }
 
 // Result is one row: a namespace driven by all its pollers, or the total.
@@ -47,6 +93,12 @@ type Result struct {
 	IOPS       float64 `json:"iops"`
 	MiBps      float64 `json:"mibps"`
 	Latency    Latency `json:"latency_us"`
+	// ReadLatency and WriteLatency summarize the reads and the writes
+	// alone (all zero without any): a mixed workload's blended latency
+	// hides either.
+	ReadLatency  Latency  `json:"read_latency_us"`
+	WriteLatency Latency  `json:"write_latency_us"`
+	Histogram    []Bucket `json:"histogram"` // every measured I/O; counts add up to ios
 }
 
 // Latency is a row's latency summary in microseconds, from submission to
@@ -225,6 +277,59 @@ func (x *Result) Check() error {
 	if x.Reads+x.Writes != x.IOs || x.Errors > x.IOs {
 		return fmt.Errorf("%w: ios %d, reads %d, writes %d, errors %d", ErrSchema, x.IOs, x.Reads, x.Writes, x.Errors)
 	}
+	for _, l := range []struct {
+		key string
+		n   uint64
+		l   *Latency
+	}{{"read_latency_us", x.Reads, &x.ReadLatency}, {"write_latency_us", x.Writes, &x.WriteLatency}} {
+		if err := checkLatency(l.key, l.n, l.l); err != nil {
+			return err
+		}
+	}
+	var n uint64
+	for i, b := range x.Histogram {
+		if b.Count == 0 || !(b.HighUs > b.LowUs) || b.LowUs < 0 || (i > 0 && b.LowUs < x.Histogram[i-1].HighUs) {
+			return fmt.Errorf("%w: histogram[%d] %+v", ErrSchema, i, b)
+		}
+		n += b.Count
+	}
+	if n != x.IOs {
+		return fmt.Errorf("%w: histogram holds %d I/Os, ios %d", ErrSchema, n, x.IOs)
+	}
+	return x.checkTotals()
+}
+
+// checkLatency checks a latency summary of n I/Os: zero without I/O,
+// else positive and in order.
+func checkLatency(key string, n uint64, l *Latency) error {
+	lat := []struct {
+		key string
+		v   float64
+	}{{"min", l.Min}, {"p50", l.P50}, {"p90", l.P90}, {"p99", l.P99}, {"p99_9", l.P999}, {"p99_99", l.P9999}, {"max", l.Max}, {"avg", l.Avg}}
+	if n == 0 {
+		if *l != (Latency{}) {
+			return fmt.Errorf("%w: %s %+v without I/O", ErrSchema, key, *l)
+		}
+		return nil
+	}
+	for _, f := range lat {
+		if !(f.v > 0) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%w: %s.%s is %v with %d I/Os", ErrSchema, key, f.key, f.v, n)
+		}
+	}
+	for i := 1; i < 7; i++ {
+		if lat[i-1].v > lat[i].v {
+			return fmt.Errorf("%w: %s.%s %v above %s %v", ErrSchema, key, lat[i-1].key, lat[i-1].v, lat[i].key, lat[i].v)
+		}
+	}
+	if l.Avg < l.Min || l.Avg > l.Max {
+		return fmt.Errorf("%w: %s.avg %v outside [min %v, max %v]", ErrSchema, key, l.Avg, l.Min, l.Max)
+	}
+	return nil
+}
+
+// checkTotals is Check's part for the blended latency and the rates.
+func (x *Result) checkTotals() error {
 	l := &x.Latency
 	lat := []struct {
 		key string

@@ -19,14 +19,20 @@ func sample() *Report {
 			Controller: ctrl, NSID: nsid, Workload: "randrw", IOSize: 4096, QueueDepth: 8, Pollers: 2,
 			IOs: ios, Reads: ios * 3 / 4, Writes: ios - ios*3/4, Errors: 1, Seconds: 2,
 			IOPS: float64(ios) / 2, MiBps: float64(ios) / 2 * 4096 / (1 << 20),
-			Latency: Latency{Avg: 40, Min: 10, Max: 900, P50: 35, P90: 60, P99: 200, P999: 500, P9999: 800},
+			Latency:      Latency{Avg: 40, Min: 10, Max: 900, P50: 35, P90: 60, P99: 200, P999: 500, P9999: 800},
+			ReadLatency:  Latency{Avg: 30, Min: 10, Max: 700, P50: 30, P90: 50, P99: 150, P999: 400, P9999: 700},
+			WriteLatency: Latency{Avg: 70, Min: 20, Max: 900, P50: 60, P90: 90, P99: 300, P999: 600, P9999: 900},
+			Histogram:    []Bucket{{LowUs: 8.192, HighUs: 9.216, Count: ios / 2}, {LowUs: 30.72, HighUs: 32.768, Count: ios - ios/2}},
 		}
 	}
 	tot := row("total", 0, 3000)
 	tot.Errors = 2
 	return &Report{
 		Workload: "randrw", IOSize: 4096, QueueDepth: 8, RWMixRead: 75, Pollers: 2, CPUs: []int{0, 1},
-		Seconds: 2, WarmupSeconds: 1,
+		Seconds: 2, WarmupSeconds: 1, Seed: 7,
+		Run: Run{NvmectlVersion: "(devel) 0123abcd", GoVersion: "go1.26.8", StartTime: "2026-12-02T04:00:00Z", Kernel: "6.1.0-57-amd64",
+			CPUModel: "QEMU Virtual CPU", DMAMemory: "2MiB hugepages", Controllers: []Controller{{Address: "0000:00:04.0", Model: "QEMU NVMe Ctrl", Serial: "gonvme0", Firmware: "7.2.22"}}},
+		Samples: []Sample{{Second: 1, IOs: 1500, IOPS: 1500, MiBps: 5.859}, {Second: 2, IOs: 1500, IOPS: 1500, MiBps: 5.859}},
 		Results: []Result{row("0000:00:04.0", 1, 1000), row("0000:00:04.0", 2, 2000)},
 		Total:   tot,
 		Verify:  Verify{Enabled: true, Seed: 7, Blocks: 4096, Checked: 2250, Mismatches: 1, FirstMismatch: "0000:00:04.0 namespace 1 lba 3 byte 0"},
@@ -48,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 	if in.SchemaVersion != 0 {
 		t.Error("Write changed its argument")
 	}
-	if !bytes.HasPrefix(b, []byte("{\n  \"schema_version\": 1,\n")) || !bytes.HasSuffix(b, []byte("}\n")) {
+	if !bytes.HasPrefix(b, []byte("{\n  \"schema_version\": 2,\n")) || !bytes.HasSuffix(b, []byte("}\n")) {
 		t.Errorf("output:\n%s", b)
 	}
 	got, err := Decode(b)
@@ -150,7 +156,7 @@ func TestEveryKeyRequired(t *testing.T) {
 	for _, p := range paths {
 		name := pathString(p)
 		last := p[len(p)-1].(string)
-		if last == "first_mismatch" {
+		if last == "first_mismatch" || last == "hugepage_fallback_reason" {
 			continue // omitempty: checked by TestRoundTrip and TestChecks
 		}
 		missing := edit(t, b, p, func(obj map[string]any, key string) { delete(obj, key) })
@@ -183,6 +189,10 @@ func TestChecks(t *testing.T) {
 		{"order", func(r *Report) { r.Total.Latency.P90 = 1000 }, "latency_us.p90 1000 above p99 200"},
 		{"avg", func(r *Report) { r.Total.Latency.Avg = 5 }, "latency_us.avg 5 outside"},
 		{"reads", func(r *Report) { r.Results[0].Reads++ }, "ios 1000, reads 751, writes 250"},
+		{"zero read p50", func(r *Report) { r.Results[0].ReadLatency.P50 = 0 }, "read_latency_us.p50 is 0 with 750 I/Os"},
+		{"write latency without writes", func(r *Report) { r.Results[0].WriteLatency.Avg = 0 }, "write_latency_us.avg is 0"},
+		{"histogram short", func(r *Report) { r.Results[1].Histogram[0].Count-- }, "histogram holds 1999 I/Os, ios 2000"},
+		{"histogram order", func(r *Report) { h := r.Total.Histogram; h[0], h[1] = h[1], h[0] }, "histogram[1]"},
 		{"idle row with rates", func(r *Report) {
 			x := &r.Results[0]
 			r.Total.IOs -= x.IOs
@@ -190,8 +200,9 @@ func TestChecks(t *testing.T) {
 			r.Total.Writes -= x.Writes
 			r.Total.Errors -= x.Errors
 			x.IOs, x.Reads, x.Writes, x.Errors = 0, 0, 0, 0
+			x.ReadLatency, x.WriteLatency, x.Histogram = Latency{}, Latency{}, nil
 		}, "no I/O measured, yet iops 500"},
-		{"total sum", func(r *Report) { r.Total.Writes++; r.Total.IOs++ }, "the rows add up to 3000"},
+		{"total sum", func(r *Report) { r.Total.Writes++; r.Total.IOs++; r.Total.Histogram[1].Count++ }, "the rows add up to 3000"},
 		{"total name", func(r *Report) { r.Total.Controller = "Total" }, `names controller "Total"`},
 		{"no rows", func(r *Report) { r.Results = nil }, "no results"},
 		{"pollers", func(r *Report) { r.CPUs = []int{0} }, "2 pollers on cpus [0]"},
@@ -210,7 +221,7 @@ func TestChecks(t *testing.T) {
 	r := sample()
 	r.Verify = Verify{}
 	for _, x := range append([]*Result{&r.Total}, &r.Results[0], &r.Results[1]) {
-		*x = Result{Controller: x.Controller, NSID: x.NSID, Workload: x.Workload, IOSize: x.IOSize, QueueDepth: x.QueueDepth, Pollers: x.Pollers}
+		*x = Result{Controller: x.Controller, NSID: x.NSID, Workload: x.Workload, IOSize: x.IOSize, QueueDepth: x.QueueDepth, Pollers: x.Pollers, Histogram: []Bucket{}}
 	}
 	if _, err := Decode(encode(t, r)); err != nil {
 		t.Errorf("a run without I/O: %v", err)
@@ -224,7 +235,7 @@ func TestDecodeErrors(t *testing.T) {
 		"not an object":  "[1]",
 		"cut short":      string(b[:len(b)/2]),
 		"trailing":       string(b) + "{}",
-		"version 2":      strings.Replace(string(b), `"schema_version": 1`, `"schema_version": 2`, 1),
+		"version 1":      strings.Replace(string(b), `"schema_version": 2`, `"schema_version": 1`, 1),
 		"wrong type":     strings.Replace(string(b), `"ios": 1000`, `"ios": "1000"`, 1),
 		"null latency":   string(edit(t, b, []any{"total", "latency_us"}, func(o map[string]any, k string) { o[k] = nil })),
 		"null results":   string(edit(t, b, []any{"results"}, func(o map[string]any, k string) { o[k] = nil })),

@@ -58,6 +58,9 @@ func (d *device) admin(q *sqState, cmd *spec.Command) (st spec.Status, dw0 uint3
 	case spec.AdminFormatNVM:
 		return d.formatNVM(cmd), 0, true
 	}
+	if st, dw0, ok := d.adminExt(cmd); ok { // admin_ext.go
+		return st, dw0, true
+	}
 	return stInvalidOp, 0, true
 }
 
@@ -156,11 +159,11 @@ func (d *device) identifyController(b []byte) {
 	le.PutUint32(b[0x50:], uint32(spec.VS1_4))
 	le.PutUint32(b[0x5c:], 1<<8) // OAES: namespace attribute notices
 	b[0x6f] = spec.CtrlTypeIO
-	le.PutUint16(b[0x100:], spec.OACSFormatNVM|spec.OACSNamespaceMgmt) // of namespace management, only attachment
-	b[0x102] = 3                                                       // ACL
-	b[0x103] = aerLimit - 1                                            // AERL
-	b[0x104] = 0x3                                                     // FRMW: slot 1 read only, one slot
-	b[0x105] = 1 << 1                                                  // LPA: commands supported and effects log
+	le.PutUint16(b[0x100:], spec.OACSFormatNVM|extOACS)
+	b[0x102] = 3            // ACL
+	b[0x103] = aerLimit - 1 // AERL
+	b[0x104] = 0x3          // FRMW: slot 1 read only, one slot
+	b[0x105] = 1 << 1       // LPA: commands supported and effects log
 	if !cfg.NoLogOffsets {
 		b[0x105] |= lpaExtendedData
 	}
@@ -171,10 +174,10 @@ func (d *device) identifyController(b []byte) {
 	for _, ns := range d.ns {
 		total += ns.capBytes
 	}
-	le.PutUint64(b[0x118:], total) // TNVMCAP
-	b[0x200] = 0x66                // SQES
-	b[0x201] = 0x44                // CQES
-	le.PutUint32(b[0x204:], uint32(len(d.ns)))
+	le.PutUint64(b[0x118:], total)  // TNVMCAP
+	b[0x200] = 0x66                 // SQES
+	b[0x201] = 0x44                 // CQES
+	le.PutUint32(b[0x204:], d.nn()) // admin_ext.go: room for created namespaces
 	le.PutUint16(b[0x208:], d.c.oncs)
 	if cfg.VWC {
 		b[0x20d] = 1
@@ -376,7 +379,10 @@ func (d *device) getLog(cmd *spec.Command) spec.Status {
 			}
 		}
 	default:
-		return stInvalidLog
+		var ok bool
+		if size, ok = d.logExt(lid, b); !ok { // admin_ext.go
+			return stInvalidLog
+		}
 	}
 	if off > uint64(size) {
 		return stInvalidFld

@@ -63,6 +63,8 @@ type device struct {
 	mediaErrors             uint64
 	powerOn                 int64
 
+	ext extState // admin_ext.go: namespace management, firmware, self-test, sanitize
+
 	scratch []byte // identify data and log pages
 	dsm     []byte // Dataset Management ranges
 	x       xfer

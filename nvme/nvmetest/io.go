@@ -96,12 +96,19 @@ func (d *device) namespace(nsid uint32) *namespace {
 	return nil
 }
 
-// allocated returns namespace nsid, attached or not, or nil.
+// allocated returns namespace nsid, attached or not, or nil. Namespaces
+// are created and deleted at run time (admin_ext.go), so their IDs need
+// not be 1..n; d.ns is kept sorted by ID.
 func (d *device) allocated(nsid uint32) *namespace {
-	if nsid == 0 || uint64(nsid) > uint64(len(d.ns)) {
-		return nil
+	if nsid != 0 && uint64(nsid) <= uint64(len(d.ns)) && d.ns[nsid-1].id == nsid {
+		return d.ns[nsid-1]
 	}
-	return d.ns[nsid-1]
+	for _, ns := range d.ns {
+		if ns.id == nsid {
+			return ns
+		}
+	}
+	return nil
 }
 
 // io executes an NVM command set I/O command (NVM Command Set 1.0, 3).

@@ -9,17 +9,16 @@ import (
 
 // Ctrl describes one emulated controller as the profile configured it.
 type Ctrl struct {
-	Addr       string // PCI address, "0000:00:04.0"
-	ID         string // QEMU device id, for the monitor ("nvme0")
-	Serial     string
-	MDTS       int  // as configured (QEMU default 7)
-	Null       bool // backed by null-co (reads zeros, writes dropped)
-	Removable  bool // behind a PCIe root port, can be device_del'd
+	Addr      string // PCI address, "0000:00:04.0"
+	ID        string // QEMU device id, for the monitor ("nvme0")
+	Serial    string
+	MDTS      int  // as configured (QEMU default 7)
+	Null      bool // backed by null-co (reads zeros, writes dropped)
+	Removable bool // behind a PCIe root port, can be device_del'd
+	// Subsys is the id of the nvme-subsys the controller belongs to ("":
+	// none). Namespace attachment needs one in QEMU.
+	Subsys     string
 	Namespaces []NS
-	// Subsys, when set, puts the controller in an NVM subsystem of that
-	// id (QEMU's nvme-subsys): namespace management (OACS bit 3), and
-	// namespaces that can be attached and detached at run time.
-	Subsys string
 }
 
 // NS describes one namespace of a controller as the profile configured it.
@@ -31,9 +30,9 @@ type NS struct {
 	// (blkdebug injects EIO there; QEMU reports it as an unrecovered read
 	// error). Writes to them succeed.
 	MediaErrorLBAs []uint64
-	// Detached: the namespace is allocated in the controller's subsystem
-	// but not attached: inactive until a Namespace Attachment command
-	// attaches it.
+	// Detached namespaces exist in the subsystem but are attached to no
+	// controller at boot (nvme-ns detached=on): Namespace Attachment
+	// brings them in.
 	Detached bool
 }
 
@@ -155,6 +154,11 @@ var modifiers = map[string]modifier{
 				ns.BlockSize = 4096
 			}
 		}
+		return nil
+	}},
+	"ns-mgmt": {11, "nvme0 in an NVM subsystem (nvme-subsys) with namespace 1 attached and namespace 2 (64 MiB, 4096 B) detached, for attach-ns/detach-ns", func(p *Profile) error {
+		p.Ctrls[0].Subsys = "subsys0"
+		p.Ctrls[0].Namespaces = append(p.Ctrls[0].Namespaces, NS{NSID: 2, Blocks: 64 * mib / 4096, BlockSize: 4096, Detached: true})
 		return nil
 	}},
 	"small-mdts": {41, "mdts=2 (16 KiB transfers at 4 KiB pages) on every controller", func(p *Profile) error {

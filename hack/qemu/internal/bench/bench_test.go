@@ -105,14 +105,14 @@ func TestParseFioErrors(t *testing.T) {
 
 // nvmectl-perf.json is the output of `nvmectl perf -q 32 -s 4096 -w
 // randread -t 2 --warmup 1 -c 1 -o json` in a guest of profile null
-// (schema version 1).
+// (schema version 2).
 func TestParsePerf(t *testing.T) {
 	p, err := ParsePerf(readTestdata(t, "nvmectl-perf.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Perf{Workload: RandRead, QueueDepth: 32, IOs: 46336, Seconds: 2.002, IOPS: 23143.598, MiBps: 90.405,
-		Lat: Latency{Avg: 1385.121, Min: 143.699, Max: 26682.198, P50: 409.6, P90: 4063.232, P99: 13107.2, P999: 26214.4}}
+	want := Perf{Workload: RandRead, QueueDepth: 32, IOs: 120069, Seconds: 2.005, IOPS: 59876.842, MiBps: 233.894,
+		Lat: Latency{Avg: 533.644, Min: 135.033, Max: 8535.805, P50: 344.064, P90: 1245.184, P99: 2752.512, P999: 4980.736}}
 	if p != want {
 		t.Errorf("got  %+v\nwant %+v", p, want)
 	}
@@ -129,12 +129,12 @@ func TestParsePerfErrors(t *testing.T) {
 		"empty":          {"", "no JSON object"},
 		"no total":       {good[:total] + `"verify": {}}`, `missing key "total"`},
 		"bad json":       {`{"total": {"ios": "many"}}`, "cannot unmarshal"},
-		"old schema":     {strings.Replace(good, `"schema_version": 1,`, "", 1), `missing key "schema_version"`},
+		"old schema":     {strings.Replace(good, `"schema_version": 2,`, "", 1), `missing key "schema_version"`},
 		"renamed p50":    {inTotal(`"p50"`, `"p50_us"`), `unknown field "p50_us"`},
-		"missing iops":   {inTotal(`"iops": 23143.598,`, ""), `missing key "total.iops"`},
-		"missing p99_9":  {inTotal(`"p99_9": 26214.4,`, ""), `missing key "total.latency_us.p99_9"`},
-		"zero iops":      {inTotal(`"iops": 23143.598`, `"iops": 0`), "total: perf json does not match schema: iops is 0 with 46336 I/Os measured"},
-		"zero latency":   {inTotal(`"p50": 409.6`, `"p50": 0`), "total: perf json does not match schema: latency_us.p50 is 0 with 46336 I/Os measured"},
+		"missing iops":   {inTotal(`"iops": 59876.842,`, ""), `missing key "total.iops"`},
+		"missing p99_9":  {inTotal(`"p99_9": 4980.736,`, ""), `missing key "total.latency_us.p99_9"`},
+		"zero iops":      {inTotal(`"iops": 59876.842`, `"iops": 0`), "total: perf json does not match schema: iops is 0 with 120069 I/Os measured"},
+		"zero latency":   {inTotal(`"p50": 344.064`, `"p50": 0`), "total: perf json does not match schema: latency_us.p50 is 0 with 120069 I/Os measured"},
 		"trailing text":  {good + "perf: done\n", "data after the report"},
 		"two reports":    {good + good, "data after the report"},
 		"unknown at top": {strings.Replace(good, `"pollers": 1,`, `"pollers": 1, "poller": 1,`, 1), `unknown field "poller"`},
@@ -146,7 +146,7 @@ func TestParsePerfErrors(t *testing.T) {
 	}
 	// Text before the object (a progress line on stdout) is skipped.
 	p, err := ParsePerf([]byte("warming up 1s\n" + good))
-	if err != nil || p.IOs != 46336 {
+	if err != nil || p.IOs != 120069 {
 		t.Errorf("with a leading line: %+v, %v", p, err)
 	}
 	// Failed I/O: the report is printed, Errors says how many.
