@@ -462,8 +462,13 @@ func (c *Controller) nsNotices() bool {
 	return c.opts.AsyncEvents >= 0 && c.ident != nil && c.ident.OAES&spec.AECNamespaceAttribute != 0
 }
 
-// passthruGuard returns the name a caller must pass to AdminPassthru to
-// send cmd, or "" when cmd needs no opt-in.
+// PassthruGuard returns the name a caller must pass to AdminPassthru to
+// send cmd (a command that changes state the driver keeps), or "" when cmd
+// needs no opt-in. A tool that asked its user for explicit consent (for
+// example nvmectl admin-passthru --dangerous) passes it on. Any goroutine.
+func PassthruGuard(cmd spec.Command) string { return passthruGuard(cmd) }
+
+// passthruGuard is PassthruGuard.
 func passthruGuard(cmd spec.Command) string {
 	op := spec.Opcode(cmd.Opcode)
 	switch op {

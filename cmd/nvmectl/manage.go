@@ -405,7 +405,13 @@ func adminPassthruCmd(a app, g *globals) *cobra.Command {
 		if p.dataLen > 0 {
 			buf = data
 		}
-		dw0, err := c.AdminPassthru(p.command(), buf, p.write)
+		var allow []string
+		if p.dangerous {
+			// The user asked for it by name of flag: pass the
+			// library's own opt-in for this command on.
+			allow = append(allow, nvme.PassthruGuard(p.command()))
+		}
+		dw0, err := c.AdminPassthru(p.command(), buf, p.write, allow...)
 		if err != nil {
 			return err
 		}

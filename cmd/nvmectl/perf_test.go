@@ -531,7 +531,7 @@ func perfScrape(t *testing.T, runPerf func(args ...string) (int, string, string)
 // the run and stops with it; a port in use is a usage error.
 func TestPerfMetricsAddr(t *testing.T) {
 	r := newPerfRig(t, nvmetest.Config{})
-	p, scraped := perfScrape(t, r.run, 8, time.Second, r.addrs[0], "-q", "8", "-w", "randread", "-t", "2")
+	p, scraped := perfScrape(t, r.run, 8, time.Second, r.addrs[0], "-q", "8", "-w", "randread", "-t", "4") // long enough that a loaded machine still scrapes mid-run
 	t.Logf("scraped %.0f reads during the run; perf: %d reads, %.0f IOPS", scraped, p.Total.Reads, p.Total.IOPS)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
