@@ -485,7 +485,8 @@ func passthruGuard(cmd spec.Command) string {
 }
 
 // AdminTransfer returns the most data one admin command (AdminPassthru,
-// GetLogPage piece, ...) carries: 16 KiB, or less when MDTS says so.
+// GetLogPage piece, ...) carries: 16 KiB, or less when MDTS says so. Any
+// goroutine.
 func (c *Controller) AdminTransfer() int { return c.adminXfer() }
 
 // createQueues creates q's completion and submission queues on the

@@ -87,7 +87,8 @@ type Options struct {
 	// namespaces after a Namespace Attribute Changed notice, and armed
 	// another Asynchronous Event Request. It runs on the controller's
 	// event goroutine, one event at a time; it may call Controller
-	// methods, and the next event waits for it to return.
+	// methods but Close (which waits for it), and the next event waits
+	// for it to return.
 	OnEvent func(AsyncEvent)
 }
 
