@@ -26,8 +26,6 @@ import (
 var (
 	stNSInsufficientCap = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCNamespaceInsufficientCapacity)
 	stNSIDUnavailable   = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCNamespaceIDUnavailable)
-	stNSAlreadyAttached = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCNamespaceAlreadyAttached)
-	stNSNotAttached     = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCNamespaceNotAttached)
 	stInvalidFWSlot     = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCInvalidFirmwareSlot)
 	stInvalidFWImage    = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCInvalidFirmwareImage)
 	stFWNeedsReset      = spec.MakeStatus(spec.SCTCommandSpecific, spec.SCFirmwareNeedsConventionalReset)
