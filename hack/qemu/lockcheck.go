@@ -358,7 +358,20 @@ func checkBinary(bin string, rp *regPkg, mod string) (*binReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	// The line table counts from runtime.text, which is where .text
+	// starts only under Go's internal linker: a cgo binary (external
+	// linking) puts C code first, and its lines would shift onto the
+	// wrong functions.
+	textStart := text.Addr
+	if elfSyms, err := f.Symbols(); err == nil {
+		for _, sym := range elfSyms {
+			if sym.Name == "runtime.text" {
+				textStart = sym.Value
+				break
+			}
+		}
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, textStart))
 	if err != nil {
 		return nil, fmt.Errorf("%s: line table: %w", bin, err)
 	}
