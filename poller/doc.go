@@ -117,7 +117,9 @@
 // delivers the requests after the reset; until then their memory and the
 // queue pair's stay the device's, and Stop, which returns at most
 // Options.StopGrace after its deadline, reports them (nvme.ErrDeviceOwned).
-// Every accepted request completes exactly once.
+// Every accepted request completes exactly once, except on a controller
+// whose reset fails: nothing but its Close can stop it, so its requests
+// stay the device's and are never delivered (Stop says so).
 //
 // # Memory per poller
 //

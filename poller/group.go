@@ -57,12 +57,10 @@ func (busyError) Is(target error) bool { return target == syscall.EAGAIN }
 // has no command left), or, when deleting them failed, the controller was
 // reset (which disables it first), removed or closed since. Until then the
 // request stays undelivered and its queue pair's memory stays allocated,
-// even after Stop returned (see Group.Stop). One exception: if the reset
-// fails too, the controller is Failed, and package nvme gives the queue
-// pair up (QueuePair.Close); the requests are then delivered with a Cause
-// wrapping nvme.ErrFailed or nvme.ErrClosed, and whether that controller
-// still reaches their memory is unknown. It matches ErrStopped with
-// errors.Is, and Cause through Unwrap.
+// even after Stop returned (see Group.Stop). If the reset fails too (the
+// controller is Failed), they are never delivered: only the controller's
+// Close can stop it. It matches ErrStopped with errors.Is, and Cause
+// through Unwrap.
 type StopError struct {
 	Cause error
 }
@@ -346,7 +344,11 @@ func (g *Group) Stats() []PollerStats {
 // had on the device: they are delivered later, with a *StopError, once
 // the device cannot touch their memory any more (see StopError). Until a
 // Stop returns without nvme.ErrDeviceOwned, do not close the controllers
-// nor reuse the memory of requests not yet delivered.
+// nor reuse the memory of requests not yet delivered. The one exception:
+// an error that also wraps nvme.ErrFailed names a controller that failed
+// (a reset did not complete); the poller has let go of its queue pairs,
+// their requests are never delivered, and the controller's Close is what
+// stops it (or leaves their memory mapped for good).
 //
 // So Stop returns by ctx's deadline plus StopGrace (the Done callbacks of
 // the requests failed from the rings run in that time; they must not

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +31,7 @@ type qstate struct {
 	hist  Histogram
 	ops   opCounts     // completions by operation (stats.go)
 	st    statusCounts // failed completions by status (stats.go)
+	done  bool         // closed, or left to a failed controller (closeQueues)
 }
 
 // Poller is one polling goroutine, locked to an OS thread pinned to one
@@ -407,21 +407,38 @@ const (
 // itself when the deletion timed out; the poller does if it did not, or
 // if nothing happened within resetWait), and the poller closes the queue
 // pair again once the reset (or a removal, or Close) let go of it; Stop
-// reports the requests meanwhile. Poller goroutine only.
+// reports the requests meanwhile. If the controller fails instead (a reset
+// that did not complete), nothing can stop it but its Close: the poller
+// leaves the queue pair to it, untouched, and its requests are never
+// delivered (their buffers stay the device's). Poller goroutine only.
 func (p *Poller) closeQueues() {
 	p.owned.Store(int64(p.inflight))
 	var errs []error
-	pending := slices.Clone(p.qps)
+	var pending []*qstate
+	for _, q := range p.qps {
+		if !q.done {
+			pending = append(pending, q)
+		}
+	}
 	failedAt := map[int32]time.Time{}
 	pause := reclosePauseMin
-	for {
+	for len(pending) > 0 {
 		rest := pending[:0]
 		for _, q := range pending {
 			err := q.qp.Close()
 			if !errors.Is(err, nvme.ErrDeviceOwned) {
+				q.done = true
 				if err != nil {
 					errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %w", p.id, q.qid, q.ctrl, err))
 				}
+				continue
+			}
+			c := p.g.ctrls[q.ctrl]
+			if c.State() == nvme.StateFailed {
+				q.done = true
+				n := q.qp.InFlight() + q.qp.Waiting()
+				errs = append(errs, fmt.Errorf("poller %d: queue %d of controller %d: %w: %w (a reset did not complete): the %d requests on it are never delivered, their memory stays the device's (the controller's Close stops it, or leaves that memory mapped for good)",
+					p.id, q.qid, q.ctrl, nvme.ErrDeviceOwned, nvme.ErrFailed, n))
 				continue
 			}
 			rest = append(rest, q)
@@ -430,47 +447,28 @@ func (p *Poller) closeQueues() {
 				// Reported without wrapping ErrDeviceOwned: by the
 				// time Stop returns this, it is over.
 				failedAt[q.ctrl] = time.Now()
-				errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %v; the controller was reset to let go of it", p.id, q.qid, q.ctrl, err))
+				errs = append(errs, fmt.Errorf("poller %d: close queue %d of controller %d: %v; the controller is reset to let go of it", p.id, q.qid, q.ctrl, err))
 			}
-			if (seen || !errors.Is(err, nvme.ErrTimeout)) && time.Since(t) >= resetWait {
+			if (seen || !errors.Is(err, nvme.ErrTimeout)) && time.Since(t) >= resetWait && c.State() == nvme.StateReady {
 				failedAt[q.ctrl] = time.Now()
-				if err := p.resetCtrl(q); err != nil {
-					errs = append(errs, err)
+				if err := c.Reset(); err != nil && c.State() != nvme.StateFailed {
+					errs = append(errs, fmt.Errorf("poller %d: reset controller %d to release queue %d: %w", p.id, q.ctrl, q.qid, err))
 				}
 			}
 		}
 		pending = rest
 		p.owned.Store(int64(p.inflight))
-		if len(pending) == 0 {
-			break
+		if len(pending) > 0 {
+			time.Sleep(pause)
+			pause = min(2*pause, reclosePauseMax)
 		}
-		time.Sleep(pause)
-		pause = min(2*pause, reclosePauseMax)
 	}
-	if p.closeErr == nil {
-		p.closeErr = errors.Join(errs...)
-	}
+	p.closeErr = errors.Join(p.closeErr, errors.Join(errs...))
 }
 
 // resetWait is how long the poller waits for a reset someone else asked
 // for before it resets a controller that holds a queue pair it closes.
 const resetWait = time.Second
-
-// resetCtrl resets the controller of q so that the device lets go of q's
-// queues. A failed reset ends the wait too: it leaves the controller
-// Failed or Removed, and QueuePair.Close releases a queue pair of such a
-// controller (what a failed controller may still do is package nvme's
-// concern).
-func (p *Poller) resetCtrl(q *qstate) error {
-	c := p.g.ctrls[q.ctrl]
-	if c.State() == nvme.StateResetting {
-		return nil // under way already
-	}
-	if err := c.Reset(); err != nil {
-		return fmt.Errorf("poller %d: reset controller %d to release queue %d: %w", p.id, q.ctrl, q.qid, err)
-	}
-	return nil
-}
 
 // beginStop closes the ring and asks the poller to drain. Any goroutine.
 func (p *Poller) beginStop() {

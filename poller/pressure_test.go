@@ -382,3 +382,51 @@ func TestStopErrorHeldUntilReset(t *testing.T) {
 	r.fake.ClearFaults()
 	checkGoroutines(t, before)
 }
+
+// TestStopFailedController: the queue pair cannot be deleted and the reset
+// that follows fails (the controller does not come back in time): the
+// controller may still reach the requests' memory and nothing but its
+// Close can stop it, so the poller lets go of the queue pair, delivers
+// nothing, ends, and Stop says so (nvme.ErrDeviceOwned and nvme.ErrFailed).
+func TestStopFailedController(t *testing.T) {
+	r := newRig(t, nvmetest.Config{}, &nvme.Options{AdminTimeout: 300 * time.Millisecond, Logf: t.Logf})
+	before := runtime.NumGoroutine()
+	g, err := poller.New([]*nvme.Controller{r.ctrl}, &poller.Options{CPUs: []int{1}, QueueDepth: 8, StopGrace: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.Handle(r.ctrl)
+	const n = 3
+	xs := r.ios(n, nil)
+	r.fake.DropCompletion(nvmetest.AnyIO(), 1<<30)
+	r.fake.Lose(nvmetest.Admin(spec.AdminDeleteIOSQ), 1)
+	for i, x := range xs {
+		r.ns.Read(&x.req, uint64(i*8), x.buf, 0)
+		if err := h.Submit(&x.req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r.fake.Held() < n {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := stopCtx(50 * time.Millisecond)
+	defer cancel()
+	if err := g.Stop(ctx); !errors.Is(err, nvme.ErrDeviceOwned) {
+		t.Fatalf("stop: %v", err)
+	}
+	// The device stops answering: the reset the Delete I/O SQ timeout
+	// asks for cannot bring it back.
+	r.fake.Stall(time.Minute)
+	defer r.fake.Stall(0)
+	err = g.Stop(context.Background())
+	if !errors.Is(err, nvme.ErrDeviceOwned) || !errors.Is(err, nvme.ErrFailed) || r.ctrl.State() != nvme.StateFailed {
+		t.Fatalf("second stop: %v (controller %v); want ErrDeviceOwned and ErrFailed", err, r.ctrl.State())
+	}
+	for _, x := range xs {
+		if x.done.Load() != 0 {
+			t.Fatalf("io %d delivered while a failed controller may still own it", x.index)
+		}
+	}
+	checkGoroutines(t, before)
+	r.fake.ClearFaults()
+}
