@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 )
 
@@ -141,7 +142,7 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	if len(o.CPUs) == 0 {
-		cpus, err := allowedCPUs()
+		cpus, err := cpuset.Allowed()
 		if err != nil {
 			return fmt.Errorf("poller: %w", err)
 		}

@@ -25,8 +25,6 @@ type Histogram struct {
 	Buckets [NumBuckets]uint64
 	Count   uint64
 	Sum     uint64 // ns
-
-	last int64 // the value record saw last, for the per-operation count (stats.go)
 }
 
 // bucketOf returns the bucket of a value in ns.
@@ -60,7 +58,6 @@ func (h *Histogram) record(ns int64) {
 	h.Buckets[bucketOf(uint64(ns))]++
 	h.Count++
 	h.Sum += uint64(ns)
-	h.last = ns
 }
 
 // Quantile returns the latency below which a fraction q (0 to 1) of the

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 )
 
@@ -175,7 +176,7 @@ func TestTrackTable(t *testing.T) {
 }
 
 func TestCurrentCPU(t *testing.T) {
-	cpus, err := allowedCPUs()
+	cpus, err := cpuset.Allowed()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func (p *Poller) complete(r *nvme.Request) {
 	q := p.qps[e.qp]
 	now := monotonic()
 	q.hist.record(now - e.stamp)
-	q.count(r)
+	q.count(r, now-e.stamp)
 	if r.Err != nil && p.state.Load() == stateAborting {
 		r.Err = &StopError{Cause: r.Err}
 		p.c.failed++

@@ -144,9 +144,10 @@ type statusCounts struct {
 	other uint64
 }
 
-// count records a completed request: its operation, its size, and its
-// status when it failed. Poller goroutine only; no allocation.
-func (q *qstate) count(r *nvme.Request) {
+// count records a completed request: its operation, its size, its
+// latency in ns, and its status when it failed. Poller goroutine only; no
+// allocation.
+func (q *qstate) count(r *nvme.Request, lat int64) {
 	op := OpOther
 	switch spec.Opcode(r.Cmd.Opcode) {
 	case spec.IORead:
@@ -158,8 +159,7 @@ func (q *qstate) count(r *nvme.Request) {
 	if op != OpOther {
 		q.ops[op].bytes += uint64(len(r.Data))
 	}
-	// complete recorded r's latency in q.hist just before.
-	q.ops[op].lat.record(q.hist.last)
+	q.ops[op].lat.record(lat)
 	var st spec.Status
 	switch {
 	case !r.Status.Success():

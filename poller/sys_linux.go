@@ -39,21 +39,6 @@ func pinThread(cpu int) error {
 	return nil
 }
 
-// allowedCPUs returns the CPUs the process may run on.
-func allowedCPUs() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, fmt.Errorf("sched_getaffinity: %w", err)
-	}
-	var cpus []int
-	for i := 0; i < len(set)*64; i++ {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return cpus, nil
-}
-
 // cpuTime returns the user and system CPU time of the calling thread in
 // ns (getrusage RUSAGE_THREAD), for idle cost measurements.
 func cpuTime() (int64, error) {
