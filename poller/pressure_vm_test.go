@@ -7,32 +7,8 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/vmtest"
 	"github.com/seedb8fa28ef/gonvme/nvme"
-	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
 	"github.com/seedb8fa28ef/gonvme/poller"
 )
-
-// pressureOpen opens the profile's first controller through VFIO and
-// returns it with its first namespace. (Its own helper: this file does
-// not depend on the other VM test files of the package.)
-func pressureOpen(t *testing.T, env *vmtest.Env) (*nvme.Controller, *nvme.Namespace) {
-	t.Helper()
-	cs := env.Controllers()
-	addr := env.BindVFIO(t, cs[0])
-	c, err := pcie.Open(addr, nil)
-	if err != nil {
-		t.Fatalf("open %s: %v", addr, err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("close %s: %v", addr, err)
-		}
-	})
-	ns, err := c.Namespace(cs[0].Namespaces[0].NSID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, ns
-}
 
 // qd1Result is one QD1 run of resubmissions from Done.
 type qd1Result struct {
@@ -123,7 +99,7 @@ func qd1Run(t *testing.T, c *nvme.Controller, ns *nvme.Namespace, opts poller.Op
 // CPU time of a parked one.
 func TestVMQD1Direct(t *testing.T) {
 	env := vmtest.Require(t, "null")
-	c, ns := pressureOpen(t, env)
+	c, ns := vmOpen(t, env)
 	r := qd1Run(t, c, ns, poller.Options{CPUs: []int{1}, YieldTime: 10 * time.Second}, time.Second)
 	if r.st.Yields != 0 {
 		t.Fatalf("the adaptive poller gave its thread up %d times with a read in flight", r.st.Yields)
