@@ -121,10 +121,7 @@ func ciVerb(args []string) error {
 // versions names what the run depended on: the guest kernel (it floats
 // with Debian's updates), QEMU and Go.
 func versions(a *Assets) string {
-	qemu := "unknown"
-	if out, err := exec.Command(a.QEMU, "--version").Output(); err == nil {
-		qemu = strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "QEMU emulator version ")
-	}
+	qemu := strings.TrimPrefix(qemuVersion(a.QEMU), "QEMU emulator version ")
 	goVer := "unknown"
 	if out, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
 		goVer = strings.TrimSpace(string(out))
