@@ -582,7 +582,7 @@ func TestVMBadInput(t *testing.T) {
 // next notice comes), the rescan makes the attached namespace usable,
 // and I/O to the detached one fails with ErrNoNamespace.
 func TestVMNamespaceAttach(t *testing.T) {
-	env := vmtest.Require(t, "ns-attach")
+	env := vmtest.Require(t, "ns-mgmt")
 	evs := make(chan nvme.AsyncEvent, 8)
 	c, _ := vmCtrl(t, env, 0, &nvme.Options{OnEvent: func(e nvme.AsyncEvent) { evs <- e }})
 	if c.Identify().OACS&spec.OACSNamespaceMgmt == 0 {
@@ -627,10 +627,10 @@ func TestVMNamespaceAttach(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ns.Blocks() != 64<<20/512 {
-			t.Errorf("namespace 2: %d blocks", ns.Blocks())
+		if ns.BlockSize() != 4096 || ns.Blocks() != 64<<20/4096 {
+			t.Errorf("namespace 2: %d blocks of %d B, want %d of 4096 B", ns.Blocks(), ns.BlockSize(), 64<<20/4096)
 		}
-		vmFill(buf, 9, 512, uint64(round))
+		vmFill(buf, 9, ns.BlockSize(), uint64(round))
 		if err := ns.WriteAt(qp, buf, 9); err != nil {
 			t.Fatalf("write to the attached namespace: %v", err)
 		}

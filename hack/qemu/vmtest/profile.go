@@ -97,12 +97,6 @@ var modifiers = map[string]modifier{
 		}
 		return nil
 	}},
-	"ns-attach": {12, "controller nvme0 in an NVM subsystem: namespace 1 (1 GiB/512 B) attached, namespace 2 (64 MiB/512 B) allocated but detached, for Namespace Attachment at run time", func(p *Profile) error {
-		c := &p.Ctrls[0]
-		c.Subsys = "subsys0"
-		c.Namespaces = append(c.Namespaces, NS{NSID: 2, Blocks: 64 * mib / 512, BlockSize: 512, Detached: true})
-		return nil
-	}},
 	"two-ctrl": {20, "two controllers, nvme0 and nvme1, each like the first", func(p *Profile) error {
 		addCtrl(p)
 		return nil
@@ -156,7 +150,7 @@ var modifiers = map[string]modifier{
 		}
 		return nil
 	}},
-	"ns-mgmt": {11, "nvme0 in an NVM subsystem (nvme-subsys) with namespace 1 attached and namespace 2 (64 MiB, 4096 B) detached, for attach-ns/detach-ns", func(p *Profile) error {
+	"ns-mgmt": {11, "nvme0 in an NVM subsystem (nvme-subsys) with namespace 1 attached and namespace 2 (64 MiB, 4096 B) detached, for Namespace Attachment at run time (nvmectl attach-ns/detach-ns, the driver's events)", func(p *Profile) error {
 		p.Ctrls[0].Subsys = "subsys0"
 		p.Ctrls[0].Namespaces = append(p.Ctrls[0].Namespaces, NS{NSID: 2, Blocks: 64 * mib / 4096, BlockSize: 4096, Detached: true})
 		return nil
