@@ -263,6 +263,8 @@ func TestTraceSelf(t *testing.T) {
 
 // TestTraceCommandSelf runs nvmectl trace --pid on this process while a
 // goroutine calls the hooks, and checks the output's shape and totals.
+// It asks for at least one interval besides the total, not five: on a
+// loaded machine the 100 ms ticks of a 550 ms session may not all fire.
 func TestTraceCommandSelf(t *testing.T) {
 	probe, err := attachUprobes("/proc/self/exe", os.Getpid(), 1000)
 	bpfOrSkip(t, err)
@@ -299,7 +301,7 @@ func TestTraceCommandSelf(t *testing.T) {
 	if read == 0 || read > n || write != 0 || submits < read {
 		t.Errorf("totals read %d write %d submits %d; the goroutine made %d", read, write, submits, n)
 	}
-	if !strings.HasPrefix(text, "Tracing PID ") || strings.Count(text, "read latency:") < 5 || !strings.Contains(text, "Detached from PID") {
+	if !strings.HasPrefix(text, "Tracing PID ") || strings.Count(text, "read latency:") < 2 || !strings.Contains(text, "Detached from PID") {
 		t.Errorf("output:\n%s", text)
 	}
 	// The last histogram is the session's: its counts add up to the total.
