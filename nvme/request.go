@@ -69,6 +69,8 @@ type Request struct {
 	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
+	// dw1 is completion dword 1, kept on a fabric only (Property Get).
+	dw1 uint32
 	// deadline carries a command's deadline across its resubmission
 	// after a reset, so that a reset does not restart its clock.
 	deadline int64
