@@ -257,7 +257,7 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 }
 
 func newController(mem *dma.Allocator, opts *Options) *Controller {
-	c := &Controller{mem: mem, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
+	c := &Controller{mem: mem, pageSize: 4096, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
 	if opts != nil {
 		c.opts = *opts
 	}
