@@ -73,6 +73,7 @@ const (
 	endNone uint8 = iota
 	endCapsule
 	endH2C
+	endIC // the ICReq: a PDU of no command
 )
 
 // piece is one buffer of the send queue: a PDU header, data or digest.
@@ -82,12 +83,23 @@ type piece struct {
 	end  uint8 // the last piece of a PDU of command slot
 }
 
+// sock is what a queue needs of its connection: *nbsock.Conn, non-blocking
+// reads and writes (a test puts a scripted peer here).
+type sock interface {
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	Writev(bufs [][]byte) (int, error)
+	Close() error
+}
+
+var _ sock = (*nbsock.Conn)(nil)
+
 // queue is one queue's connection: an nvme.QueueTransport. Its owner is
 // the nvme.QueuePair's owner; Close may be called by any goroutine.
 type queue struct {
 	name     string
 	qid      uint16
-	conn     *nbsock.Conn
+	conn     sock
 	rd       *pdu.Reader
 	wr       pdu.Writer
 	maxH2C   uint32
@@ -97,6 +109,7 @@ type queue struct {
 
 	out []piece  // the send queue; out[oh:] is unsent
 	oh  int      // first unsent piece
+	mid bool     // part of a PDU was sent: the stream is not at a PDU boundary
 	iov [][]byte // scratch for Writev
 
 	curC2H int             // slot whose C2HData is being received, -1
@@ -107,7 +120,7 @@ type queue struct {
 }
 
 // newQueue makes the queue of conn with room for slots commands.
-func newQueue(f *fabric, name string, qid uint16, conn *nbsock.Conn, slots int, slotBits uint8) *queue {
+func newQueue(f *fabric, name string, qid uint16, conn sock, slots int, slotBits uint8) *queue {
 	q := &queue{
 		name: name, qid: qid, conn: conn, f: f,
 		rd:       pdu.NewReader(pdu.Host, 0),
@@ -239,11 +252,13 @@ func (q *queue) consume(n int) {
 		p := &q.out[q.oh]
 		if n < len(p.b) {
 			p.b = p.b[n:]
+			q.mid = true
 			return
 		}
 		n -= len(p.b)
 		q.oh++
-		if p.end == endNone {
+		q.mid = p.end == endNone
+		if p.end == endNone || p.end == endIC {
 			continue
 		}
 		c := &q.cmds[p.slot]
@@ -435,8 +450,10 @@ func (q *queue) fail(err error) error {
 	if q.err != nil {
 		return q.err
 	}
+	// The TermReq goes out only at a PDU boundary: after part of a PDU
+	// it would be read as the rest of that one.
 	var pe *pdu.Error
-	if errors.As(err, &pe) && pe.FES != pdu.FESNone && !q.closed.Load() {
+	if errors.As(err, &pe) && pe.FES != pdu.FESNone && !q.closed.Load() && !q.mid {
 		var b [pdu.TermReqMaxLen]byte
 		_, _ = q.conn.Write(pdu.AppendTermReqFor(b[:0], pdu.Host, pe))
 	}
@@ -494,6 +511,7 @@ func (q *queue) initialize(deadline time.Time, hd, dd bool) error {
 	req := pdu.ICReq{PFV: pdu.PFV10, HPDA: 0, HeaderDigest: hd, DataDigest: dd, MaxR2T: 0}
 	var b [pdu.ICReqLen]byte
 	q.push(q.wr.AppendICReq(b[:0], req), 0)
+	q.endPDU(endIC)
 	sleep := 10 * time.Microsecond
 	for {
 		if err := q.Flush(); err != nil {
