@@ -457,7 +457,7 @@ func (q *queue) fail(err error) error {
 		var b [pdu.TermReqMaxLen]byte
 		_, _ = q.conn.Write(pdu.AppendTermReqFor(b[:0], pdu.Host, pe))
 	}
-	q.err = fmt.Errorf("%s: %w", q.name, err)
+	q.err = err
 	q.close()
 	return q.err
 }
