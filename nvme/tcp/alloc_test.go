@@ -44,7 +44,7 @@ func serve(cfg string) {
 }
 
 // targetProcess starts a target in a child process.
-func targetProcess(t *testing.T, cfg string) tcp.Address {
+func targetProcess(t testing.TB, cfg string) tcp.Address {
 	t.Helper()
 	cmd := osexec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), serveEnv+"="+cfg)
@@ -134,5 +134,63 @@ func TestNoAllocsPerIO(t *testing.T) {
 			}
 		}
 		q.Close()
+	}
+}
+
+// BenchmarkRead is 4 KiB reads through a QueuePair over loopback TCP to a
+// target in a child process (the test target: one goroutine per
+// connection, commands one at a time), at QD1 and QD32: the host's cost
+// per I/O plus the target's and the kernel's.
+func BenchmarkRead(b *testing.B) {
+	for _, qd := range []int{1, 32} {
+		b.Run(fmt.Sprintf("qd%d", qd), func(b *testing.B) {
+			a := targetProcess(b, "success")
+			ctrl := connect(b, a, &tcp.Options{NrIOQueues: 1, QueueSize: 64, Controller: &nvme.Options{AsyncEvents: -1}})
+			ns, _ := ctrl.Namespace(1)
+			q, err := ctrl.NewQueuePair(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			buf := make([]byte, qd*4096)
+			reqs := make([]nvme.Request, qd)
+			issued, completed := 0, 0
+			var failed error
+			done := func(r *nvme.Request) {
+				completed++
+				if r.Err != nil {
+					failed = r.Err
+				}
+				if issued < b.N {
+					issued++
+					i := r.Private.(int)
+					if err := ns.Read(r, uint64(i*8), buf[i*4096:(i+1)*4096], 0); err == nil {
+						_ = q.Submit(r)
+					}
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range reqs {
+				if issued == b.N {
+					break
+				}
+				issued++
+				reqs[i].Private, reqs[i].Done = i, done
+				if err := ns.Read(&reqs[i], uint64(i*8), buf[i*4096:(i+1)*4096], 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := q.Submit(&reqs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for completed < issued {
+				q.Poll()
+			}
+			b.StopTimer()
+			if failed != nil {
+				b.Fatal(failed)
+			}
+		})
 	}
 }
