@@ -147,6 +147,15 @@ func (c *Controller) adminExecDW(cmd spec.Command, in, out []byte, timeout time.
 				sleep = time.Microsecond
 			}
 		}
+		if !call.done && locked && c.fab != nil && c.admin != nil && c.admin.xerr != nil {
+			// The admin connection ended while the caller holds the
+			// lock (bring-up, a reconnect attempt): nothing can bring
+			// it back meanwhile, so fail now rather than at the timeout.
+			call.abandoned = true
+			err := c.admin.xerr
+			unlock()
+			return 0, 0, fmt.Errorf("admin %s: connection: %w", name, err)
+		}
 		if !call.done && c.fab == nil && c.csts().Removed() {
 			c.markRemoved("CSTS reads all ones during an admin command")
 			if c.admin != nil {

@@ -513,6 +513,9 @@ func (q *QueuePair) sync() {
 	case StateResetting, StateInit:
 		return // wait: touch nothing until the controller is back
 	case StateReady:
+		if q.fabric && q.ctrl.resetPending() {
+			return // a reconnect is asked for: connect after it
+		}
 		q.recover(e) // in step when it returns, or still stale if another reset came
 	case StateRemoved:
 		q.reapStale()
