@@ -129,11 +129,13 @@ func (f *fabric) Disconnect() {
 	}
 }
 
-// Close implements nvme.Fabric: every connection ends, and the memory
-// the transport made for the controller is freed.
+// Close implements nvme.Fabric: every connection ends, and the allocator
+// the transport made for the controller is closed once no buffer of it is
+// left (buffers still allocated stay valid until freed: nothing across
+// the fabric can reach them, and their owner may still use them).
 func (f *fabric) Close() error {
 	f.Disconnect()
-	if f.mem != nil {
+	if f.mem != nil && f.mem.Stats().Buffers == 0 {
 		if err := f.mem.Close(); err != nil {
 			return fmt.Errorf("nvme/tcp: %s: %w", f.addr, err)
 		}

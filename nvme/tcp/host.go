@@ -43,9 +43,10 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Memory, if set, is the allocator the controller's Memory returns
 	// (data buffers may be any memory over TCP; package ddi allocates
-	// from Memory). nil: Connect makes one (dma.SoftMapper, ordinary
-	// pinned memory, no device mapping) and frees it at the
-	// controller's Close, with every buffer still allocated from it.
+	// from Memory). nil: Connect makes one (dma.SoftMapper: ordinary
+	// locked memory, mapped for no device), closed at the controller's
+	// Close when every buffer of it was freed; buffers still allocated
+	// then stay valid until their owner frees them.
 	Memory *dma.Allocator
 }
 
