@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
@@ -128,6 +129,9 @@ func OpenFabric(f Fabric, mem *dma.Allocator, opts *Options) (*Controller, error
 	}
 	c := newController(mem, opts)
 	c.fab = f
+	// A fabric admin queue has at least 32 entries (Base 2.0, 6.3:
+	// Connect SQSIZE of the admin queue at least 31).
+	c.opts.AdminQueueDepth = max(c.opts.AdminQueueDepth, fabrics.ConnectSQSizeAdminMin+1)
 	if err := c.bringUp(fabricBringup); err != nil {
 		return nil, err
 	}
