@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/internal/tcptest"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/pdu"
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // proxy stands between the host and a target and breaks things on
@@ -328,5 +330,80 @@ func TestConnectionEndingInput(t *testing.T) {
 				t.Errorf("%d connections: the queues did not reconnect", p.count())
 			}
 		})
+	}
+}
+
+// Through ddi and a poller: connections cut while Strategy I/O runs on
+// two goroutines; every buf completes without error and the data reads
+// back.
+func TestReconnectUnderPoller(t *testing.T) {
+	tg, a := fakeTarget(t, tcptest.Config{Blocks: 8192})
+	p, pa := newProxy(t, a)
+	ctrl := connect(t, pa, quick(t))
+	g, err := poller.New([]*nvme.Controller{ctrl}, &poller.Options{CPUs: []int{0}, Idle: poller.IdleBusy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := g.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ns, _ := ctrl.Namespace(1)
+	d, err := ddi.RegisterDevice(ns, g.Handle(ctrl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ddi.Unregister(d.Edev())
+	const per, size = 40, 16 << 10
+	var wg sync.WaitGroup
+	var done atomic.Int64
+	errs := make(chan error, 2*per)
+	bufs := make([][]byte, 2)
+	for w := range 2 {
+		b, err := ctrl.Memory().Alloc(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ctrl.Memory().Free(b)
+		bufs[w] = b.Bytes
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				copy(b.Bytes, pattern(size, byte(w*per+i)))
+				bp := ddi.Getrbuf(ddi.KMSleep)
+				bp.Flags |= ddi.BWrite
+				bp.Edev, bp.Blkno, bp.Bcount, bp.Addr = d.Edev(), int64((w*per+i)*size/512), size, b.Bytes
+				ddi.Strategy(bp)
+				if err := ddi.Biowait(bp); err != nil {
+					errs <- err
+				}
+				ddi.Freerbuf(bp)
+				done.Add(1)
+			}
+		}()
+	}
+	for cuts := 0; cuts < 2; {
+		if done.Load() >= int64(15*(cuts+1)) {
+			p.cut()
+			cuts++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("strategy: %v", err)
+	}
+	for i := range 2 * per {
+		got := make([]byte, size)
+		tg.ReadAt(got, i*size)
+		if !bytes.Equal(got, pattern(size, byte(i))) {
+			t.Errorf("write %d is not on the target", i)
+		}
+	}
+	if rs := ctrl.RecoveryStats(); rs.Resets < 2 {
+		t.Errorf("recovery stats %+v: want two reconnects", rs)
 	}
 }
