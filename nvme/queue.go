@@ -210,10 +210,12 @@ func (q *QueuePair) Stats() QueueStats {
 }
 
 // Submit hands r to the queue pair. It checks the data buffer (DMA memory,
-// dword aligned, at most MaxTransfer bytes) and writes the command to the
-// submission queue, or parks it on the wait list when every command ID is
-// taken; nothing is dropped. The doorbell is rung by the next Ring or
-// Poll, so a batch of submissions costs one doorbell write.
+// dword aligned, at most MaxTransfer bytes; on a fabric only the length)
+// and writes the command to the submission queue (on a fabric, queues its
+// capsule), or parks it on the wait list when every command ID is taken
+// or a fabric queue is reconnecting; nothing is dropped. The doorbell is
+// rung (the capsules sent) by the next Ring or Poll, so a batch of
+// submissions costs one doorbell write (one writev).
 //
 // An error means the request was not accepted and Done will not be called
 // for it: ErrBusy, an error wrapping ErrInvalid or ErrNotDMA, or the

@@ -41,7 +41,8 @@ type Request struct {
 	// builder's or the caller's.
 	Cmd spec.Command
 	// Data is the data buffer, DMA memory from the controller's
-	// allocator, or nil for commands without data.
+	// allocator (any memory on a fabric), or nil for commands without
+	// data.
 	Data []byte
 	// Done is called on the owner goroutine when the command completes,
 	// fails, or is given up. It must not block; it may submit again,
