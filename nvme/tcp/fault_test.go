@@ -407,3 +407,37 @@ func TestReconnectUnderPoller(t *testing.T) {
 		t.Errorf("recovery stats %+v: want two reconnects", rs)
 	}
 }
+
+// Controller.Reset on a fabric is a reconnect: a new association; the
+// queue pair reconnects its own queue at its next poll.
+func TestResetReconnects(t *testing.T) {
+	_, a := fakeTarget(t, tcptestConfig())
+	p, pa := newProxy(t, a)
+	ctrl := connect(t, pa, quick(t))
+	ns, _ := ctrl.Namespace(1)
+	q, err := ctrl.NewQueuePair(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	buf := pattern(4096, 5)
+	exec(t, q, ns, true, 0, buf)
+	before := p.count()
+	if err := ctrl.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(buf))
+	exec(t, q, ns, false, 0, got)
+	if !bytes.Equal(got, buf) {
+		t.Error("read back differs")
+	}
+	if n := p.count() - before; n != 2 {
+		t.Errorf("%d new connections after the reset, want 2 (admin and the I/O queue)", n)
+	}
+	if rs := ctrl.RecoveryStats(); rs.Resets != 1 {
+		t.Errorf("resets %d", rs.Resets)
+	}
+	if _, err := ctrl.IdentifyRaw(spec.CNSController, 0); err != nil {
+		t.Errorf("identify after the reset: %v", err)
+	}
+}
