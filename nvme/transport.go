@@ -156,6 +156,27 @@ var fabricReconnect = []step{
 	{"connect admin queue", (*Controller).configureAdmin},
 	{"enable", (*Controller).enable},
 	{"set number of queues", (*Controller).setNumQueues},
+	{"rescan namespaces", (*Controller).rescanReconnected},
 	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
+}
+
+// rescanReconnected identifies the namespaces again after a reconnect:
+// what the subsystem exports may have changed while the host was away,
+// and no notice of it came (as Linux's host rescans after a reconnect).
+// A rescan already under way (the event goroutine's, waiting for the
+// admin queue this step holds) is left to do it. adminMu held.
+func (c *Controller) rescanReconnected() error {
+	if !c.scanMu.TryLock() {
+		return nil
+	}
+	defer c.scanMu.Unlock()
+	ch, err := c.scanHeld(true)
+	if err != nil {
+		return err
+	}
+	if len(ch.detached)+len(ch.attached)+len(ch.changed) > 0 {
+		c.logf("nvme: %s: namespaces after the reconnect: attached %v, detached %v, changed %v", c.name(), ch.attached, ch.detached, ch.changed)
+	}
+	return nil
 }
