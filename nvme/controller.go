@@ -949,7 +949,11 @@ func (c *Controller) Close() error {
 			errs = append(errs, c.deleteQueues(q))
 		}
 		c.adminMu.Lock()
-		errs = append(errs, c.shutdown())
+		if c.fab == nil || c.admin.xerr == nil {
+			// (A fabric controller whose admin connection ended is
+			// gone already: nothing to shut down.)
+			errs = append(errs, c.shutdown())
+		}
 		c.adminMu.Unlock()
 	}
 	c.adminMu.Lock()

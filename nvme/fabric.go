@@ -295,7 +295,14 @@ func (q *QueuePair) fabricFailed(err error) {
 	q.xerr = err
 	reason := fmt.Sprintf("queue %d: %v", q.id, err)
 	q.ctrl.logf("nvme: %s: %s", q.ctrl.name(), reason)
-	q.ctrl.requestReset(epochGen(q.epoch), reason)
+	// An I/O queue asks in step with its own epoch (a reconnect since
+	// then already settled it); the admin queue is never out of step:
+	// it asks for the generation in force.
+	gen := epochGen(q.epoch)
+	if q.admin {
+		gen = epochGen(q.ctrl.epoch.Load())
+	}
+	q.ctrl.requestReset(gen, reason)
 }
 
 // issueFabric hands r, under cid in tracker t (slot), to the transport,

@@ -441,3 +441,25 @@ func TestResetReconnects(t *testing.T) {
 		t.Errorf("identify after the reset: %v", err)
 	}
 }
+
+// The admin connection ends, twice: each time the controller reconnects
+// at once (not only when a Keep Alive times out).
+func TestAdminConnectionLostTwice(t *testing.T) {
+	_, a := fakeTarget(t, tcptestConfig())
+	p, pa := newProxy(t, a)
+	ctrl := connect(t, pa, quick(t))
+	for i := 1; i <= 2; i++ {
+		admin := p.count() - 1 // the newest connection: the admin queue's (no I/O queue here)
+		p.inject(admin, pdu.AppendTermReq(nil, pdu.Controller, pdu.FESInvalidHeaderField, 0, nil))
+		deadline := time.Now().Add(2 * time.Second)
+		for ctrl.RecoveryStats().Resets < uint64(i) {
+			if time.Now().After(deadline) {
+				t.Fatalf("connection loss %d: no reconnect within 2 s (KATO is 5 s)", i)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if _, err := ctrl.IdentifyRaw(spec.CNSController, 0); err != nil {
+		t.Errorf("identify: %v", err)
+	}
+}
