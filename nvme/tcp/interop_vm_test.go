@@ -12,8 +12,9 @@ import (
 
 // The host against the kernel's own target (nvmet on null_blk): discovery
 // on both ports, bring-up, writes in the capsule and through R2T read
-// back, with digests off and on, and a reconnect after the port was
-// unlinked under a connected host.
+// back, with digests off and on, an idle association kept past KATO by
+// Keep Alive, and a reconnect after the port was unlinked under a
+// connected host.
 func TestVMInteropKernelTarget(t *testing.T) {
 	env := vmtest.Require(t, "nvmf")
 	kt := env.KernelTarget(t, vmtest.KernelTargetConfig{Devices: []string{"/dev/nullb0"}, DiscoveryPort: vmtest.KernelTargetDiscoveryPort})
@@ -35,7 +36,8 @@ func TestVMInteropKernelTarget(t *testing.T) {
 	a := tcp.Address{Host: kt.Addr, Port: kt.Port, NQN: kt.NQN}
 	for _, dg := range []bool{false, true} {
 		o := &tcp.Options{HeaderDigest: dg, DataDigest: dg, NrIOQueues: 2, ReconnectDelay: 100 * time.Millisecond, CtrlLossTimeout: 30 * time.Second,
-			Controller: &nvme.Options{Logf: t.Logf}}
+			KeepAliveTimeout: 2 * time.Second,
+			Controller:       &nvme.Options{Logf: t.Logf}}
 		ctrl, err := tcp.Connect(a, o)
 		if err != nil {
 			t.Fatalf("connect (digests %t): %v", dg, err)
@@ -60,6 +62,13 @@ func TestVMInteropKernelTarget(t *testing.T) {
 			t.Logf("%s (digests %t): in-capsule and %d-byte writes and reads done", what, dg, len(big))
 		}
 		check("connected")
+		// Idle past KATO: nvmet ends an association that sends no
+		// Keep Alive within it; the host's every KATO/2 keep it.
+		time.Sleep(5 * time.Second) // nvmet expires after KATO, or twice that after traffic (TBKAS)
+		if rs := ctrl.RecoveryStats(); rs.Resets != 0 {
+			t.Errorf("idle past KATO: %d reconnects, want none (Keep Alive every KATO/2)", rs.Resets)
+		}
+		check("idle past KATO")
 		kt.Unlink(t)
 		time.Sleep(200 * time.Millisecond)
 		kt.Link(t)
