@@ -70,10 +70,25 @@ func (c *Controller) putAdminBuf(b *dma.Buffer) {
 // reserved until it completes or a reset retires it) and the controller
 // is reset; the caller gets ErrTimeout.
 func (c *Controller) adminExec(cmd spec.Command, in, out []byte, timeout time.Duration, locked bool) (uint32, error) {
+	dw0, _, err := c.adminExecDW(cmd, in, out, timeout, locked)
+	return dw0, err
+}
+
+// adminExecDW is adminExec that also returns completion dword 1 (set only
+// on a fabric, where Property Get returns a value in it).
+func (c *Controller) adminExecDW(cmd spec.Command, in, out []byte, timeout time.Duration, locked bool) (uint32, uint32, error) {
 	name := spec.AdminOpcodeName(spec.Opcode(cmd.Opcode))
 	n := max(len(in), len(out))
 	if n > c.adminXfer() {
-		return 0, invalidf("admin %s: %d bytes of data exceed the %d one admin command carries", name, n, c.adminXfer())
+		return 0, 0, invalidf("admin %s: %d bytes of data exceed the %d one admin command carries", name, n, c.adminXfer())
+	}
+	deadline := time.Now().Add(timeout)
+	if !locked && c.fab != nil {
+		// A fabric controller being reconnected has no admin queue to
+		// take the command: wait for the reconnect (or its end).
+		if err := c.waitReconnect(deadline); err != nil {
+			return 0, 0, fmt.Errorf("admin %s: %w", name, err)
+		}
 	}
 	lock := func() {
 		if !locked {
@@ -89,13 +104,13 @@ func (c *Controller) adminExec(cmd spec.Command, in, out []byte, timeout time.Du
 	switch s := c.State(); {
 	case s == StateRemoved:
 		unlock()
-		return 0, ErrRemoved
+		return 0, 0, ErrRemoved
 	case s == StateFailed:
 		unlock()
-		return 0, ErrFailed
+		return 0, 0, ErrFailed
 	case s == StateClosed || c.admin == nil:
 		unlock()
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
 	call := &adminCall{}
 	call.req.Cmd = cmd
@@ -109,7 +124,7 @@ func (c *Controller) adminExec(cmd spec.Command, in, out []byte, timeout time.Du
 		b, err := c.adminBuf()
 		if err != nil {
 			unlock()
-			return 0, err
+			return 0, 0, err
 		}
 		call.buf = b
 		clear(b.Bytes[:n])
@@ -119,40 +134,48 @@ func (c *Controller) adminExec(cmd spec.Command, in, out []byte, timeout time.Du
 	if err := c.admin.Submit(&call.req); err != nil {
 		c.putAdminBuf(call.buf)
 		unlock()
-		return 0, fmt.Errorf("admin %s: %w", name, err)
+		return 0, 0, fmt.Errorf("admin %s: %w", name, err)
 	}
 	c.admin.Ring()
 	unlock()
 
-	deadline := time.Now().Add(timeout)
 	sleep := time.Microsecond
 	for {
 		lock()
-		if !call.done && c.admin != nil && c.admin.cq != nil {
+		if !call.done && c.admin != nil && !c.admin.freed {
 			if c.admin.Poll() > 0 {
 				sleep = time.Microsecond
 			}
 		}
-		if !call.done && c.csts().Removed() {
+		if !call.done && locked && c.fab != nil && c.admin != nil && c.admin.xerr != nil {
+			// The admin connection ended while the caller holds the
+			// lock (bring-up, a reconnect attempt): nothing can bring
+			// it back meanwhile, so fail now rather than at the timeout.
+			call.abandoned = true
+			err := c.admin.xerr
+			unlock()
+			return 0, 0, fmt.Errorf("admin %s: connection: %w", name, err)
+		}
+		if !call.done && c.fab == nil && c.csts().Removed() {
 			c.markRemoved("CSTS reads all ones during an admin command")
 			if c.admin != nil {
 				c.admin.terminate(fmt.Errorf("admin queue: %w", ErrRemoved))
 			}
 		}
 		if call.done {
-			dw0, err := call.req.DW0, call.req.Err
+			dw0, dw1, err := call.req.DW0, call.req.dw1, call.req.Err
 			if err == nil {
 				copy(out, call.req.Data)
 			}
 			c.putAdminBuf(call.buf)
 			unlock()
-			return dw0, err
+			return dw0, dw1, err
 		}
 		if time.Now().After(deadline) {
 			call.abandoned = true
 			unlock()
 			c.requestReset(epochGen(c.epoch.Load()), fmt.Sprintf("admin command %s timed out", name))
-			return 0, fmt.Errorf("%w: admin %s after %v", ErrTimeout, name, timeout)
+			return 0, 0, fmt.Errorf("%w: admin %s after %v", ErrTimeout, name, timeout)
 		}
 		unlock()
 		time.Sleep(sleep)
@@ -489,9 +512,13 @@ func passthruGuard(cmd spec.Command) string {
 // goroutine.
 func (c *Controller) AdminTransfer() int { return c.adminXfer() }
 
-// createQueues creates q's completion and submission queues on the
-// controller (interrupts off: the queues are polled).
+// createQueues creates q's queues on the controller: Create I/O CQ and SQ
+// on PCIe (pcieq.go), a connection and a Fabrics Connect on a fabric
+// (fabric.go).
 func (c *Controller) createQueues(q *QueuePair) error {
+	if c.fab != nil {
+		return c.connectQueue(q)
+	}
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
 	// The queues belong to the epoch seen before creating them: if a
@@ -500,31 +527,21 @@ func (c *Controller) createQueues(q *QueuePair) error {
 	if s := epochState(e); s != StateReady {
 		return fmt.Errorf("create io queues %d: controller is %v", q.id, s)
 	}
-	size := uint32(q.size - 1)
-	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
-	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
-	if _, err := c.adminExec(cq, nil, nil, c.opts.AdminTimeout, true); err != nil {
-		return fmt.Errorf("create io cq %d: %w", q.id, err)
-	}
-	// Create I/O SQ: CDW11 CQID<<16 | QPRIO 0 | PC=1.
-	sq := spec.Command{Opcode: uint8(spec.AdminCreateIOSQ), PRP1: uint64(q.sqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: uint32(q.id)<<16 | 1}
-	if _, err := c.adminExec(sq, nil, nil, c.opts.AdminTimeout, true); err != nil {
-		_, _ = c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0)
-		return fmt.Errorf("create io sq %d: %w", q.id, err)
+	if err := c.createRings(q); err != nil {
+		return err
 	}
 	q.epoch = e
 	return nil
 }
 
-// deleteQueues deletes q's queues on the controller (SQ first).
+// deleteQueues deletes q's queues on the controller: Delete I/O SQ and CQ
+// on PCIe, closing its connection on a fabric.
 func (c *Controller) deleteQueues(q *QueuePair) error {
+	if c.fab != nil {
+		q.dropTransport()
+		return nil
+	}
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
-	if _, err := c.adminSimpleLocked(spec.AdminDeleteIOSQ, 0, uint32(q.id), 0); err != nil {
-		return fmt.Errorf("delete io sq %d: %w", q.id, err)
-	}
-	if _, err := c.adminSimpleLocked(spec.AdminDeleteIOCQ, 0, uint32(q.id), 0); err != nil {
-		return fmt.Errorf("delete io cq %d: %w", q.id, err)
-	}
-	return nil
+	return c.deleteRings(q)
 }

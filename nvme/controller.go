@@ -81,6 +81,18 @@ type Options struct {
 	MaxNamespaces int
 	// Logf, if set, receives state changes and recoveries.
 	Logf func(format string, args ...any)
+	// KeepAliveTimeout, ReconnectDelay and CtrlLossTimeout apply to a
+	// controller on a fabric (OpenFabric). KeepAliveTimeout is the KATO
+	// of the admin Connect; Keep Alive goes every half of it, and one
+	// unanswered for that long reconnects. Default 5 s; negative: none.
+	KeepAliveTimeout time.Duration
+	// ReconnectDelay is the wait between reconnect attempts after a
+	// connection was lost. Default 10 s.
+	ReconnectDelay time.Duration
+	// CtrlLossTimeout is how long reconnect attempts go on before the
+	// controller is given up (StateRemoved, requests fail with
+	// ErrRemoved). Default 600 s; negative: forever.
+	CtrlLossTimeout time.Duration
 	// OnEvent, if set, is called for each asynchronous event once the
 	// driver handled it: read the log page it names (which clears it
 	// and lets the next event of its type through), rescanned the
@@ -113,6 +125,13 @@ func (o *Options) setDefaults() {
 	defd(&o.AdminTimeout, 30*time.Second)
 	defd(&o.WatchInterval, 100*time.Millisecond)
 	defd(&o.ShutdownTimeout, 60*time.Second)
+	defd(&o.ReconnectDelay, 10*time.Second)
+	if o.KeepAliveTimeout == 0 {
+		o.KeepAliveTimeout = 5 * time.Second
+	}
+	if o.CtrlLossTimeout == 0 {
+		o.CtrlLossTimeout = 600 * time.Second
+	}
 	if o.AsyncEvents == 0 {
 		o.AsyncEvents = 4
 	}
@@ -128,8 +147,9 @@ func (o *Options) setDefaults() {
 // aborts for late commands, resets the controller when asked or when CSTS
 // reports a fatal status, and notices removal.
 type Controller struct {
-	bus  Bus
-	regs mmio.Region
+	bus  Bus         // PCIe (and the in-process fake): nil on a fabric
+	regs mmio.Region // the register window of bus
+	fab  Fabric      // a fabric transport: nil on PCIe
 	mem  *dma.Allocator
 	opts Options
 	logf func(string, ...any)
@@ -182,6 +202,8 @@ type Controller struct {
 
 	statMu sync.Mutex
 	rstats RecoveryStats
+
+	ka keepAlive // fabrics: Keep Alive commands (fabric.go), adminMu
 }
 
 // RecoveryStats count the controller's recoveries. Controller.RecoveryStats
@@ -221,7 +243,21 @@ type abortCall struct {
 //
 // On error the bus is left open for the caller to close.
 func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
-	c := &Controller{bus: bus, regs: bus.Registers(), mem: mem, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
+	c := newController(mem, opts)
+	c.bus, c.regs = bus, bus.Registers()
+	if bm, ok := bus.(BusMaster); ok {
+		if err := bm.SetBusMaster(true); err != nil {
+			return nil, fmt.Errorf("nvme: bring-up: bus master enable: %w", err)
+		}
+	}
+	if err := c.bringUp(bringup); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newController(mem *dma.Allocator, opts *Options) *Controller {
+	c := &Controller{mem: mem, pageSize: 4096, qpairs: map[*QueuePair]struct{}{}, evWake: make(chan struct{}, 1)}
 	if opts != nil {
 		c.opts = *opts
 	}
@@ -231,18 +267,18 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 		c.logf = func(string, ...any) {}
 	}
 	c.epoch.Store(makeEpoch(0, StateInit))
-	if bm, ok := bus.(BusMaster); ok {
-		if err := bm.SetBusMaster(true); err != nil {
-			return nil, fmt.Errorf("nvme: bring-up: bus master enable: %w", err)
-		}
-	}
+	return c
+}
+
+// bringUp runs the bring-up steps and starts the controller's goroutines.
+func (c *Controller) bringUp(steps []step) error {
 	c.adminMu.Lock()
-	for _, s := range bringup {
+	for _, s := range steps {
 		if err := s.run(c); err != nil {
 			c.setState(StateFailed)
 			c.release(c.stopDevice())
 			c.adminMu.Unlock()
-			return nil, fmt.Errorf("nvme: bring-up: %s: %w", s.name, err)
+			return fmt.Errorf("nvme: bring-up: %s: %w", s.name, err)
 		}
 	}
 	c.adminMu.Unlock()
@@ -252,7 +288,7 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 	c.watchWG.Add(2)
 	go c.watch()
 	go c.eventLoop()
-	return c, nil
+	return nil
 }
 
 // A bring-up step is one state of the bring-up state machine. Steps run
@@ -307,14 +343,24 @@ func (c *Controller) transition(s State, genInc uint64) bool {
 // State returns the controller's current state. Any goroutine.
 func (c *Controller) State() State { return epochState(c.epoch.Load()) }
 
+// csts reads CSTS through the register window (PCIe only: the checks
+// that run on every poll of the admin queue and every watcher pass).
 func (c *Controller) csts() spec.CSTS { return spec.CSTS(c.regs.Read32(spec.RegCSTS)) }
 
 func (c *Controller) readCaps() error {
-	c.cap = spec.CAP(c.regs.Read64(spec.RegCAP))
+	cap64, err := c.reg64(spec.RegCAP)
+	if err != nil {
+		return err
+	}
+	c.cap = spec.CAP(cap64)
 	if c.cap == ^spec.CAP(0) {
 		return ErrRemoved
 	}
-	c.vs = spec.VS(c.regs.Read32(spec.RegVS))
+	vs, err := c.reg32(spec.RegVS)
+	if err != nil {
+		return err
+	}
+	c.vs = spec.VS(vs)
 	if c.cap.CSS()&1 == 0 {
 		return fmt.Errorf("%w: CAP.CSS %#x: NVM command set not supported", ErrDevice, c.cap.CSS())
 	}
@@ -327,7 +373,7 @@ func (c *Controller) readCaps() error {
 	c.pageSize = 4096
 	c.dstrd = c.cap.DSTRD()
 	// The doorbells of the admin queue must lie in the register window.
-	if int(spec.CQHeadDoorbell(0, c.dstrd))+4 > c.regs.Len() {
+	if c.fab == nil && int(spec.CQHeadDoorbell(0, c.dstrd))+4 > c.regs.Len() {
 		return fmt.Errorf("%w: CAP.DSTRD %d puts the doorbells outside the %#x-byte register window", ErrDevice, c.dstrd, c.regs.Len())
 	}
 	c.toutCAP = max(c.cap.TO(), 500*time.Millisecond)
@@ -336,7 +382,11 @@ func (c *Controller) readCaps() error {
 		// NVMe 2.0 ready timeouts (CAP.CRMS.CRWMS): becoming ready
 		// with media (CC.CRIME clear, as the driver enables) may take
 		// CRTO.CRWMT, which CAP.TO no longer has to cover.
-		crto := spec.CRTO(c.regs.Read32(spec.RegCRTO))
+		v, err := c.reg32(spec.RegCRTO)
+		if err != nil {
+			return err
+		}
+		crto := spec.CRTO(v)
 		if w := crto.CRWMT(); w > c.toutReady {
 			c.toutReady = w
 		} else if w < c.toutCAP {
@@ -353,7 +403,11 @@ func (c *Controller) waitCSTS(what string, ok func(spec.CSTS) bool, timeout time
 	deadline := time.Now().Add(timeout)
 	sleep := time.Microsecond
 	for {
-		s := c.csts()
+		v, err := c.reg32(spec.RegCSTS)
+		if err != nil {
+			return err
+		}
+		s := spec.CSTS(v)
 		if s.Removed() {
 			return ErrRemoved
 		}
@@ -369,15 +423,21 @@ func (c *Controller) waitCSTS(what string, ok func(spec.CSTS) bool, timeout time
 }
 
 func (c *Controller) disable() error {
-	cc := spec.CC(c.regs.Read32(spec.RegCC))
-	if cc.EN() && !c.csts().RDY() {
+	v, err := c.reg32(spec.RegCC)
+	if err != nil {
+		return err
+	}
+	cc := spec.CC(v)
+	if cc.EN() {
 		// Enabling in progress: the spec asks to wait for it to finish
 		// before clearing EN. A fatal controller never gets there.
 		_ = c.waitCSTS("wait ready before disable", func(s spec.CSTS) bool { return s.RDY() || s.CFS() }, c.toutReady)
 	}
-	c.regs.Write32(spec.RegCC, uint32(cc.WithEN(false)))
-	err := c.waitCSTS("wait not ready", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
-	if err != nil && !errors.Is(err, ErrRemoved) {
+	if err := c.setReg32(spec.RegCC, uint32(cc.WithEN(false))); err != nil {
+		return err
+	}
+	err = c.waitCSTS("wait not ready", func(s spec.CSTS) bool { return !s.RDY() }, c.toutCAP)
+	if err != nil && !errors.Is(err, ErrRemoved) && c.fab == nil {
 		// Last resort: reset the function, then try again.
 		c.logf("nvme: %v; resetting the function", err)
 		if ferr := c.bus.Reset(); ferr == nil {
@@ -407,23 +467,29 @@ func (c *Controller) configureAdmin() error {
 		c.admin.failAll(fmt.Errorf("admin queue: %w: controller reset", ErrAborted))
 		c.admin.resetRings()
 	}
-	n := uint16(c.opts.AdminQueueDepth - 1)
-	c.regs.Write32(spec.RegAQA, uint32(spec.MakeAQA(n, n)))
-	c.regs.Write64(spec.RegASQ, uint64(c.admin.sqMem.IOVA))
-	c.regs.Write64(spec.RegACQ, uint64(c.admin.cqMem.IOVA))
+	if c.fab != nil {
+		return c.connectAdmin()
+	}
+	c.configureAdminRings()
 	return nil
 }
 
 func (c *Controller) enable() error {
 	cc := spec.CC(0).WithCSS(0).WithMPS(0).WithAMS(0).WithIOSQES(6).WithIOCQES(4).WithEN(true)
-	c.regs.Write32(spec.RegCC, uint32(cc))
+	if err := c.setReg32(spec.RegCC, uint32(cc)); err != nil {
+		return err
+	}
 	err := c.waitCSTS("wait ready", func(s spec.CSTS) bool {
 		return s.RDY() || s.CFS()
 	}, c.toutReady)
 	if err != nil {
 		return err
 	}
-	if s := c.csts(); s.CFS() {
+	v, err := c.reg32(spec.RegCSTS)
+	if err != nil {
+		return err
+	}
+	if s := spec.CSTS(v); s.CFS() {
 		// A fatal controller may also report ready; it processes
 		// nothing, so say so now rather than time out an Identify.
 		return fmt.Errorf("%w: CSTS.CFS (controller fatal status) set while enabling: CSTS %v", ErrDevice, s)
@@ -462,7 +528,7 @@ func (c *Controller) setNumQueues() error {
 	nsq, ncq := spec.ParseNumberOfQueues(dw0)
 	n := min(int(nsq), int(ncq), int(want))
 	// Every queue's doorbells must lie inside the register window.
-	for n > 0 && int(spec.CQHeadDoorbell(uint16(n), c.dstrd))+4 > c.regs.Len() {
+	for c.fab == nil && n > 0 && int(spec.CQHeadDoorbell(uint16(n), c.dstrd))+4 > c.regs.Len() {
 		n--
 	}
 	if n < 1 {
@@ -507,6 +573,23 @@ func (c *Controller) watchOnce() {
 	if c.State() != StateReady {
 		return
 	}
+	if c.fab != nil {
+		// A fabric controller has no register window to watch: its
+		// liveness is the Keep Alive and its connections (a failed
+		// one asks for a reconnect).
+		if !c.resetPending() && c.adminMu.TryLock() {
+			if c.admin != nil {
+				c.admin.Poll()
+				c.checkAborts()
+				c.keepAliveOnce()
+			}
+			c.adminMu.Unlock()
+		}
+		if c.resetPending() {
+			c.resetFromWatcher()
+		}
+		return
+	}
 	s := c.csts()
 	switch {
 	case s.Removed():
@@ -527,13 +610,18 @@ func (c *Controller) watchOnce() {
 		c.adminMu.Unlock()
 	}
 	if c.resetPending() {
-		why := "requested"
-		if p := c.resetWhy.Load(); p != nil {
-			why = *p
-		}
-		if err := c.reset(why); err != nil {
-			c.logf("nvme: reset (%s): %v", why, err)
-		}
+		c.resetFromWatcher()
+	}
+}
+
+// resetFromWatcher runs the reset a queue pair or the watcher asked for.
+func (c *Controller) resetFromWatcher() {
+	why := "requested"
+	if p := c.resetWhy.Load(); p != nil {
+		why = *p
+	}
+	if err := c.reset(why); err != nil {
+		c.logf("nvme: reset (%s): %v", why, err)
 	}
 }
 
@@ -714,6 +802,13 @@ func (c *Controller) reset(reason string) error {
 	c.abortQ = c.abortQ[:0]
 	c.abortMu.Unlock()
 	c.quiesce()
+	if c.fab != nil {
+		if err := c.reconnect(); err != nil {
+			return err
+		}
+		defer c.adminMu.Unlock() // reconnect returns with it held
+		return c.resetDone(start)
+	}
 	c.adminMu.Lock()
 	defer c.adminMu.Unlock()
 	for _, s := range resetSteps {
@@ -726,6 +821,12 @@ func (c *Controller) reset(reason string) error {
 			return fmt.Errorf("reset: %s: %w", s.name, err)
 		}
 	}
+	return c.resetDone(start)
+}
+
+// resetDone moves a controller whose reset steps succeeded to
+// StateReady in a new generation. adminMu held.
+func (c *Controller) resetDone(start time.Time) error {
 	// The Abort commands outstanding were failed with the admin queue.
 	clear(c.aborts)
 	c.aborts = c.aborts[:0]
@@ -847,24 +948,40 @@ func (c *Controller) Close() error {
 		for _, q := range qs {
 			errs = append(errs, c.deleteQueues(q))
 		}
-		errs = append(errs, c.shutdown())
+		c.adminMu.Lock()
+		if c.fab == nil || c.admin.xerr == nil {
+			// (A fabric controller whose admin connection ended is
+			// gone already: nothing to shut down.)
+			errs = append(errs, c.shutdown())
+		}
+		c.adminMu.Unlock()
 	}
 	c.adminMu.Lock()
 	stopped := c.stopDevice()
 	c.setState(StateClosed)
 	c.release(stopped)
 	c.adminMu.Unlock()
-	errs = append(errs, c.bus.Close())
+	if c.fab != nil {
+		errs = append(errs, c.fab.Close())
+	} else {
+		errs = append(errs, c.bus.Close())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nvme: close: %w", err)
 	}
 	return nil
 }
 
-// shutdown performs a normal shutdown (NVMe Base 2.0, 3.6.2).
+// shutdown performs a normal shutdown (NVMe Base 2.0, 3.6.2). adminMu
+// held.
 func (c *Controller) shutdown() error {
-	cc := spec.CC(c.regs.Read32(spec.RegCC))
-	c.regs.Write32(spec.RegCC, uint32(cc.WithSHN(spec.SHNNormal)))
+	v, err := c.reg32(spec.RegCC)
+	if err != nil {
+		return err
+	}
+	if err := c.setReg32(spec.RegCC, uint32(spec.CC(v).WithSHN(spec.SHNNormal))); err != nil {
+		return err
+	}
 	return c.waitCSTS("shutdown", func(s spec.CSTS) bool { return s.SHST() == spec.SHSTComplete }, c.shutdownWait())
 }
 
@@ -886,6 +1003,12 @@ func (c *Controller) shutdownWait() time.Duration {
 // is stopped (or gone: a removed device reaches nothing). Called with
 // adminMu held, or during bring-up.
 func (c *Controller) stopDevice() bool {
+	if c.fab != nil {
+		// A controller across a fabric reaches no host memory: ending
+		// its connections ends the association.
+		c.disconnectAll()
+		return true
+	}
 	stopped := false
 	wait := max(c.toutCAP, 500*time.Millisecond)
 	if c.csts().Removed() {
@@ -956,6 +1079,9 @@ func (c *Controller) name() string {
 	if s, ok := c.bus.(fmt.Stringer); ok {
 		return s.String()
 	}
+	if c.fab != nil {
+		return c.fab.String()
+	}
 	if c.ident != nil {
 		return "controller " + c.ident.SN
 	}
@@ -1005,11 +1131,15 @@ func (c *Controller) Memory() *dma.Allocator { return c.mem }
 
 // Registers returns the controller's register window (for show-regs
 // style tools; the driver owns CC, the doorbells and the admin queue
-// registers, so write nothing).
+// registers, so write nothing). A controller on a fabric has none: the
+// Region is empty (Len 0); read its properties with Property.
 func (c *Controller) Registers() mmio.Region { return c.regs }
 
 // QueueMemory returns the DMA memory in bytes an I/O queue pair of depth
 // entries takes on this controller.
 func (c *Controller) QueueMemory(depth int) int {
+	if c.fab != nil {
+		return 0
+	}
 	return depth*(spec.CommandSize+spec.CompletionSize) + (depth-1)*prpStrideFor(c.maxXfer, c.pageSize)
 }

@@ -5,7 +5,12 @@
 // It talks to hardware only through a Bus (the register window and a
 // function reset) and a *dma.Allocator (memory the device can reach), so
 // the same code runs over VFIO (package nvme/pcie) and over the in-process
-// controller of package nvme/nvmetest.
+// controller of package nvme/nvmetest; or, on a fabric, through a Fabric
+// (OpenFabric: registers become Property Get/Set commands, queues are
+// connections, a reset is a reconnect; package nvme/tcp). transport.go
+// draws the seam: the PCIe ring code is in pcieq.go, the fabric side in
+// fabric.go, and the rest (command IDs, wait lists, deadlines, aborts,
+// resets, resubmission) is shared.
 //
 //	Controller ──admin queue (qid 0, serialized, synchronous)
 //	    │        watcher goroutine: aborts, resets, removal, fatal status
@@ -58,6 +63,7 @@
 // goroutine on Requests the caller owns. Nothing on the I/O path takes a
 // lock or allocates.
 //
-// Imports: dma, internal/mmio, nvme/spec and the standard library. Never
-// vfio.
+// Imports: dma, internal/mmio, nvme/spec, nvme/fabrics (the Property Get
+// and Set commands: wire definitions, no transport) and the standard
+// library. Never vfio, never a transport.
 package nvme

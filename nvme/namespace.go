@@ -87,6 +87,11 @@ func (c *Controller) scanNamespaces() error {
 func (c *Controller) scan(locked bool) (nsChange, error) {
 	c.scanMu.Lock()
 	defer c.scanMu.Unlock()
+	return c.scanHeld(locked)
+}
+
+// scanHeld is scan with scanMu held.
+func (c *Controller) scanHeld(locked bool) (nsChange, error) {
 	var ch nsChange
 	var ids []uint32
 	for after := uint32(0); len(ids) < c.opts.MaxNamespaces; {

@@ -5,10 +5,8 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
-	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
 
@@ -40,7 +38,7 @@ type tracker struct {
 	deadline int64  // monotonic ns; 0 until the timeout scan first sees it
 	aborting bool   // an Abort was requested for it
 	timedOut bool   // the abort did not help: fail with ErrTimeout at reset
-	prp      []byte // PRP list (or DSM range) scratch in DMA memory
+	prp      []byte // PRP list (or DSM range) scratch: DMA memory on PCIe, heap on a fabric
 	prpIOVA  dma.IOVA
 }
 
@@ -53,27 +51,30 @@ type tracker struct {
 // shared. Completion callbacks (Request.Done) run on the owner goroutine,
 // inside Poll.
 //
-// Memory per queue pair: Depth*64 bytes of submission queue, Depth*16 of
-// completion queue, and (Depth-1)*PRPStride bytes of PRP lists, all DMA
-// memory; see Controller.QueueMemory.
+// Memory per queue pair: on PCIe, Depth*64 bytes of submission queue,
+// Depth*16 of completion queue, and (Depth-1)*PRPStride bytes of PRP
+// lists, all DMA memory; on a fabric, what its transport holds (no DMA
+// memory); see Controller.QueueMemory.
+//
+// The queue's transport: on PCIe the rings in DMA memory and their
+// doorbells (pcieq.go, embedded here, no interface call on the I/O path);
+// on a fabric a QueueTransport (one connection), called once per Issue,
+// once per flush and once per Poll to reap.
 type QueuePair struct {
-	ctrl  *Controller
-	id    uint16
-	size  uint16 // entries in each ring
-	admin bool
+	ctrl   *Controller
+	id     uint16
+	size   uint16 // entries in each ring
+	admin  bool
+	fabric bool // the controller is on a fabric: xq, not the rings
+	freed  bool // Close (or the controller's Close) released it
 
-	regs       mmio.Region
-	sqDB, cqDB uintptr
-	sq         []spec.Command
-	cq         []spec.Completion
-	sqMem      *dma.Buffer
-	cqMem      *dma.Buffer
-	prpMem     *dma.Buffer
+	pcieQueue
 
-	sqTail   uint16
-	lastTail uint16 // tail value last written to the doorbell
-	cqHead   uint16
-	phase    bool
+	xq     QueueTransport         // the fabric queue; nil on PCIe
+	xerr   error                  // the fabric queue failed: wait for the reconnect
+	xdirty bool                   // commands issued since the last flush
+	xcmd   spec.Command           // the command being issued on a fabric
+	cqeFn  func(*spec.Completion) // q.completeCQE, made once
 
 	slotBits uint8
 	genMask  uint16
@@ -127,103 +128,60 @@ func prpStrideFor(maxXfer, pageSize int) int {
 	return pages * pageSize
 }
 
-// newQueuePair allocates the rings and PRP memory of a queue pair of size
-// entries. It does not create the queues on the device.
+// newQueuePair allocates a queue pair of size entries: its trackers and,
+// on PCIe, its rings and PRP memory. It does not create the queues on the
+// device (nor, on a fabric, connect them).
 func newQueuePair(c *Controller, id uint16, size int, admin bool) (q *QueuePair, err error) {
 	q = &QueuePair{
 		ctrl: c, id: id, size: uint16(size), admin: admin,
-		regs:      c.regs,
-		sqDB:      spec.SQTailDoorbell(id, c.dstrd),
-		cqDB:      spec.CQHeadDoorbell(id, c.dstrd),
 		pageSize:  c.pageSize,
 		maxXfer:   c.maxXfer,
 		useSGL:    c.useSGL && !admin,
 		timeout:   int64(c.opts.CommandTimeout),
 		abortWait: int64(c.opts.AbortTimeout),
-		phase:     true,
 	}
 	if admin {
 		q.timeout = int64(c.opts.AdminTimeout)
 		q.maxXfer = adminMaxXfer // adminExec applies MDTS
 	}
-	defer func() {
-		if err != nil {
-			q.free_()
-		}
-	}()
-	if q.sqMem, err = c.mem.Alloc(size * spec.CommandSize); err != nil {
-		return nil, fmt.Errorf("queue %d: submission queue memory: %w", id, err)
-	}
-	if q.cqMem, err = c.mem.Alloc(size * spec.CompletionSize); err != nil {
-		return nil, fmt.Errorf("queue %d: completion queue memory: %w", id, err)
-	}
-	q.sq = castCommands(q.sqMem.Bytes, size)
-	q.cq = castCompletions(q.cqMem.Bytes, size)
 	nslots := size - 1
 	q.slotBits = uint8(bits.Len(uint(nslots - 1)))
 	q.genMask = uint16(1<<(16-q.slotBits) - 1)
-	q.prpStride = prpStrideFor(q.maxXfer, q.pageSize)
-	if q.prpMem, err = c.mem.Alloc(nslots * q.prpStride); err != nil {
-		return nil, fmt.Errorf("queue %d: prp list memory: %w", id, err)
-	}
 	q.trk = make([]tracker, nslots)
 	q.free = make([]uint16, nslots)
-	for i := range q.trk {
-		off := i * q.prpStride
-		q.trk[i].prp = q.prpMem.Bytes[off : off+q.prpStride : off+q.prpStride]
-		q.trk[i].prpIOVA = q.prpMem.IOVAAt(off)
+	for i := range q.free {
 		q.free[i] = uint16(i)
 	}
 	q.freeN = nslots
 	q.epoch = c.epoch.Load()
+	if c.fab != nil {
+		q.initFabric()
+		return q, nil
+	}
+	if err := q.allocRings(c); err != nil {
+		q.free_()
+		return nil, err
+	}
 	return q, nil
 }
 
-// castCommands views DMA memory as submission queue entries. This and
-// castCompletions are the only casts of DMA memory in package nvme: the
-// ring memory comes from dma.Allocator (mmap'd, page aligned, never moved
-// by the Go runtime) and holds exactly n entries.
-func castCommands(b []byte, n int) []spec.Command {
-	if len(b) < n*spec.CommandSize {
-		panic("nvme: submission queue memory too small")
-	}
-	return unsafe.Slice((*spec.Command)(unsafe.Pointer(unsafe.SliceData(b))), n)
-}
-
-func castCompletions(b []byte, n int) []spec.Completion {
-	if len(b) < n*spec.CompletionSize {
-		panic("nvme: completion queue memory too small")
-	}
-	return unsafe.Slice((*spec.Completion)(unsafe.Pointer(unsafe.SliceData(b))), n)
-}
-
-// free_ releases the DMA memory of q.
+// free_ releases what q holds: the rings' DMA memory, or the fabric
+// connection.
 func (q *QueuePair) free_() {
-	for _, b := range []**dma.Buffer{&q.sqMem, &q.cqMem, &q.prpMem} {
-		if *b != nil {
-			q.ctrl.mem.Free(*b)
-			*b = nil
-		}
-	}
-	q.sq, q.cq = nil, nil
+	q.freed = true
+	q.freeRings()
+	q.dropTransport()
 }
 
 // memBytes returns the DMA memory q holds.
-func (q *QueuePair) memBytes() int {
-	n := 0
-	for _, b := range []*dma.Buffer{q.sqMem, q.cqMem, q.prpMem} {
-		if b != nil {
-			n += b.Len()
-		}
-	}
-	return n
-}
+func (q *QueuePair) memBytes() int { return q.ringBytes() }
 
 // abandon drops q's DMA memory without freeing it: the controller could
 // not be stopped and may still use it (Controller.release).
 func (q *QueuePair) abandon() {
-	q.sqMem, q.cqMem, q.prpMem = nil, nil, nil
-	q.sq, q.cq = nil, nil
+	q.freed = true
+	q.abandonRings()
+	q.dropTransport()
 }
 
 // ID returns the queue identifier (0 for the admin queue).
@@ -252,10 +210,12 @@ func (q *QueuePair) Stats() QueueStats {
 }
 
 // Submit hands r to the queue pair. It checks the data buffer (DMA memory,
-// dword aligned, at most MaxTransfer bytes) and writes the command to the
-// submission queue, or parks it on the wait list when every command ID is
-// taken; nothing is dropped. The doorbell is rung by the next Ring or
-// Poll, so a batch of submissions costs one doorbell write.
+// dword aligned, at most MaxTransfer bytes; on a fabric only the length)
+// and writes the command to the submission queue (on a fabric, queues its
+// capsule), or parks it on the wait list when every command ID is taken
+// or a fabric queue is reconnecting; nothing is dropped. The doorbell is
+// rung (the capsules sent) by the next Ring or Poll, so a batch of
+// submissions costs one doorbell write (one writev).
 //
 // An error means the request was not accepted and Done will not be called
 // for it: ErrBusy, an error wrapping ErrInvalid or ErrNotDMA, or the
@@ -280,20 +240,23 @@ func (q *QueuePair) Submit(r *Request) error {
 		if len(r.Data) > q.maxXfer {
 			return invalidf("data length %d exceeds the maximum transfer of %d bytes", len(r.Data), q.maxXfer)
 		}
-		iova, err := q.ctrl.mem.Lookup(r.Data)
-		if err != nil {
-			return fmt.Errorf("queue %d: data buffer: %w", q.id, err)
+		// A fabric moves the bytes itself: any memory will do.
+		if !q.fabric {
+			iova, err := q.ctrl.mem.Lookup(r.Data)
+			if err != nil {
+				return fmt.Errorf("queue %d: data buffer: %w", q.id, err)
+			}
+			if iova&3 != 0 {
+				return invalidf("data buffer at iova %#x is not dword aligned", uint64(iova))
+			}
+			r.iova = iova
 		}
-		if iova&3 != 0 {
-			return invalidf("data buffer at iova %#x is not dword aligned", uint64(iova))
-		}
-		r.iova = iova
 	}
 	r.admin = q.admin
 	r.next = nil
 	r.deadline = 0
 	r.Err, r.DW0, r.Status = nil, 0, 0
-	if q.freeN == 0 || q.waitHead != nil || q.recovering || q.stale() {
+	if q.freeN == 0 || q.waitHead != nil || q.recovering || q.stale() || q.xerr != nil {
 		if q.freeN == 0 {
 			q.stats.Waits++
 		}
@@ -311,40 +274,6 @@ func (q *QueuePair) Submit(r *Request) error {
 // gone or about to be, so nothing may be issued to them.
 func (q *QueuePair) stale() bool {
 	return !q.admin && q.epoch != q.ctrl.epoch.Load()
-}
-
-// ringDoorbells writes the completion queue head doorbell (cq) and the
-// submission queue tail doorbell (if the tail moved), unless the
-// controller's epoch moved on. For an I/O queue pair the epoch check and
-// the writes form a section a reset waits for (see Controller.quiesce):
-// the reset moves the epoch first, then waits until no owner is inside,
-// so a doorbell either lands before the controller is disabled or not at
-// all. The admin queue needs no section: it is used under adminMu, which
-// a reset holds.
-func (q *QueuePair) ringDoorbells(cq bool) {
-	sq := q.sqTail != q.lastTail
-	if !sq && !cq {
-		return
-	}
-	if !q.admin {
-		q.ringing.Store(1)
-		if q.ctrl.epoch.Load() != q.epoch {
-			q.ringing.Store(0)
-			return
-		}
-	}
-	if cq {
-		q.regs.Write32(q.cqDB, uint32(q.cqHead))
-		q.stats.CQDoorbells++
-	}
-	if sq {
-		q.regs.Write32(q.sqDB, uint32(q.sqTail))
-		q.lastTail = q.sqTail
-		q.stats.SQDoorbells++
-	}
-	if !q.admin {
-		q.ringing.Store(0)
-	}
 }
 
 func (q *QueuePair) pushWait(r *Request) {
@@ -387,36 +316,13 @@ func (q *QueuePair) issue(r *Request) {
 		cid = slot
 	}
 	t.req, t.deadline, t.aborting, t.timedOut = r, r.deadline, false, false
-
-	cmd := &q.sq[q.sqTail]
-	*cmd = r.Cmd
-	cmd.CID = cid
-	switch {
-	case r.dsmUsed:
-		putDSM(t.prp, &r.dsm)
-		cmd.PRP1, cmd.PRP2 = uint64(t.prpIOVA), 0
-	case len(r.Data) > 0:
-		// Submit looked the buffer up; the caller cannot free it while
-		// the request is ours (it owns it again only at Done).
-		iova := r.iova
-		if q.useSGL {
-			cmd.Flags = cmd.Flags&^spec.FlagPSDTMask | spec.FlagPSDTSGL
-			cmd.SetSGL1(spec.SGLDescriptor{Addr: uint64(iova), Length: uint32(len(r.Data)), Type: spec.MakeSGLType(spec.SGLTypeDataBlock, spec.SGLSubtypeAddress)})
-		} else {
-			cmd.Flags &^= spec.FlagPSDTMask
-			buildPRP(cmd, iova, len(r.Data), q.pageSize, t.prp, t.prpIOVA)
-		}
-	default:
-		// No data buffer: keep the caller's PRP1/PRP2. Create I/O
-		// CQ/SQ carry the queue's base address in PRP1 (the builders
-		// and AdminPassthru zero them themselves); zeroing them here
-		// would point every queue creation at IOVA 0.
+	var cmd *spec.Command
+	if q.fabric {
+		cmd = q.issueFabric(t, slot, cid, r)
+	} else {
+		cmd = q.putSQE(t, r, cid)
 	}
 	q.traceSubmit(cmd, len(r.Data)) // uprobe attach point (trace.go)
-	q.sqTail++
-	if q.sqTail == q.size {
-		q.sqTail = 0
-	}
 	r.state = reqInFlight
 	q.inflight++
 	q.stats.Submitted++
@@ -425,9 +331,14 @@ func (q *QueuePair) issue(r *Request) {
 // Ring writes the submission queue tail doorbell if commands were added
 // since the last write. Owner goroutine only.
 func (q *QueuePair) Ring() {
-	if q.term == nil {
-		q.ringDoorbells(false)
+	if q.term != nil {
+		return
 	}
+	if q.fabric {
+		q.flushFabric()
+		return
+	}
+	q.ringDoorbells(false)
 }
 
 // maxReap bounds the completions one Poll processes, so that a busy queue
@@ -443,39 +354,18 @@ func (q *QueuePair) Poll() int {
 	if q.stale() {
 		q.sync()
 	}
-	if q.term != nil || q.cq == nil {
+	if q.term != nil || q.freed {
 		return 0
 	}
-	q.Ring()
-	n := 0
-	for n < maxReap {
-		c := &q.cq[q.cqHead]
-		// One 32-bit atomic load of dword 3: CID, phase and status
-		// arrive together, and nothing below is read before it.
-		dw3 := atomic.LoadUint32((*uint32)(unsafe.Pointer(&c.CID)))
-		cid, phase, st := spec.SplitDW3(dw3)
-		if phase != q.phase {
-			break
-		}
-		dw0, sqHead := c.DW0, c.SQHead
-		q.cqHead++
-		if q.cqHead == q.size {
-			q.cqHead = 0
-			q.phase = !q.phase
-		}
-		n++
-		q.complete(cid, st, dw0, sqHead)
-		if q.term != nil || q.cq == nil { // a Done callback closed us
-			return n
-		}
+	var n int
+	if !q.fabric {
+		n = q.pollRing()
+	} else {
+		n = q.pollFabric()
 	}
-	if n == 0 {
-		q.stats.IdlePolls++
+	if q.term != nil || q.freed {
+		return n
 	}
-	for q.waitHead != nil && q.freeN > 0 && !q.stale() {
-		q.issue(q.popWait())
-	}
-	q.ringDoorbells(n > 0)
 	// The admin queue has no per-command deadlines here: synchronous
 	// admin commands bound their own wait, and Asynchronous Event
 	// Requests are meant to stay outstanding indefinitely.
@@ -625,6 +515,9 @@ func (q *QueuePair) sync() {
 	case StateResetting, StateInit:
 		return // wait: touch nothing until the controller is back
 	case StateReady:
+		if q.fabric && q.ctrl.resetPending() {
+			return // a reconnect is asked for: connect after it
+		}
 		q.recover(e) // in step when it returns, or still stale if another reset came
 	case StateRemoved:
 		q.reapStale()
@@ -648,30 +541,16 @@ func (q *QueuePair) sync() {
 // nvme_reap_pending_cqes). The completion queue holds at most size-1
 // entries, so this ends.
 func (q *QueuePair) reapStale() {
-	if q.cq == nil {
+	if q.freed {
 		return
 	}
 	q.recovering = true
 	defer func() { q.recovering = false }()
-	for n := 0; n < int(q.size); n++ {
-		c := &q.cq[q.cqHead]
-		dw3 := atomic.LoadUint32((*uint32)(unsafe.Pointer(&c.CID)))
-		cid, phase, st := spec.SplitDW3(dw3)
-		if phase != q.phase {
-			break
-		}
-		dw0, sqHead := c.DW0, c.SQHead
-		q.cqHead++
-		if q.cqHead == q.size {
-			q.cqHead = 0
-			q.phase = !q.phase
-		}
-		q.stats.Reaped++
-		q.complete(cid, st, dw0, sqHead)
-		if q.cq == nil { // a Done callback closed the queue pair
-			return
-		}
+	if q.fabric {
+		q.reapFabricStale()
+		return
 	}
+	q.reapRingStale()
 }
 
 func (q *QueuePair) terminate(err error) {
@@ -689,7 +568,7 @@ func (q *QueuePair) recover(e uint64) {
 	// First what the controller completed before the reset disabled it:
 	// those commands ran and must not run again.
 	q.reapStale()
-	if q.cq == nil || q.term != nil {
+	if q.freed || q.term != nil {
 		return
 	}
 	q.recovering = true
@@ -727,6 +606,13 @@ func (q *QueuePair) recover(e uint64) {
 	}
 	q.resetRings()
 	if err := q.ctrl.createQueues(q); err != nil {
+		if q.ctrl.fab != nil {
+			// A fabric queue that cannot reconnect asks for another
+			// reconnect of the controller; its requests wait, until
+			// the controller is given up (ErrRemoved).
+			q.ctrl.requestReset(epochGen(e), fmt.Sprintf("queue %d: reconnect: %v", q.id, err))
+			return
+		}
 		if q.ctrl.epoch.Load() != e {
 			// Another reset (or a failure, a removal) came while the
 			// queues were being created: the next sync starts over;
@@ -736,13 +622,6 @@ func (q *QueuePair) recover(e uint64) {
 		q.terminate(fmt.Errorf("queue %d: recreate after reset: %w", q.id, err))
 		q.epoch = e
 	}
-}
-
-// resetRings empties both rings. The controller must not be using them.
-func (q *QueuePair) resetRings() {
-	clear(q.cq)
-	q.sqTail, q.lastTail, q.cqHead = 0, 0, 0
-	q.phase = true
 }
 
 // Exec submits r and polls until it completes, then returns r.Err. It is
@@ -781,7 +660,20 @@ func (q *QueuePair) Exec(r *Request) error {
 // stopped it. Owner goroutine only; after a nil error (or any error but
 // ErrDeviceOwned) the queue pair may not be used.
 func (q *QueuePair) Close() error {
-	if q.cq == nil {
+	if q.freed {
+		return nil
+	}
+	if q.fabric {
+		// Nothing across a fabric writes into the requests' buffers
+		// once the owner stops reaping: end the connection, fail what
+		// is left, release.
+		if q.term == nil {
+			q.term = fmt.Errorf("queue %d: %w", q.id, ErrClosed)
+		}
+		q.dropTransport()
+		q.failAll(q.term)
+		q.ctrl.releaseQueue(q)
+		q.free_()
 		return nil
 	}
 	if q.term == nil {

@@ -41,7 +41,8 @@ type Request struct {
 	// builder's or the caller's.
 	Cmd spec.Command
 	// Data is the data buffer, DMA memory from the controller's
-	// allocator, or nil for commands without data.
+	// allocator (any memory on a fabric), or nil for commands without
+	// data.
 	Data []byte
 	// Done is called on the owner goroutine when the command completes,
 	// fails, or is given up. It must not block; it may submit again,
@@ -69,6 +70,8 @@ type Request struct {
 	iova    dma.IOVA    // device address of Data, looked up by Submit
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
+	// dw1 is completion dword 1, kept on a fabric only (Property Get).
+	dw1 uint32
 	// deadline carries a command's deadline across its resubmission
 	// after a reset, so that a reset does not restart its clock.
 	deadline int64
