@@ -921,6 +921,9 @@ func showRegsCmd(a app, g *globals) *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if isFabricsAddr(args[0]) && !afterInit {
+				return usagef("show-regs of an NVMe/TCP controller needs --after-init: its registers are properties, read with Property Get once connected")
+			}
 			if afterInit {
 				return withCtrl(a, args[0], func(c *nvme.Controller) error {
 					return emit(w, g, "", registersRecord(c.Registers(), g.human))

@@ -185,6 +185,9 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 			if err != nil {
 				return err
 			}
+			if n := a.tcp.nrIOQueues; n > 0 && n < cfg.pollers {
+				return usagef("--nr-io-queues %d: this run needs %d I/O queues (one per poller)", n, cfg.pollers)
+			}
 			// SIGTERM (timeout(1), systemd, kill) and SIGHUP (a closed
 			// terminal) end the run as Ctrl-C does: the pollers stop and
 			// what was measured is printed.
@@ -411,6 +414,9 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 		cfg.metricsLn = ln
 	}
 	for _, addr := range cfg.addrs {
+		if isFabricsAddr(addr) {
+			continue
+		}
 		info, err := findCtrl(a, addr)
 		if err != nil {
 			return err
