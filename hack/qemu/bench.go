@@ -146,8 +146,8 @@ func parseWorkloads(list string) ([]string, error) {
 // runs is how many measured runs the guest does.
 func (o *benchOptions) runs() int {
 	engines := 3 // io_uring irq and poll, gonvme
-	if o.NoIRQ {
-		engines = 2
+	if o.NoIRQ || o.TCP {
+		engines = 2 // --tcp: the kernel initiator with interrupts, and gonvme
 	}
 	perRep := len(o.Depths) * (engines*len(o.Workloads) + len(o.QemuImg)) // + qemu-img
 	return o.Reps * perRep

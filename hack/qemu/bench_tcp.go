@@ -26,12 +26,11 @@ func (o *benchOptions) tcpMode() {
 // tcpEngineRows is the order and the label of the NVMe/TCP table's rows.
 var tcpEngineRows = []struct{ engine, label string }{
 	{bench.EngineTCPKernelIRQ, "kernel nvme-tcp initiator, fio io_uring (hipri=0)"},
-	{bench.EngineTCPKernelPoll, "kernel nvme-tcp initiator, fio io_uring, polled (hipri=1, --nr-poll-queues 1)"},
 	{bench.EngineTCPGonvme, "**gonvme** host, nvmectl perf tcp://, 1 poller"},
 }
 
 // renderTCPTable prints the NVMe/TCP rows as renderTable prints the local
-// ones; the ratio column divides by the kernel initiator's better row, and
+// ones; the ratio column divides by the kernel initiator's row, and
 // DESIGN.md's target (QD32 at least 1.2x) is checked at the deepest depth.
 func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	o := h.Opts
@@ -46,7 +45,7 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	}
 	kernelBest := func(wl string, qd int) float64 {
 		best := math.NaN()
-		for _, e := range []string{bench.EngineTCPKernelIRQ, bench.EngineTCPKernelPoll} {
+		for _, e := range []string{bench.EngineTCPKernelIRQ} {
 			if c, ok := cells[cellKey{wl, qd, e}]; ok && c.IOPS.N > 0 && !(c.IOPS.Median <= best) {
 				best = c.IOPS.Median
 			}
@@ -68,9 +67,6 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	}
 	if v := h.Info["clocksource"]; v != "" {
 		facts = append(facts, "clocksource "+v)
-	}
-	if v := h.Info["tcp_io_poll"]; v != "" {
-		facts = append(facts, "initiator io_poll="+v)
 	}
 	b.WriteString(strings.Join(facts, "; ") + ".  \n")
 	fmt.Fprintf(&b, "Each cell: median of %d runs of %v after %v of warm-up, all in one boot, one host at a time "+

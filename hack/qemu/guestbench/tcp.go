@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/bench"
@@ -16,7 +14,8 @@ import (
 // (/dev/nvme0n1) on 127.0.0.1:4420. In every repetition the kernel's
 // initiator connects (nvme-cli), fio runs on its block device, it
 // disconnects, and then gonvme's host runs nvmectl perf tcp://... against
-// the same target.
+// the same target. A polled kernel row would need the polled run, which
+// this kernel cannot do cleanly (runTCP says why).
 
 // tcpBenchNQN is the subsystem the bench exports.
 const tcpBenchNQN = "nqn.2024-01.io.gonvme:bench"
@@ -53,22 +52,20 @@ func runTCP(o *options, boot *vmtest.Boot, addr string) (failed int, err error) 
 			fmt.Printf("guestbench: rep %d: kernel initiator: %v\n", rep+1, err)
 			for _, wl := range o.workloads {
 				for _, qd := range o.depths {
-					r.emit(bench.Sample{Engine: bench.EngineTCPKernelPoll, Workload: wl, Depth: qd, Rep: rep, Err: err.Error()}, 0)
+					r.emit(bench.Sample{Engine: bench.EngineTCPKernelIRQ, Workload: wl, Depth: qd, Rep: rep, Err: err.Error()}, 0)
 				}
 			}
 		} else {
 			if rep == 0 {
-				poll, _ := os.ReadFile("/sys/block/" + strings.TrimPrefix(blk, "/dev/") + "/queue/io_poll")
-				info("tcp_io_poll", strings.TrimSpace(string(poll)))
 				info("tcp_kernel_dev", blk)
 			}
+			// Interrupts only (hipri=0): on this kernel (6.1) a polled
+			// nvme-tcp queue sleeps in lock_sock inside the RCU read
+			// section bio_poll holds, and the kernel says so with a
+			// WARNING (rcu_note_context_switch) that fails the boot.
 			for _, wl := range o.workloads {
 				for _, qd := range o.depths {
-					for _, hipri := range []bool{false, true} {
-						if hipri || o.irq {
-							r.fio(rep, wl, qd, blk, hipri)
-						}
-					}
+					r.fio(rep, wl, qd, blk, false)
 				}
 			}
 			if _, err := output(nvme, time.Minute, "disconnect", "-n", tcpBenchNQN); err != nil {
@@ -87,11 +84,11 @@ func runTCP(o *options, boot *vmtest.Boot, addr string) (failed int, err error) 
 	return r.failed, nil
 }
 
-// tcpConnect attaches the bench subsystem through the kernel's initiator,
-// with one poll queue for fio's hipri=1, and returns its block device.
+// tcpConnect attaches the bench subsystem through the kernel's initiator
+// and returns its block device.
 func tcpConnect(nvme string) (string, error) {
 	if _, err := output(nvme, time.Minute, "connect", "-t", "tcp", "-a", vmtest.KernelTargetAddr,
-		"-s", fmt.Sprint(vmtest.KernelTargetPort), "-n", tcpBenchNQN, "--nr-poll-queues", "1"); err != nil {
+		"-s", fmt.Sprint(vmtest.KernelTargetPort), "-n", tcpBenchNQN); err != nil {
 		return "", err
 	}
 	_, blk, err := vmtest.WaitFabricsDevice(tcpBenchNQN, 1, time.Minute)
@@ -107,8 +104,6 @@ func (r *runner) engine(local string) string {
 	switch local {
 	case bench.EngineIRQ:
 		return bench.EngineTCPKernelIRQ
-	case bench.EnginePoll:
-		return bench.EngineTCPKernelPoll
 	case bench.EngineGonvme:
 		return bench.EngineTCPGonvme
 	}

@@ -8,9 +8,6 @@ const (
 	// EngineTCPKernelIRQ is fio io_uring (hipri=0) on the block device
 	// the kernel's nvme-tcp initiator made (nvme connect).
 	EngineTCPKernelIRQ = "nvme-tcp-irq"
-	// EngineTCPKernelPoll is the same with hipri=1, on the poll queue
-	// nvme connect --nr-poll-queues 1 gave it.
-	EngineTCPKernelPoll = "nvme-tcp-poll"
 	// EngineTCPGonvme is `nvmectl perf tcp://...`: gonvme's host.
 	EngineTCPGonvme = "gonvme-tcp"
 )
