@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,28 @@ func TestRenderTCPTable(t *testing.T) {
 	got = renderTCPTable(h, ss[:6])
 	if !strings.Contains(got, "(want ≥ 1.2×): not measured") {
 		t.Errorf("without gonvme rows:\n%s", got)
+	}
+}
+
+func TestRunNVMetFlags(t *testing.T) {
+	parse := func(args ...string) (*bootFlags, string, error) {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		var f bootFlags
+		f.register(fs, "default")
+		bind := fs.String("bind", "vfio", "")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		err := nvmetRun(fs, &f, bind)
+		return &f, *bind, err
+	}
+	if f, bind, err := parse(); err != nil || bind != "kernel" || f.Profile != "default+nvmf" {
+		t.Errorf("--nvmet: profile %q, bind %q, %v; want default+nvmf, kernel", f.Profile, bind, err)
+	}
+	if f, bind, err := parse("--profile", "nvmf+4k", "--bind", "kernel"); err != nil || bind != "kernel" || f.Profile != "nvmf+4k" {
+		t.Errorf("--nvmet --profile nvmf+4k: profile %q, bind %q, %v", f.Profile, bind, err)
+	}
+	if _, _, err := parse("--bind", "vfio"); err == nil || !strings.Contains(err.Error(), "--bind kernel") {
+		t.Errorf("--nvmet --bind vfio: %v", err)
 	}
 }

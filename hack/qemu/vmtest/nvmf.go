@@ -349,3 +349,24 @@ func WaitFabricsGone(nqn string, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// StartKernelTarget is run --nvmet's target, for the guest init: it
+// prepares the fabrics (PrepareFabrics) and exports devices and null_blk
+// (/dev/nullb0, the last namespace) as DefaultKernelTargetNQN on
+// KernelTargetAddr:KernelTargetPort, with discovery on
+// KernelTargetDiscoveryPort. It returns the subsystem's tcp:// name. The
+// target lives until the guest powers off.
+func StartKernelTarget(b *Boot, devices []string) (string, error) {
+	if err := PrepareFabrics(b); err != nil {
+		return "", err
+	}
+	devs := append(append([]string(nil), devices...), "/dev/nullb0")
+	ports := []guest.NVMetPort{
+		{ID: 1, Addr: KernelTargetAddr, Service: strconv.Itoa(KernelTargetPort)},
+		{ID: 2, Addr: KernelTargetAddr, Service: strconv.Itoa(KernelTargetDiscoveryPort)},
+	}
+	if _, err := guest.NewNVMetSubsystem(DefaultKernelTargetNQN, devs, ports); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("tcp://%s:%d/%s", KernelTargetAddr, KernelTargetPort, DefaultKernelTargetNQN), nil
+}
