@@ -75,8 +75,9 @@ func TestVMTCPHostDiscover(t *testing.T) {
 		if port == vmtest.KernelTargetDiscoveryPort {
 			url = "tcp://" + kt.Addr // the default port
 		}
-		got := v.ok("discover", url)
 		want := env.Tool(t, "nvme", "discover", "-t", "tcp", "-a", kt.Addr, "-s", fmt.Sprint(port))
+		wantJSON := env.Tool(t, "nvme", "discover", "-t", "tcp", "-a", kt.Addr, "-s", fmt.Sprint(port), "-o", "json")
+		got := v.ok("discover", url)
 		if trimLines(got) != trimLines(want) {
 			t.Errorf("nvmectl discover %s:\n%s\nnvme discover -s %d:\n%s", url, got, port, want)
 		}
@@ -87,7 +88,7 @@ func TestVMTCPHostDiscover(t *testing.T) {
 		if err := json.Unmarshal([]byte(v.ok("-o", "json", "discover", url)), &mine); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal([]byte(env.Tool(t, "nvme", "discover", "-t", "tcp", "-a", kt.Addr, "-s", fmt.Sprint(port), "-o", "json")), &theirs); err != nil {
+		if err := json.Unmarshal([]byte(wantJSON), &theirs); err != nil {
 			t.Fatal(err)
 		}
 		if a, b := jsonText(mine), jsonText(theirs); a != b {
