@@ -72,7 +72,8 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	fmt.Fprintf(&b, "Each cell: median of %d runs of %v after %v of warm-up, all in one boot, one host at a time "+
 		"(the kernel's initiator is disconnected while gonvme runs); IOPS also min–max. Latency in µs from submission "+
 		"to completion (fio lat_ns, nvmectl perf latency_us). The last column divides the row's median IOPS by the "+
-		"kernel initiator's better row.\n\n", o.Reps, o.Time, o.Warmup)
+		"kernel initiator's. The kernel row uses interrupts: a polled nvme-tcp queue (hipri=1) makes this "+
+		"kernel (6.1) log a WARNING (a sleep in lock_sock inside bio_poll's RCU section).\n\n", o.Reps, o.Time, o.Warmup)
 	b.WriteString("| workload | QD | host | IOPS | IOPS min–max | avg µs | p50 µs | p99 µs | p99.9 µs | ÷ kernel initiator |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	var failures []string
