@@ -161,8 +161,19 @@ func TestTCPPerfQueues(t *testing.T) {
 	t.Cleanup(func() { perfOpen = oldPerf })
 	perfOpen = openSystem // the real one: it branches to app.connect for tcp://
 	out := r.ok("perf", tcpAddr, "-q", "4", "-t", "0.2", "-c", "0x1", "-s", "4096")
-	if !strings.Contains(out, tcpAddr) {
-		t.Errorf("perf's table does not name %s:\n%s", tcpAddr, out)
+	// The controller column fits the tcp:// name: Read% and the row's
+	// 100.0 end in the same column.
+	var head, row string
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "Controller "):
+			head = l
+		case strings.HasPrefix(l, tcpAddr+" "):
+			row = l
+		}
+	}
+	if head == "" || row == "" || strings.Index(head, "Read%") != strings.Index(row, "100.0") {
+		t.Errorf("perf's table does not line up under a tcp:// name:\n%s", out)
 	}
 	if len(r.ctrl) != 1 || r.ctrl[0].IOQueues != 1 || r.opts[0].NrIOQueues != 1 {
 		t.Errorf("perf with one poller connected with %+v / %+v", r.ctrl, r.opts)
