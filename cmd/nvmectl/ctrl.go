@@ -19,14 +19,15 @@ import (
 // form "bb:dd.f" of domain 0 (plain lspci). A device number above 0x1f or
 // a function above 7 does not exist on PCI and is refused. A controller
 // reached over NVMe/TCP, tcp://HOST[:PORT]/NQN, comes back in its
-// canonical form (tcpName). Every error is a usage error.
+// canonical form (tcp.Address.String: tcp://HOST:PORT/NQN, an IPv6
+// host in brackets, the port always given). Every error is a usage error.
 func parseAddr(s string) (string, error) {
 	if isFabricsAddr(s) {
 		ta, err := parseTCPAddr(s, false)
 		if err != nil {
 			return "", err
 		}
-		return tcpName(ta), nil
+		return ta.String(), nil
 	}
 	bad := func(why string) (string, error) {
 		return "", usagef("%q is not a PCI address: %s (want [domain:]bus:device.function as lspci prints it, like 0000:01:00.0 or 01:00.0)", s, why)

@@ -33,7 +33,7 @@ func discoverCmd(a app, g *globals) *cobra.Command {
 			o := a.tcp.opts
 			log, err := a.discover(ta, &o)
 			if err != nil {
-				return devicef("discover %s: %w", tcpName(ta), err)
+				return devicef("discover %s: %w", ta.String(), err)
 			}
 			if g.out == formatJSON {
 				return writeDiscoveryJSON(cmd.OutOrStdout(), log)

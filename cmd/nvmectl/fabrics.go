@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,21 +35,6 @@ func parseTCPAddr(s string, discovery bool) (tcp.Address, error) {
 		return tcp.Address{}, usageError{err}
 	}
 	return a, nil
-}
-
-// tcpName is the canonical name of a controller reached over NVMe/TCP:
-// tcp://HOST:PORT/NQN, an IPv6 host in brackets, the port always given.
-// nvmectl prints it where it prints a PCI address.
-func tcpName(a tcp.Address) string {
-	host := a.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	s := "tcp://" + host + ":" + strconv.Itoa(a.Port)
-	if a.NQN != "" {
-		s += "/" + a.NQN
-	}
-	return s
 }
 
 // tcpFlags are nvme-cli connect's options, on every verb that takes a

@@ -254,3 +254,26 @@ sectype: none
 		t.Errorf("discover tcp://[::1]:4420 asked %+v", asked[1])
 	}
 }
+
+// TestTCPFlagsDocumented: the NVMe/TCP options complete in the shell and
+// appear in the verbs' man pages, as every flag does.
+func TestTCPFlagsDocumented(t *testing.T) {
+	r := newFakeRig(t, nvmetest.Config{})
+	out := r.ok("__complete", "id-ctrl", tcpAddr, "--")
+	for _, f := range tcpFlagNames {
+		if !strings.Contains(out, "--"+f) {
+			t.Errorf("__complete id-ctrl ADDR --: no --%s in\n%s", f, out)
+		}
+	}
+	if out := r.ok("__complete", "setup", "--"); strings.Contains(out, "--hostnqn") {
+		t.Errorf("setup offers --hostnqn:\n%s", out)
+	}
+	dir := filepath.Join(t.TempDir(), "man8")
+	r.ok("man", dir)
+	for _, page := range []string{"nvmectl-discover.8", "nvmectl-perf.8", "nvmectl-read.8"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		if err != nil || !strings.Contains(string(b), "--ctrl-loss-tmo") {
+			t.Errorf("%s does not document --ctrl-loss-tmo: %v", page, err)
+		}
+	}
+}
