@@ -308,9 +308,9 @@
 // fewer than its pollers), --queue-size (16 to 1024, default 128),
 // --keep-alive-tmo (seconds, default 5; Keep Alive every half of it),
 // --reconnect-delay (seconds, default 10), --ctrl-loss-tmo (seconds,
-// default 600; -1 reconnects forever, 0 gives up at the first loss; after
-// it outstanding and new I/O fails with nvme.ErrRemoved), --hdr-digest and
-// --data-digest (CRC32C). A bad value is a usage error before anything
+// default 600; -1 reconnects forever, 0 gives up when the attempt made at
+// once fails; after it outstanding and new I/O fails with
+// nvme.ErrRemoved), --hdr-digest and --data-digest (CRC32C). A bad value is a usage error before anything
 // connects, and so is any of them without a tcp:// controller.
 //
 // # Metrics (Prometheus)

@@ -152,7 +152,9 @@ func (f *tcpFlags) check(cmd *cobra.Command, args []string) error {
 		o.CtrlLossTimeout = -1
 	case f.ctrlLossTmo == 0:
 		// nvme-cli's 0: give up at the first loss. tcp.Options reads 0
-		// as its default, so the shortest positive time stands for it.
+		// as its default, so the shortest positive time stands for it:
+		// the controller is given up when the reconnect attempt made at
+		// once fails.
 		o.CtrlLossTimeout = time.Nanosecond
 	default:
 		o.CtrlLossTimeout = time.Duration(f.ctrlLossTmo) * time.Second
