@@ -713,9 +713,19 @@ func getFeatureCmd(a app, g *globals) *cobra.Command {
 			// that returns data for a feature nvmectl does not know the
 			// size of (or for -s 3, which returns none) then writes into
 			// memory the driver gave it, never to IOVA 0. Only n bytes are
-			// shown.
+			// shown. Over a fabric there is no IOVA to protect, and the
+			// target checks that the data transfer is exactly the
+			// feature's (nvmet fails anything else with Data SGL Length
+			// Invalid): the command carries n bytes, none for -s 3.
 			page := make([]byte, 4096)
-			v, err := c.GetFeature(fid, sel, nsid, cdw11, page)
+			buf := page
+			if c.Fabric() != nil {
+				buf = page[:n]
+				if sel == spec.SelSupportedCap {
+					buf = nil
+				}
+			}
+			v, err := c.GetFeature(fid, sel, nsid, cdw11, buf)
 			if err != nil {
 				return nil, err
 			}
@@ -921,6 +931,9 @@ func showRegsCmd(a app, g *globals) *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if isFabricsAddr(args[0]) && !afterInit {
+				return usagef("show-regs of an NVMe/TCP controller needs --after-init: its registers are properties, read with Property Get once connected")
+			}
 			if afterInit {
 				return withCtrl(a, args[0], func(c *nvme.Controller) error {
 					return emit(w, g, "", registersRecord(c.Registers(), g.human))

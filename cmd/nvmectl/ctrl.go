@@ -17,9 +17,18 @@ import (
 // takes what lspci prints: the full form (lspci -D), with a 4- or 5-digit
 // domain (VMD puts its devices in domains from 0x10000), and the short
 // form "bb:dd.f" of domain 0 (plain lspci). A device number above 0x1f or
-// a function above 7 does not exist on PCI and is refused. Every error is
-// a usage error.
+// a function above 7 does not exist on PCI and is refused. A controller
+// reached over NVMe/TCP, tcp://HOST[:PORT]/NQN, comes back in its
+// canonical form (tcp.Address.String: tcp://HOST:PORT/NQN, an IPv6
+// host in brackets, the port always given). Every error is a usage error.
 func parseAddr(s string) (string, error) {
+	if isFabricsAddr(s) {
+		ta, err := parseTCPAddr(s, false)
+		if err != nil {
+			return "", err
+		}
+		return ta.String(), nil
+	}
 	bad := func(why string) (string, error) {
 		return "", usagef("%q is not a PCI address: %s (want [domain:]bus:device.function as lspci prints it, like 0000:01:00.0 or 01:00.0)", s, why)
 	}
@@ -76,6 +85,9 @@ func findCtrl(a app, addr string) (vfio.Controller, error) {
 	if err != nil {
 		return vfio.Controller{}, err
 	}
+	if isFabricsAddr(addr) {
+		return vfio.Controller{}, usagef("%s is reached over NVMe/TCP: this needs a PCI controller", addr)
+	}
 	all, err := a.list()
 	if err != nil {
 		return vfio.Controller{}, deviceError{fmt.Errorf("list controllers: %w", err)}
@@ -96,9 +108,25 @@ func findCtrl(a app, addr string) (vfio.Controller, error) {
 	return vfio.Controller{}, usagef("no NVMe controller at %s (controllers: %s; nvmectl list shows them)", addr, have)
 }
 
-// withCtrl opens the controller at addr through VFIO, runs f and closes
-// the controller (CC.SHN) whatever f returned.
+// withCtrl opens the controller at addr through VFIO, or connects to it
+// over NVMe/TCP (tcp://...), runs f and closes the controller (CC.SHN)
+// whatever f returned.
 func withCtrl(a app, addr string, f func(c *nvme.Controller) error) (err error) {
+	if isFabricsAddr(addr) {
+		if addr, err = parseAddr(addr); err != nil {
+			return err
+		}
+		c, err := connectTCP(a, addr, &nvme.Options{IOQueues: 1, AsyncEvents: -1})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := c.Close(); cerr != nil && err == nil {
+				err = devicef("close %s: %w", addr, cerr)
+			}
+		}()
+		return classify(f(c))
+	}
 	info, err := findCtrl(a, addr)
 	if err != nil {
 		return err
@@ -161,16 +189,47 @@ func nsList(ids []uint32) string {
 // so they share a VFIO container and a DMA allocator, and returns a
 // function that closes them all. perf and serve use it (through their own
 // variables, which host tests replace with controllers on nvmetest).
+// Controllers named tcp://... are connected over NVMe/TCP instead (no
+// VFIO container is made when all are).
 func openSystem(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
-	sys, err := pcie.NewSystem()
-	if err != nil {
-		return nil, nil, devicef("open vfio container: %w", err)
-	}
+	var sys *pcie.System
 	var ctrls []*nvme.Controller
+	var remote []*nvme.Controller
+	closeAll := func() error {
+		var first error
+		for _, c := range remote {
+			if err := c.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		if sys != nil {
+			if err := sys.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	for _, addr := range addrs {
+		if isFabricsAddr(addr) {
+			c, err := connectTCP(a, addr, opts)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			remote = append(remote, c)
+			ctrls = append(ctrls, c)
+			continue
+		}
+		if sys == nil {
+			var err error
+			if sys, err = pcie.NewSystem(); err != nil {
+				closeAll()
+				return nil, nil, devicef("open vfio container: %w", err)
+			}
+		}
 		c, err := sys.Open(addr, opts)
 		if err != nil {
-			sys.Close()
+			closeAll()
 			if errors.Is(err, vfio.ErrBusy) {
 				return nil, nil, devicef("controller %s is in use by another process: %w", addr, err)
 			}
@@ -178,5 +237,5 @@ func openSystem(a app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, 
 		}
 		ctrls = append(ctrls, c)
 	}
-	return ctrls, sys.Close, nil
+	return ctrls, closeAll, nil
 }

@@ -1,7 +1,8 @@
 // Command nvmectl manages NVMe controllers for gonvme's userspace driver,
 // with the verbs storage engineers know from SPDK's setup.sh and nvme-cli.
 //
-// Controllers are named by PCI address (0000:01:00.0), namespaces with
+// Controllers are named by PCI address (0000:01:00.0), or, reached over
+// NVMe/TCP, as tcp://HOST[:PORT]/NQN (see NVMe/TCP below); namespaces with
 // -n/--namespace-id. Every verb that prints data takes -o normal|json
 // (default normal) and -H/--human-readable (decodes fields in normal
 // output; JSON is the same with or without it).
@@ -278,6 +279,40 @@
 // histogram (each bucket's range in µs, the cumulative percentage and the
 // count).
 //
+// # NVMe/TCP host (nvme-cli's discover and connect)
+//
+//	nvmectl discover tcp://HOST[:PORT]    the Discovery Log Page, as nvme discover prints it
+//	nvmectl VERB tcp://HOST[:PORT]/NQN    any verb below that takes ADDR, over NVMe/TCP
+//
+// A controller named tcp://HOST[:PORT]/NQN (HOST an IPv4 address, a name,
+// or an IPv6 address in brackets: tcp://[fe80::1%eth0]/NQN; PORT 4420
+// unless given) is reached with package nvme/tcp instead of VFIO, wherever
+// a PCI address is taken: id-ctrl, id-ns, list-ns, the log and feature
+// verbs, read, write, compare, flush, perf, serve and the rest (show-regs
+// with --after-init: the registers are properties). setup and reset take
+// PCI addresses only. Each verb connects (ICReq, Fabrics Connect of the
+// admin queue and its I/O queues), runs, and disconnects. discover
+// connects to the discovery controller (port 8009 unless given), reads the
+// whole log (70h) and prints each entry's trtype, adrfam, subtype, treq,
+// portid, trsvcid, subnqn, traddr, eflags and sectype as nvme-cli 2.3 does
+// (padding stripped); -o json:
+//
+//	discover     "genctr" "records": [{"trtype" "adrfam" "subtype" "treq" "portid" "trsvcid"
+//	             "subnqn" "traddr" "eflags" "sectype"}]
+//
+// Every verb that takes a controller takes nvme-cli connect's options by
+// their long names (the one-letter forms clash with nvmectl's): --hostnqn
+// and --hostid (default: /etc/nvme/hostnqn and /etc/nvme/hostid, as
+// nvme-cli; else a host NQN made from a random host ID), --nr-io-queues
+// (default what the verb uses: 1, or one per perf poller; perf refuses
+// fewer than its pollers), --queue-size (16 to 1024, default 128),
+// --keep-alive-tmo (seconds, default 5; Keep Alive every half of it),
+// --reconnect-delay (seconds, default 10), --ctrl-loss-tmo (seconds,
+// default 600; -1 reconnects forever, 0 gives up when the attempt made at
+// once fails; after it outstanding and new I/O fails with
+// nvme.ErrRemoved), --hdr-digest and --data-digest (CRC32C). A bad value is a usage error before anything
+// connects, and so is any of them without a tcp:// controller.
+//
 // # Metrics (Prometheus)
 //
 //	nvmectl serve ADDR... [--listen 127.0.0.1:9111] [--pollers N]
@@ -290,7 +325,7 @@
 // state, SMART temperature and spare read at most every 10 s) and /healthz
 // (200 when every controller is ready, else 503 naming the one that is
 // not) until Ctrl-C or SIGTERM. It listens on loopback unless --listen
-// says otherwise; the controller label is the PCI address. A program that
+// says otherwise; the controller label is the PCI address (or tcp:// name). A program that
 // embeds gonvme exports the same with metrics.Register and metrics.Serve.
 //
 // # Tracing (eBPF)
@@ -346,6 +381,6 @@
 // (sizes), github.com/prometheus/procfs (PCI attributes, CPU model),
 // github.com/prometheus/client_golang (serve, perf --metrics-addr),
 // github.com/cilium/ebpf (trace), and gonvme's vfio, dma, nvme,
-// nvme/pcie, nvme/spec, poller, metrics, internal/mmio (register loads),
+// nvme/pcie, nvme/tcp, nvme/fabrics, nvme/spec, poller, metrics, internal/mmio (register loads),
 // internal/cpuset and internal/perfjson packages.
 package main

@@ -12,7 +12,9 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/internal/mmio"
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/pcie"
+	"github.com/seedb8fa28ef/gonvme/nvme/tcp"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -67,6 +69,12 @@ type app struct {
 	// through VFIO (sysfsRegisters), and returns them with the function
 	// that unmaps them.
 	regs func(addr string) (mmio.Region, func() error, error)
+	// connect reaches a controller over NVMe/TCP (tcp.Connect), discover
+	// reads a discovery controller's log (tcp.Discover).
+	connect  func(a tcp.Address, o *tcp.Options) (*nvme.Controller, error)
+	discover func(a tcp.Address, o *tcp.Options) (fabrics.DiscoveryLog, error)
+	// tcp holds the run's NVMe/TCP flags (newRoot makes it).
+	tcp *tcpFlags
 }
 
 func (a app) defaults() app {
@@ -90,6 +98,12 @@ func (a app) defaults() app {
 	}
 	if a.getenv == nil {
 		a.getenv = os.Getenv
+	}
+	if a.connect == nil {
+		a.connect = tcp.Connect
+	}
+	if a.discover == nil {
+		a.discover = discoverTCP
 	}
 	if a.regs == nil {
 		root := a.root
@@ -191,12 +205,14 @@ type globals struct {
 
 func newRoot(a app) *cobra.Command {
 	g := &globals{out: formatNormal}
+	a.tcp = &tcpFlags{root: a.root}
 	root := &cobra.Command{
 		Use:   "nvmectl",
 		Short: "Manage NVMe controllers for gonvme's userspace driver",
 		Long: "nvmectl binds NVMe controllers to vfio-pci (like SPDK's setup.sh) and drives them\n" +
 			"through gonvme's userspace driver with nvme-cli's verbs. Controllers are named by PCI\n" +
-			"address (0000:01:00.0), namespaces with -n/--namespace-id. Exit status: 0 success,\n" +
+			"address (0000:01:00.0) or, over NVMe/TCP, as tcp://HOST[:PORT]/NQN (nvmectl discover\n" +
+			"lists a target's subsystems), namespaces with -n/--namespace-id. Exit status: 0 success,\n" +
 			"1 usage error (nothing was sent to the device), 2 device or driver error.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -239,5 +255,15 @@ func newRoot(a app) *cobra.Command {
 	root.AddCommand(serveCmd(a, g))
 	root.AddCommand(traceCmd(a, g))
 	root.AddCommand(manCmd())
+	d := discoverCmd(a, g)
+	d.GroupID = "admin"
+	root.AddCommand(d)
+	// Every verb that takes a controller takes it over NVMe/TCP too, with
+	// nvme-cli connect's options; setup and reset bind PCI functions only.
+	for _, c := range root.Commands() {
+		if strings.Contains(c.Use, "ADDR") && c.Name() != "setup" && c.Name() != "reset" || c == d {
+			addTCPFlags(c, a.tcp)
+		}
+	}
 	return root
 }

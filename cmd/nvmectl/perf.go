@@ -185,6 +185,9 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 			if err != nil {
 				return err
 			}
+			if n := a.tcp.nrIOQueues; n > 0 && n < cfg.pollers {
+				return usagef("--nr-io-queues %d: this run needs %d I/O queues (one per poller)", n, cfg.pollers)
+			}
 			// SIGTERM (timeout(1), systemd, kill) and SIGHUP (a closed
 			// terminal) end the run as Ctrl-C does: the pollers stop and
 			// what was measured is printed.
@@ -411,6 +414,9 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 		cfg.metricsLn = ln
 	}
 	for _, addr := range cfg.addrs {
+		if isFabricsAddr(addr) {
+			continue
+		}
 		info, err := findCtrl(a, addr)
 		if err != nil {
 			return err
@@ -1353,7 +1359,13 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d\n",
 		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed)
-	fmt.Fprintf(w, "%-12s %5s %6s", "Controller", "NSID", "Read%")
+	// The controller column fits the longest name: a PCI address is 12
+	// characters, a tcp:// name many more.
+	cw := 12
+	for i := range rep.Results {
+		cw = max(cw, len(rep.Results[i].Controller))
+	}
+	fmt.Fprintf(w, "%-*s %5s %6s", cw, "Controller", "NSID", "Read%")
 	for i, c := range perfColumns {
 		width := 10
 		if i < 2 {
@@ -1368,7 +1380,7 @@ func (rep *perfReport) writeTable(w io.Writer) {
 			readPct = 100 * float64(x.Reads) / float64(x.IOs)
 		}
 		l := x.Latency
-		fmt.Fprintf(w, "%-12s %5s %6.1f %11.2f %11.2f", name, nsid, readPct, x.IOPS, x.MiBps)
+		fmt.Fprintf(w, "%-*s %5s %6.1f %11.2f %11.2f", cw, name, nsid, readPct, x.IOPS, x.MiBps)
 		for _, v := range []float64{l.Avg, l.Min, l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max} {
 			fmt.Fprintf(w, " %10.2f", v)
 		}

@@ -43,7 +43,8 @@ func serveCmd(a app, g *globals) *cobra.Command {
 			"SIGTERM, /metrics (Prometheus text format: queue, poller and controller counters, latency\n" +
 			"histograms, state, SMART temperature and spare, read at most every 10 s) and /healthz (200\n" +
 			"when every controller is ready, else 503 saying which is not). It listens on loopback\n" +
-			"unless --listen says otherwise. The controller label is the PCI address.",
+			"unless --listen says otherwise. The controller label is the PCI address (or the\n" +
+			"tcp://HOST:PORT/NQN of a controller reached over NVMe/TCP).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, _, err := net.SplitHostPort(o.listen); err != nil {
@@ -67,6 +68,12 @@ func serveCmd(a app, g *globals) *cobra.Command {
 func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io.Writer) (err error) {
 	addrs := make([]string, len(args))
 	for i, arg := range args {
+		if isFabricsAddr(arg) {
+			if addrs[i], err = parseAddr(arg); err != nil {
+				return err
+			}
+			continue
+		}
 		info, err := findCtrl(a, arg)
 		if err != nil {
 			return err

@@ -112,6 +112,9 @@ func (s *selection) pick(a app, cmd *cobra.Command, args []string) ([]vfio.Contr
 func parseAddrs(l []string) ([]string, error) {
 	out := make([]string, len(l))
 	for i, s := range l {
+		if isFabricsAddr(s) {
+			return nil, usagef("%q: setup and reset bind PCI functions; a controller reached over NVMe/TCP needs neither", s)
+		}
 		a, err := parseAddr(s)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/nvme/tcp"
 	"github.com/seedb8fa28ef/gonvme/vfio"
 )
 
@@ -31,6 +34,8 @@ var usageCases = map[string][]struct {
 		{[]string{"setup", "--deny", "0000:00:20.0"}, "device 0x20 is out of range"},
 		{[]string{"setup", "0000:00:09.0"}, "no NVMe controller at 0000:00:09.0"},
 		{[]string{"setup", "--hugemem", "64", "--hugenode", "one"}, "--hugenode"},
+		{[]string{"setup", "--allow", tcpAddr}, "setup and reset bind PCI functions"},
+		{[]string{"setup", tcpAddr}, "reached over NVMe/TCP"},
 	},
 	"reset": {
 		{[]string{"reset", "--allow", "00:04.8"}, "function 0x8 is out of range"},
@@ -43,8 +48,18 @@ var usageCases = map[string][]struct {
 		{[]string{"id-ctrl", "0000:00:20.0"}, "device 0x20 is out of range"},
 		{[]string{"id-ctrl", "0000:00:09.0"}, "no NVMe controller at 0000:00:09.0"},
 		{[]string{"id-ctrl", fakeAddr, "-o", "4096"}, "output format"},
+		{[]string{"id-ctrl", "tcp://127.0.0.1:4420"}, "no subsystem NQN"},
+		{[]string{"id-ctrl", "rdma://127.0.0.1/nqn.x"}, `transport "rdma" is not supported`},
+		{[]string{"id-ctrl", tcpAddr, "--nr-io-queues", "-1"}, "--nr-io-queues -1"},
+		{[]string{"id-ctrl", tcpAddr, "--reconnect-delay", "0"}, "--reconnect-delay 0"},
+		{[]string{"id-ctrl", tcpAddr, "--ctrl-loss-tmo", "-2"}, "--ctrl-loss-tmo -2"},
+		{[]string{"id-ctrl", tcpAddr, "--hdr-digest=maybe"}, "invalid argument"},
+		{[]string{"id-ctrl", tcpAddr, "--hostid", "6f6e766d-6567-4f6e-8000-00000000000g"}, "not a UUID"},
 	},
-	"id-ns":       {{[]string{"id-ns", fakeAddr, "-n", "0"}, "namespace-id 0"}, {[]string{"id-ns", fakeAddr, "-n", "0xffffffff"}, "0xffffffff"}},
+	"id-ns": {
+		{[]string{"id-ns", tcpAddr, "--queue-size", "8"}, "--queue-size 8: want 16 to 1024"},
+		{[]string{"id-ns", fakeAddr, "--hdr-digest"}, "--hdr-digest: only for NVMe/TCP controllers"},
+		{[]string{"id-ns", fakeAddr, "-n", "0"}, "namespace-id 0"}, {[]string{"id-ns", fakeAddr, "-n", "0xffffffff"}, "0xffffffff"}},
 	"list-ns":     {{[]string{"list-ns", fakeAddr, "-x"}, "unknown shorthand"}},
 	"ns-descs":    {{[]string{"ns-descs", fakeAddr, "-n", "0"}, "namespace-id 0"}},
 	"smart-log":   {{[]string{"smart-log", "1:2:3:4"}, "not a PCI address"}, {[]string{"smart-log", fakeAddr, "-n", "0"}, "namespace-id 0"}},
@@ -63,7 +78,7 @@ var usageCases = map[string][]struct {
 		{[]string{"set-feature", fakeAddr, "-v", "0"}, "-f/--feature-id"},
 		{[]string{"set-feature", fakeAddr, "-f", "7", "-v", "0"}, "Number of Queues"},
 	},
-	"show-regs": {{[]string{"show-regs", fakeAddr, "extra"}, "accepts 1 arg"}},
+	"show-regs": {{[]string{"show-regs", fakeAddr, "extra"}, "accepts 1 arg"}, {[]string{"show-regs", tcpAddr}, "needs --after-init"}},
 	"format": {
 		{[]string{"format", fakeAddr}, "-n/--namespace-id is required"},
 		{[]string{"format", fakeAddr, "-n", "1"}, "--force"},
@@ -174,12 +189,25 @@ var usageCases = map[string][]struct {
 		{[]string{"perf", fakeAddr, "--verify", "-w", "write"}, "--verify"},
 		{[]string{"perf", fakeAddr, "--metrics-addr", "127.0.0.1:99999"}, "--metrics-addr"},
 		{[]string{"perf", fakeAddr, "-o", "4096"}, "-s/--io-size"},
+		{[]string{"perf", tcpAddr, "tcp://127.0.0.1/" + tcpNQN}, "named twice"},
+		{[]string{"perf", tcpAddr, "-c", "0x3", "--nr-io-queues", "1"}, "needs 2 I/O queues"},
 	},
 	"serve": {
 		{[]string{"serve"}, "requires at least 1 arg"},
 		{[]string{"serve", fakeAddr, "--listen", "nowhere"}, "--listen"},
 		{[]string{"serve", fakeAddr, "--pollers", "-1"}, "--pollers"},
 		{[]string{"serve", "0000:00:09.0"}, "no NVMe controller"},
+		{[]string{"serve", "tcp://h/nqn.x", "--queue-size", "2000"}, "--queue-size 2000"},
+	},
+	"discover": {
+		{[]string{"discover"}, "accepts 1 arg"},
+		{[]string{"discover", "127.0.0.1"}, "no tcp:// in front"},
+		{[]string{"discover", "tcp://[::1"}, "no ]"},
+		{[]string{"discover", "tcp://::1"}, "IPv6 address goes in brackets"},
+		{[]string{"discover", "tcp://127.0.0.1:99999"}, `port "99999"`},
+		{[]string{"discover", "tcp://127.0.0.1", "--hostnqn", "host1"}, `--hostnqn: "host1" does not start with "nqn."`},
+		{[]string{"discover", "tcp://127.0.0.1", "--hostid", "1234"}, "--hostid: \"1234\" is not a UUID"},
+		{[]string{"discover", "tcp://127.0.0.1", "--keep-alive-tmo", "0"}, "--keep-alive-tmo 0"},
 	},
 	"trace": {
 		{[]string{"trace"}, "exactly one of"},
@@ -204,6 +232,14 @@ func newCountingRig(t *testing.T) *countingRig {
 	}
 	r.a.bind = func(addr string, _ ...vfio.BindOption) (string, error) { r.binds.Add(1); return "nvme", nil }
 	r.a.release = func(addr, driver string) error { r.releases.Add(1); return nil }
+	r.a.connect = func(tcp.Address, *tcp.Options) (*nvme.Controller, error) {
+		r.opens.Add(1)
+		return nil, errors.New("the usage test connects nowhere")
+	}
+	r.a.discover = func(tcp.Address, *tcp.Options) (fabrics.DiscoveryLog, error) {
+		r.opens.Add(1)
+		return fabrics.DiscoveryLog{}, errors.New("the usage test discovers nothing")
+	}
 	counted := func(_ app, addrs []string, opts *nvme.Options) ([]*nvme.Controller, func() error, error) {
 		r.opens.Add(1)
 		c, err := open(addrs[0])

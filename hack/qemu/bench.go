@@ -39,6 +39,7 @@ type benchOptions struct {
 	Append     string // extra guest kernel command line
 	Smoke      bool   // --smoke: benchSmoke's fixed options, a pass/fail verdict
 	NoIRQ      bool   // no fio rows on the kernel's interrupt-driven queues (the smoke)
+	TCP        bool   // --tcp: only the NVMe/TCP rows (bench_tcp.go)
 }
 
 // The host-side benchmark printed under the table (poller/bench_test.go).
@@ -59,6 +60,7 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "time limit for the boot (0: scaled from reps, time and the runs)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory")
 	fs.StringVar(&o.Append, "append", "", "extra guest kernel command line (e.g. \"clocksource=tsc tsc=reliable\")")
+	fs.BoolVar(&o.TCP, "tcp", false, "only the NVMe/TCP rows: the kernel's nvme-tcp initiator (fio io_uring) and gonvme's host (nvmectl perf tcp://) against one nvmet target in the guest, exporting the controller's namespace; adds nvmf to the profile, no qemu-img or host rows")
 	fs.BoolVar(&o.Smoke, "smoke", false, "the check ci runs: 1 repetition of 1 s runs, randread at QD1 and QD32, no qemu-img or host rows; fails on a failed run, a missing key or a zero IOPS or latency (takes no other flag)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -109,6 +111,9 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 			}
 		}
 	}
+	if o.TCP {
+		o.tcpMode()
+	}
 	p, err := vmtest.ParseProfile(o.Profile)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -141,8 +146,8 @@ func parseWorkloads(list string) ([]string, error) {
 // runs is how many measured runs the guest does.
 func (o *benchOptions) runs() int {
 	engines := 3 // io_uring irq and poll, gonvme
-	if o.NoIRQ {
-		engines = 2
+	if o.NoIRQ || o.TCP {
+		engines = 2 // --tcp: the kernel initiator with interrupts, and gonvme
 	}
 	perRep := len(o.Depths) * (engines*len(o.Workloads) + len(o.QemuImg)) // + qemu-img
 	return o.Reps * perRep
@@ -182,6 +187,9 @@ func (o *benchOptions) guestArgs() []string {
 	}
 	if o.NoIRQ {
 		a = append(a, "-irq=false")
+	}
+	if o.TCP {
+		a = append(a, "-tcp")
 	}
 	return a
 }
@@ -231,7 +239,11 @@ func benchVerb(args []string) error {
 		QEMU: qemuVersion(b.assets.QEMU), HostCPUs: runtime.NumCPU(),
 	}
 	fmt.Println()
-	fmt.Print(renderTable(h, res.Samples))
+	if o.TCP {
+		fmt.Print(renderTCPTable(h, res.Samples))
+	} else {
+		fmt.Print(renderTable(h, res.Samples))
+	}
 	if o.HostBench {
 		fmt.Println()
 		fmt.Print(renderHostBench(hostLines, hostErr))

@@ -18,8 +18,15 @@ func runVerb(args []string) error {
 	var f bootFlags
 	f.register(fs, "default")
 	bind := fs.String("bind", "vfio", "bind the controllers to vfio, kernel (nvme driver) or none")
+	nvmet := fs.Bool("nvmet", false, "export the controllers' namespaces and null_blk through the kernel's NVMe/TCP target as "+
+		vmtest.DefaultKernelTargetNQN+" on 127.0.0.1:4420, discovery on 8009 (implies --bind kernel and adds nvmf to the profile)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
+	}
+	if *nvmet {
+		if err := nvmetRun(fs, &f, bind); err != nil {
+			return err
+		}
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
@@ -54,7 +61,7 @@ func runVerb(args []string) error {
 		return err
 	}
 	cmds := splitCommands(argv)
-	bt := &vmtest.Boot{Bind: *bind}
+	bt := &vmtest.Boot{Bind: *bind, NVMet: *nvmet}
 	var extra []ramFile
 	built := map[string]bool{}
 	for i, c := range cmds {
@@ -113,4 +120,24 @@ func splitCommands(argv []string) [][]string {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// nvmetRun adjusts run's flags for --nvmet: the controllers go to the
+// kernel nvme driver (their block devices are the target's namespaces)
+// and the profile carries the fabrics modules and nvme-cli.
+func nvmetRun(fs *flag.FlagSet, f *bootFlags, bind *string) error {
+	bindSet := false
+	fs.Visit(func(fl *flag.Flag) { bindSet = bindSet || fl.Name == "bind" })
+	if bindSet && *bind != "kernel" {
+		return fmt.Errorf("run: --nvmet exports the controllers' kernel block devices: it takes --bind kernel, not %s", *bind)
+	}
+	*bind = "kernel"
+	p, err := vmtest.ParseProfile(f.Profile)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	if !p.Fabrics {
+		f.Profile += "+nvmf"
+	}
+	return nil
 }

@@ -2,12 +2,10 @@ package tcp
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,65 +107,7 @@ func (a Address) String() string {
 	return s
 }
 
-// ErrAddress is returned (wrapped) by ParseAddress.
-var ErrAddress = errors.New("nvme/tcp: bad address")
-
-// ParseAddress parses tcp://HOST[:PORT]/NQN (IPv6 in brackets). discovery
-// selects the default port and allows the NQN to be empty. Any goroutine.
-func ParseAddress(s string, discovery bool) (Address, error) {
-	bad := func(format string, args ...any) (Address, error) {
-		return Address{}, fmt.Errorf("%w %q: %s", ErrAddress, s, fmt.Sprintf(format, args...))
-	}
-	rest, ok := strings.CutPrefix(s, "tcp://")
-	if !ok {
-		return bad("want tcp://HOST[:PORT]/NQN")
-	}
-	hostport, nqn, _ := strings.Cut(rest, "/")
-	if hostport == "" {
-		return bad("no host")
-	}
-	a := Address{Port: DefaultPort, NQN: nqn}
-	if discovery {
-		a.Port = DefaultDiscoveryPort
-	}
-	port, hasPort := "", false
-	if v6, ok := strings.CutPrefix(hostport, "["); ok {
-		host, after, ok := strings.Cut(v6, "]")
-		if !ok || !strings.Contains(host, ":") {
-			return bad("host %q: want [IPv6]", hostport)
-		}
-		a.Host = host
-		if after != "" {
-			if port, hasPort = strings.CutPrefix(after, ":"); !hasPort {
-				return bad("%q after the IPv6 address", after)
-			}
-		}
-	} else {
-		if strings.Count(hostport, ":") > 1 {
-			return bad("host %q: IPv6 addresses go in brackets", hostport)
-		}
-		a.Host, port, hasPort = strings.Cut(hostport, ":")
-	}
-	if a.Host == "" {
-		return bad("no host")
-	}
-	if hasPort {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return bad("port %q", port)
-		}
-		a.Port = n
-	}
-	switch {
-	case a.NQN == "" && !discovery:
-		return bad("no subsystem NQN")
-	case a.NQN != "":
-		if err := fabrics.CheckNQN(a.NQN); err != nil {
-			return bad("%v", err)
-		}
-	}
-	return a, nil
-}
+// ErrAddress and ParseAddress are in address.go.
 
 // Connect connects to the subsystem at a (ICReq, Fabrics Connect of the
 // admin queue and, as the controller's queue pairs are made, of each I/O

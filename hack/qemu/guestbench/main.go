@@ -58,6 +58,7 @@ type options struct {
 	nvmectl    string
 	qemuImgBin string
 	perf       string // Linux perf, for -cpuprofile when nvmectl perf has no --cpuprofile
+	tcp        bool   // only the NVMe/TCP rows (tcp.go)
 }
 
 func main() {
@@ -92,6 +93,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.nvmectl, "nvmectl", guest.BinDir+"/nvmectl", "nvmectl binary")
 	fs.StringVar(&o.qemuImgBin, "qemu-img-bin", guest.BinDir+"/qemu-img", "qemu-img binary")
 	fs.StringVar(&o.perf, "perf", guest.BinDir+"/perf", "Linux perf binary (for -cpuprofile)")
+	fs.BoolVar(&o.tcp, "tcp", false, "only the NVMe/TCP rows: the kernel's initiator and gonvme's host against nvmet (needs the nvmf profile)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -162,6 +164,9 @@ func run(o *options) (failed int, err error) {
 	if err := guest.LoadModules(guest.ModuleDir, boot.NVMeModules, map[string]string{"nvme": "poll_queues=1"}); err != nil {
 		return 0, err
 	}
+	if o.tcp {
+		return runTCP(o, boot, addr)
+	}
 	// fio's version comes from its first JSON report ("fio version"): a
 	// start of fio of its own costs seconds under TCG.
 	if len(o.qemuImg) > 0 {
@@ -227,6 +232,7 @@ type runner struct {
 	// estQemu is qemu-img's own rate in the last repetition.
 	estQemu    map[string]float64
 	fioVersion string // from fio's first report, printed as info once
+	tcp        bool   // the runs go over NVMe/TCP: the samples take tcpEngine's names
 }
 
 // limit is the time a child gets before it is killed.
@@ -255,6 +261,7 @@ func (r *runner) fio(rep int, wl string, qd int, dev string, hipri bool) {
 	if hipri {
 		s.Engine, hp = bench.EnginePoll, "1"
 	}
+	s.Engine = r.engine(s.Engine)
 	args := []string{
 		"--name=" + fmt.Sprintf("%s-qd%d-%s", wl, qd, s.Engine),
 		"--ioengine=io_uring", "--hipri=" + hp, "--direct=1", "--eta=never", "--output-format=json",
@@ -303,7 +310,7 @@ func (r *runner) perfArgs(wl string, qd int, extra ...string) []string {
 }
 
 func (r *runner) perf(rep int, wl string, qd int) {
-	s := bench.Sample{Engine: bench.EngineGonvme, Workload: wl, Depth: qd, Rep: rep}
+	s := bench.Sample{Engine: r.engine(bench.EngineGonvme), Workload: wl, Depth: qd, Rep: rep}
 	t0 := time.Now()
 	out, err := output(r.o.nvmectl, r.limit(), r.perfArgs(wl, qd)...)
 	took := time.Since(t0)

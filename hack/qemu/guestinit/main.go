@@ -152,6 +152,7 @@ func runTests(boot *vmtest.Boot) (bool, string) {
 }
 
 func runCommand(boot *vmtest.Boot) (bool, string) {
+	var blocks []string // the controllers' first namespaces, on the kernel driver
 	for _, c := range boot.Ctrls {
 		switch boot.Bind {
 		case "vfio":
@@ -167,7 +168,15 @@ func runCommand(boot *vmtest.Boot) (bool, string) {
 				return false, err.Error()
 			}
 			fmt.Printf("gonvme-init: %s is /dev/%s\n", c.Addr, name)
+			blocks = append(blocks, "/dev/"+name+"n1")
 		}
+	}
+	if boot.NVMet {
+		url, err := vmtest.StartKernelTarget(boot, blocks)
+		if err != nil {
+			return false, fmt.Sprintf("kernel NVMe/TCP target: %v", err)
+		}
+		fmt.Printf("gonvme-init: nvmet exports %s and /dev/nullb0 as %s (discovery on port %d)\n", strings.Join(blocks, ", "), url, vmtest.KernelTargetDiscoveryPort)
 	}
 	// The commands run in order, like a shell's &&: the first that
 	// exits non-zero ends the run with its status.

@@ -63,6 +63,16 @@ func (e *Env) LoadFabrics(t testing.TB) {
 	}
 }
 
+// PrepareFabrics is Env.LoadFabrics for a guest program that is not a
+// test (guestbench): the boot's fabrics modules, configfs, lo and the host
+// identity. Call it once.
+func PrepareFabrics(b *Boot) error {
+	if len(b.FabricsModules) == 0 {
+		return fmt.Errorf("profile %s carries no NVMe/TCP modules (use a profile with nvmf)", b.Profile)
+	}
+	return loadFabrics(b.FabricsModules)
+}
+
 func loadFabrics(mods []string) error {
 	if err := guest.LoadModules(guest.ModuleDir, mods, nil); err != nil {
 		return err
@@ -254,17 +264,27 @@ var blockName = regexp.MustCompile(`^nvme\d+n(\d+)$`)
 // block device path ("/dev/nvme1n1"). Any goroutine may call it.
 func (e *Env) FabricsDevice(t testing.TB, nqn string, nsid int, timeout time.Duration) (ctrl, block string) {
 	t.Helper()
+	ctrl, block, err := WaitFabricsDevice(nqn, nsid, timeout)
+	if err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+	return ctrl, block
+}
+
+// WaitFabricsDevice is Env.FabricsDevice for a guest program that is not a
+// test (guestbench): it returns an error instead of failing a test.
+func WaitFabricsDevice(nqn string, nsid int, timeout time.Duration) (ctrl, block string, err error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ctrl, block = findFabricsDevice(nqn, nsid)
 		if ctrl != "" && block != "" {
 			if err := guest.WaitFor(block, time.Until(deadline)); err != nil {
-				t.Fatalf("vmtest: %v", err)
+				return "", "", err
 			}
-			return ctrl, block
+			return ctrl, block, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vmtest: no live controller and namespace %d of %s after %v (found controller %q, block %q)", nsid, nqn, timeout, ctrl, block)
+			return "", "", fmt.Errorf("no live controller and namespace %d of %s after %v (found controller %q, block %q)", nsid, nqn, timeout, ctrl, block)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -303,6 +323,14 @@ func findFabricsDevice(nqn string, nsid int) (ctrl, block string) {
 // left (after nvme disconnect).
 func (e *Env) FabricsGone(t testing.TB, nqn string, timeout time.Duration) {
 	t.Helper()
+	if err := WaitFabricsGone(nqn, timeout); err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+}
+
+// WaitFabricsGone is Env.FabricsGone for a guest program that is not a
+// test: it returns an error instead of failing a test.
+func WaitFabricsGone(nqn string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		found := ""
@@ -313,11 +341,32 @@ func (e *Env) FabricsGone(t testing.TB, nqn string, timeout time.Duration) {
 			}
 		}
 		if found == "" {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vmtest: controller %s of %s still there after %v", found, nqn, timeout)
+			return fmt.Errorf("controller %s of %s still there after %v", found, nqn, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// StartKernelTarget is run --nvmet's target, for the guest init: it
+// prepares the fabrics (PrepareFabrics) and exports devices and null_blk
+// (/dev/nullb0, the last namespace) as DefaultKernelTargetNQN on
+// KernelTargetAddr:KernelTargetPort, with discovery on
+// KernelTargetDiscoveryPort. It returns the subsystem's tcp:// name. The
+// target lives until the guest powers off.
+func StartKernelTarget(b *Boot, devices []string) (string, error) {
+	if err := PrepareFabrics(b); err != nil {
+		return "", err
+	}
+	devs := append(append([]string(nil), devices...), "/dev/nullb0")
+	ports := []guest.NVMetPort{
+		{ID: 1, Addr: KernelTargetAddr, Service: strconv.Itoa(KernelTargetPort)},
+		{ID: 2, Addr: KernelTargetAddr, Service: strconv.Itoa(KernelTargetDiscoveryPort)},
+	}
+	if _, err := guest.NewNVMetSubsystem(DefaultKernelTargetNQN, devs, ports); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("tcp://%s:%d/%s", KernelTargetAddr, KernelTargetPort, DefaultKernelTargetNQN), nil
 }

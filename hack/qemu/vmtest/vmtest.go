@@ -28,6 +28,9 @@ type Boot struct {
 	Command     []string   `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
 	Then        [][]string `json:"then,omitempty"`    // run mode: further commands, run while each exits 0
 	Bind        string     `json:"bind,omitempty"`    // run mode: vfio, kernel or none
+	// NVMet (run mode, run --nvmet): after binding, export the
+	// controllers' namespaces through the kernel target (StartKernelTarget).
+	NVMet bool `json:"nvmet,omitempty"`
 
 	// FabricsModules are the NVMe over TCP modules in load order, carried
 	// when the profile asks for them (Profile.Fabrics); Env.LoadFabrics.
