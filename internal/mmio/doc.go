@@ -47,6 +47,12 @@
 //     every earlier store, to DMA memory or to a register, is observable by
 //     the device before the register store.
 //
+// One full fence, for shadow doorbells. Fence (fence.go; MFENCE on amd64,
+// DMB ISH on arm64) orders a store before a later load, which neither the
+// x86 store order nor a store barrier gives. Only the shadow doorbell
+// protocol needs it (store the new tail in memory, then read the
+// controller's EventIdx); register stores never do.
+//
 // 64-bit registers are stored as two 32-bit stores, the low half first, as
 // the NVMe base specification (3.1.2, "Register access") allows every host
 // to do; PCIe hosts need not support 64-bit MMIO transactions. On arm64

@@ -361,3 +361,32 @@ func BenchmarkAtomicStore32(b *testing.B) {
 		atomic.StoreUint32(p, uint32(i))
 	}
 }
+
+// TestFenceInstruction reads Fence built for each architecture: a full
+// barrier (amd64: MFENCE; arm64: DMB ISH), and nothing that stores to
+// memory or is locked.
+func TestFenceInstruction(t *testing.T) {
+	const sym = "github.com/seedb8fa28ef/gonvme/internal/mmio.Fence.abi0"
+	for _, arch := range []struct{ goarch, want string }{
+		{"amd64", "MFENCE"},
+		{"arm64", "DMB $11"}, // DMB ISH
+	} {
+		t.Run(arch.goarch, func(t *testing.T) {
+			insns := disassemble(t, arch.goarch, sym)[sym]
+			if !slices.Contains(insns, arch.want) {
+				t.Errorf("Fence is %q, want %q in it", insns, arch.want)
+			}
+			for _, in := range insns {
+				if memStore.MatchString(in) || locked.MatchString(in) {
+					t.Errorf("Fence stores to memory or locks: %q", in)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkFence(b *testing.B) {
+	for b.Loop() {
+		Fence()
+	}
+}
