@@ -93,6 +93,10 @@ type Options struct {
 	// controller is given up (StateRemoved, requests fail with
 	// ErrRemoved). Default 600 s; negative: forever.
 	CtrlLossTimeout time.Duration
+	// NoShadowDoorbells keeps every doorbell a register write even when
+	// the controller offers Doorbell Buffer Config (OACS bit 8), which
+	// the driver otherwise uses for the I/O queues (dbbuf.go).
+	NoShadowDoorbells bool
 	// OnEvent, if set, is called for each asynchronous event once the
 	// driver handled it: read the log page it names (which clears it
 	// and lets the next event of its type through), rescanned the
@@ -164,6 +168,9 @@ type Controller struct {
 	toutReady time.Duration // CSTS.RDY to set after CC.EN: CAP.TO, or CRTO.CRWMT
 	ident     *spec.IdentifyController
 	ioQueues  int // granted by the controller
+
+	db       dbbuf       // shadow doorbell buffers (dbbuf.go); adminMu
+	shadowOn atomic.Bool // db.on, for any goroutine
 
 	epoch atomic.Uint64
 
@@ -305,6 +312,7 @@ var bringup = []step{
 	{"enable", (*Controller).enable},
 	{"identify controller", (*Controller).identifyController},
 	{"set number of queues", (*Controller).setNumQueues},
+	{"configure shadow doorbells", (*Controller).configureShadowDoorbells},
 	{"identify namespaces", (*Controller).scanNamespaces},
 	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
@@ -317,6 +325,7 @@ var resetSteps = []step{
 	{"configure admin queue", (*Controller).configureAdmin},
 	{"enable", (*Controller).enable},
 	{"set number of queues", (*Controller).setNumQueues},
+	{"configure shadow doorbells", (*Controller).configureShadowDoorbells},
 	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
@@ -1070,6 +1079,7 @@ func (c *Controller) release(stopped bool) {
 		n += b.Len()
 	}
 	c.adminBufs, c.adminFree = nil, nil
+	n += c.freeShadow(true) // dbbuf.go
 	c.logf("nvme: %s: the controller could not be disabled: leaving %d bytes of DMA memory mapped and unused for good", c.name(), n)
 }
 
@@ -1108,6 +1118,7 @@ func (c *Controller) releaseAll() {
 		c.mem.Free(b)
 	}
 	c.adminBufs, c.adminFree = nil, nil
+	c.freeShadow(false) // dbbuf.go
 }
 
 // Capabilities returns CAP as read at bring-up.

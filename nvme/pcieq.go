@@ -36,6 +36,8 @@ type pcieQueue struct {
 	lastTail uint16 // tail value last written to the doorbell
 	cqHead   uint16
 	phase    bool
+
+	db shadowDB // shadow doorbells, when on (dbbuf.go)
 }
 
 // allocRings allocates the rings and PRP memory of a PCIe queue pair of
@@ -132,14 +134,20 @@ func (q *QueuePair) ringDoorbells(cq bool) {
 			return
 		}
 	}
-	if cq {
-		q.regs.Write32(q.cqDB, uint32(q.cqHead))
-		q.stats.CQDoorbells++
-	}
-	if sq {
-		q.regs.Write32(q.sqDB, uint32(q.sqTail))
-		q.lastTail = q.sqTail
-		q.stats.SQDoorbells++
+	if q.db.on {
+		q.ringShadow(sq, cq) // shadow doorbells (dbbuf.go)
+	} else {
+		if cq {
+			q.regs.Write32(q.cqDB, uint32(q.cqHead))
+			q.stats.CQDoorbells++
+			q.stats.MMIODoorbells++
+		}
+		if sq {
+			q.regs.Write32(q.sqDB, uint32(q.sqTail))
+			q.lastTail = q.sqTail
+			q.stats.SQDoorbells++
+			q.stats.MMIODoorbells++
+		}
 	}
 	if !q.admin {
 		q.ringing.Store(0)
@@ -256,6 +264,7 @@ func (q *QueuePair) resetRings() {
 // polled). adminMu held.
 func (c *Controller) createRings(q *QueuePair) error {
 	size := uint32(q.size - 1)
+	c.attachShadow(q) // dbbuf.go
 	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
 	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
 	if _, err := c.adminExec(cq, nil, nil, c.opts.AdminTimeout, true); err != nil {

@@ -19,8 +19,8 @@ type QueueStats struct {
 	Submitted   uint64 // commands written to the submission queue
 	Completed   uint64 // requests completed with a device status
 	Errors      uint64 // completions with a status other than success
-	SQDoorbells uint64 // submission queue tail doorbell writes
-	CQDoorbells uint64 // completion queue head doorbell writes
+	SQDoorbells uint64 // submission queue tail doorbell updates (register or shadow doorbell)
+	CQDoorbells uint64 // completion queue head doorbell updates (register or shadow doorbell)
 	Waits       uint64 // requests parked because every command ID was taken
 	BogusCIDs   uint64 // completions naming no outstanding command (ignored)
 	BadSQHeads  uint64 // completions with an SQ head pointer outside the queue (ignored)
@@ -28,6 +28,14 @@ type QueueStats struct {
 	Requeued    uint64 // commands resubmitted after a controller reset
 	Reaped      uint64 // completions posted before a reset (or a failure), reaped in recovery
 	Failed      uint64 // requests failed without a device status (timeout, removal, close)
+
+	// Of the doorbell updates: MMIODoorbells were written to the
+	// register, SavedDoorbells only to the shadow doorbell buffer because
+	// the controller's EventIdx did not ask for the register (dbbuf.go).
+	// Their sum is SQDoorbells+CQDoorbells; without shadow doorbells
+	// SavedDoorbells stays 0.
+	MMIODoorbells  uint64
+	SavedDoorbells uint64
 }
 
 // A tracker is the driver's side of one command ID: the request it carries

@@ -57,6 +57,8 @@ func (d *device) admin(q *sqState, cmd *spec.Command) (st spec.Status, dw0 uint3
 		return d.namespaceAttachment(cmd), 0, true
 	case spec.AdminFormatNVM:
 		return d.formatNVM(cmd), 0, true
+	case spec.AdminDoorbellBufferConfig:
+		return d.dbbufConfig(cmd), 0, true // dbbuf.go
 	}
 	if st, dw0, ok := d.adminExt(cmd); ok { // admin_ext.go
 		return st, dw0, true
@@ -159,7 +161,7 @@ func (d *device) identifyController(b []byte) {
 	le.PutUint32(b[0x50:], uint32(spec.VS1_4))
 	le.PutUint32(b[0x5c:], 1<<8) // OAES: namespace attribute notices
 	b[0x6f] = spec.CtrlTypeIO
-	le.PutUint16(b[0x100:], spec.OACSFormatNVM|extOACS)
+	le.PutUint16(b[0x100:], spec.OACSFormatNVM|extOACS|d.dbbufOACS())
 	b[0x102] = 3            // ACL
 	b[0x103] = aerLimit - 1 // AERL
 	b[0x104] = 0x3          // FRMW: slot 1 read only, one slot

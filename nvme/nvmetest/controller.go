@@ -104,6 +104,9 @@ type Config struct {
 	// a log page offset or NUMDU other than 0 is then Invalid Field in
 	// Command and a host error.
 	NoLogOffsets bool
+	// NoDoorbellBuffer clears OACS bit 8: Doorbell Buffer Config (shadow
+	// doorbells, dbbuf.go) fails with Invalid Command Opcode.
+	NoDoorbellBuffer bool
 }
 
 func (cfg *Config) setDefaults() error {
@@ -219,6 +222,9 @@ type Stats struct {
 	Events      uint64 // asynchronous events delivered
 	EventsOff   uint64 // events not sent: Asynchronous Event Configuration disables them
 	EventsLost  uint64 // events dropped: too many waiting for the host
+
+	DoorbellBufferConfigs uint64 // Doorbell Buffer Config commands that succeeded
+	DoorbellWakes         uint64 // sleeping shadow-doorbell queues woken by an MMIO doorbell write
 }
 
 // Commands returns the number of I/O commands with opcode op fetched.
@@ -241,6 +247,7 @@ type counters struct {
 	enables, resets, funcResets, shutdowns, dmaFaults, fua, sgl, badDB atomic.Uint64
 	injected, dropped, bogus, duplicated, badHeads, fatal              atomic.Uint64
 	abortsFound, abortsMiss, events, eventsOff, eventsLost             atomic.Uint64
+	dbbufConfigs, dbWakes                                              atomic.Uint64
 }
 
 // Controller is an in-process NVMe controller: registers in an anonymous
@@ -452,6 +459,8 @@ func (c *Controller) Stats() Stats {
 	s.Events = c.cnt.events.Load()
 	s.EventsOff = c.cnt.eventsOff.Load()
 	s.EventsLost = c.cnt.eventsLost.Load()
+	s.DoorbellBufferConfigs = c.cnt.dbbufConfigs.Load()
+	s.DoorbellWakes = c.cnt.dbWakes.Load()
 	return s
 }
 

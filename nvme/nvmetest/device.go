@@ -64,6 +64,7 @@ type device struct {
 	powerOn                 int64
 
 	ext extState // admin_ext.go: namespace management, firmware, self-test, sanitize
+	db  dbState  // dbbuf.go: Doorbell Buffer Config
 
 	scratch []byte // identify data and log pages
 	dsm     []byte // Dataset Management ranges
@@ -305,6 +306,7 @@ func (d *device) disable(t int64) {
 			iovaRange{q.cq.base, q.cq.base + uint64(q.cq.size)*spec.CompletionSize})
 	}
 	d.stopProcessing()
+	d.dbbufReset() // dbbuf.go
 	d.rdyAt = 0
 	d.shnAt = 0
 	d.hung = false
@@ -534,7 +536,7 @@ func (d *device) outstanding(q *sqState, cid uint16) bool {
 	if q.cidOutstanding(cid) {
 		return true
 	}
-	tail := d.c.regs.Read32(q.tailR)
+	tail := d.hostTail(q) // dbbuf.go
 	if tail >= q.size {
 		return false
 	}
@@ -583,6 +585,7 @@ func (d *device) checkUnmap(iova uint64, n int) {
 			d.hostError("memory at %#x (%d bytes) unmapped while it holds live completion queue %d", iova, n, cq.id)
 		}
 	}
+	d.dbbufCheckUnmap(iova, end) // dbbuf.go
 	for _, r := range d.draining {
 		if overlaps(r) {
 			d.hostError("queue memory at %#x (%d bytes) unmapped before CSTS.RDY cleared after a disable", iova, n)

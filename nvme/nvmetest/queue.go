@@ -120,7 +120,17 @@ func (d *device) cqFull(q *cqState) bool {
 // queue, or one that releases entries the device has not posted (the
 // head moved past the tail), is a host error and is ignored.
 func (d *device) readHead(q *cqState) {
-	h := d.c.regs.Read32(q.headR)
+	if d.shadowed(q.id) {
+		d.shadowHead(q) // dbbuf.go
+		return
+	}
+	d.takeHead(q, d.c.regs.Read32(q.headR))
+}
+
+// takeHead takes a new head doorbell value h (from the register or the
+// shadow buffer): raw keeps the last one read, so a bad value is reported
+// once.
+func (d *device) takeHead(q *cqState, h uint32) {
 	if h == q.raw {
 		return
 	}
@@ -235,7 +245,9 @@ func (d *device) service(q *sqState) bool {
 		return true
 	}
 	d.readHead(cq)
-	if raw := d.c.regs.Read32(q.tailR); raw != q.rawTail {
+	if d.shadowed(q.id) {
+		d.shadowTail(q) // dbbuf.go
+	} else if raw := d.c.regs.Read32(q.tailR); raw != q.rawTail {
 		q.rawTail = raw
 		if d.checkTail(q, raw) {
 			q.lastTail = raw
