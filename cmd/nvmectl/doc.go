@@ -230,7 +230,7 @@
 //
 //	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [-a SEC]
 //	                     [-c MASK | -P N] [-n NSID] [--verify] [--seed N] [-L|-LL]
-//	                     [--metrics-addr 127.0.0.1:9112]
+//	                     [--metrics-addr 127.0.0.1:9112] [--no-shadow-doorbells]
 //
 // SPDK perf's -q -o -w -M -t -a -c -P -L are -q/--queue-depth,
 // -s/--io-size (K/M suffixes, binary), -w/--workload, -M/--rwmixread,
@@ -246,7 +246,10 @@
 // drives every active namespace (or -n) with QD requests. A live line a
 // second goes to standard error; the table (per namespace and total:
 // IOPS, MiB/s, latency avg, min, p50, p90, p99, p99.9, p99.99, max in µs)
-// to standard output, under a header that names the seed. --seed replays
+// to standard output, under a header that names the seed and whether the
+// doorbells were shadow doorbells (Doorbell Buffer Config, used when the
+// controller offers it, as QEMU's does; --no-shadow-doorbells writes
+// every doorbell to its register) or MMIO doorbells. --seed replays
 // a run's random offsets (and --verify's pattern). Ctrl-C, SIGTERM and
 // SIGHUP end the measurement early and print what was measured.
 // --verify writes a tagged pattern for --time seconds, then runs the
@@ -260,11 +263,11 @@
 // which nvmectl's tests and hack/qemu's bench decode strictly through;
 // "schema_version" changes with any key):
 //
-//	perf         "schema_version" (2) "workload" "io_size" "queue_depth" "rwmixread" "pollers"
+//	perf         "schema_version" (3) "workload" "io_size" "queue_depth" "rwmixread" "pollers"
 //	             "cpus" "seconds" "warmup_seconds" "seed" "run": {"nvmectl_version" "go_version"
 //	             "start_time" "kernel" "cpu_model" "dma_memory" "hugepage_fallback"
 //	             ("hugepage_fallback_reason") "controllers": [{"address" "model" "serial"
-//	             "firmware"}]} "results": [{"controller" "nsid" "workload" "io_size"
+//	             "firmware" "shadow_doorbells"}]} "results": [{"controller" "nsid" "workload" "io_size"
 //	             "queue_depth" "pollers" "ios" "reads" "writes" "errors" "seconds" "iops"
 //	             "mibps" "latency_us" "read_latency_us" "write_latency_us": {"avg" "min" "max"
 //	             "p50" "p90" "p99" "p99_9" "p99_99"} "histogram": [{"low_us" "high_us"

@@ -82,6 +82,7 @@ type perfFlags struct {
 	metrics  string
 	seed     uint64
 	latency  int // -L count: 1 summary, 2 full histogram
+	noShadow bool
 }
 
 // perfConfig is a validated perf run.
@@ -103,6 +104,7 @@ type perfConfig struct {
 	seed      uint64 // --seed: the offsets and --verify's pattern; 0 picks one
 	latency   int    // -L: 1 prints the latency summary, 2 also the histogram
 	metrics   string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
+	noShadow  bool   // --no-shadow-doorbells: MMIO doorbells even where Doorbell Buffer Config is offered
 	// metricsLn listens on metrics: opened before any controller, so a
 	// port that cannot be had is a usage error that costs no bring-up.
 	metricsLn net.Listener
@@ -211,12 +213,13 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	nsFlag(cmd, &f.nsid, 0, "namespace to drive (default 0: every active namespace)")
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
+	fl.BoolVar(&f.noShadow, "no-shadow-doorbells", false, "write every doorbell to its register, even on a controller that offers shadow doorbells (Doorbell Buffer Config)")
 	return cmd
 }
 
 // config validates the flags; every error is a usage error.
 func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
-	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics}
+	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics, noShadow: f.noShadow}
 	seen := map[string]bool{}
 	for _, arg := range args {
 		a, err := parseAddr(arg)
@@ -434,7 +437,7 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 			return err
 		}
 	}
-	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1})
+	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1, NoShadowDoorbells: cfg.noShadow})
 	if err != nil {
 		return err
 	}
@@ -895,7 +898,7 @@ func runMeta(ctrls []*nvme.Controller, names []string) perfjson.Run {
 	seen := map[*dma.Allocator]bool{}
 	for i, c := range ctrls {
 		id := c.Identify()
-		m.Controllers = append(m.Controllers, perfjson.Controller{Address: names[i], Model: id.MN, Serial: id.SN, Firmware: id.FR})
+		m.Controllers = append(m.Controllers, perfjson.Controller{Address: names[i], Model: id.MN, Serial: id.SN, Firmware: id.FR, ShadowDoorbells: c.ShadowDoorbells()})
 		mem := c.Memory()
 		if seen[mem] {
 			continue
@@ -1357,8 +1360,8 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	if rep.placement != "" {
 		where = " (" + rep.placement + ")"
 	}
-	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d\n",
-		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed)
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d, %s\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed, doorbellNote(rep.Run.Controllers))
 	// The controller column fits the longest name: a PCI address is 12
 	// characters, a tcp:// name many more.
 	cw := 12
@@ -1497,4 +1500,30 @@ func (rep *perfReport) failure() error {
 		return nil
 	}
 	return deviceError{errors.Join(errs...)}
+}
+
+// doorbellNote says for perf's header how the doorbells were written:
+// "shadow doorbells" (Doorbell Buffer Config, most doorbells stay in
+// memory), "MMIO doorbells", or each controller's when they differ.
+func doorbellNote(cs []perfjson.Controller) string {
+	var shadow, mmio []string
+	for _, c := range cs {
+		if strings.HasPrefix(c.Address, "tcp://") {
+			continue // a fabric has no doorbells
+		}
+		if c.ShadowDoorbells {
+			shadow = append(shadow, c.Address)
+		} else {
+			mmio = append(mmio, c.Address)
+		}
+	}
+	switch {
+	case len(mmio) == 0 && len(shadow) == 0:
+		return "no doorbells (NVMe/TCP)"
+	case len(mmio) == 0:
+		return "shadow doorbells"
+	case len(shadow) == 0:
+		return "MMIO doorbells"
+	}
+	return "shadow doorbells on " + strings.Join(shadow, " ") + ", MMIO doorbells on " + strings.Join(mmio, " ")
 }

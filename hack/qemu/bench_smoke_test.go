@@ -100,7 +100,7 @@ func TestSmokeVerdict(t *testing.T) {
 			return l[:i] + strings.Replace(l[i:], `"iops":2365.549`, `"iops":0`, 1)
 		}, "total: perf json does not match schema: iops is 0 with 2419 I/Os measured"},
 		{"perf json of an older schema", bench.PerfPrefix, `"queue_depth":1,`, setKey("schema_version", "0"),
-			"schema_version 0, want 2"},
+			"schema_version 0, want 3"},
 		{"perf json line lost", bench.PerfPrefix, `"queue_depth":32`, func(string) string { return "" },
 			"gonvme randread QD32: no nvmectl perf JSON on the console that decodes and matches the run"},
 		{"fio sample without p50", bench.SamplePrefix, `"engine":"io_uring-poll","workload":"randread","depth":1,`, dropKey("p50"),

@@ -19,14 +19,14 @@
 // # Schema, version 2
 //
 //	{
-//	  "schema_version": 2,
+//	  "schema_version": 3,
 //	  "workload": "randread", "io_size": 4096, "queue_depth": 32, "rwmixread": 100,
 //	  "pollers": 1, "cpus": [0], "seconds": 5.001, "warmup_seconds": 1,
 //	  "seed": 12345,             the random offsets' (and --verify's) seed: --seed replays a run
 //	  "run": {"nvmectl_version", "go_version", "start_time" (RFC 3339, UTC), "kernel",
 //	          "cpu_model", "dma_memory" ("2MiB hugepages", "4KiB pages" or "mixed"),
 //	          "hugepage_fallback", "hugepage_fallback_reason" (only with a fallback),
-//	          "controllers": [{"address", "model", "serial", "firmware"}]},
+//	          "controllers": [{"address", "model", "serial", "firmware", "shadow_doorbells"}]},
 //	  "results": [ROW, ...],     one per namespace: "controller" is its PCI address
 //	  "total": ROW,              every namespace: "controller" is "total", "nsid" 0
 //	  "verify": {"enabled": false, "seed": 0, "blocks": 0, "checked": 0,

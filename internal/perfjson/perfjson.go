@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the version of the keys below; Write stamps it and
 // Decode accepts nothing else. Bump it with any change to the keys.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Report is the whole of `nvmectl perf -o json`.
 type Report struct {
@@ -58,6 +58,10 @@ type Controller struct {
 	Model    string `json:"model"`
 	Serial   string `json:"serial"`
 	Firmware string `json:"firmware"`
+	// ShadowDoorbells says the run used shadow doorbells (Doorbell
+	// Buffer Config) on this controller; false: every doorbell was a
+	// register write (not offered, or --no-shadow-doorbells).
+	ShadowDoorbells bool `json:"shadow_doorbells"`
 }
 
 // Sample is one second of the measured phase, all namespaces together.

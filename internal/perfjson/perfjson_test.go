@@ -31,7 +31,7 @@ func sample() *Report {
 		Workload: "randrw", IOSize: 4096, QueueDepth: 8, RWMixRead: 75, Pollers: 2, CPUs: []int{0, 1},
 		Seconds: 2, WarmupSeconds: 1, Seed: 7,
 		Run: Run{NvmectlVersion: "(devel) 0123abcd", GoVersion: "go1.26.8", StartTime: "2026-12-02T04:00:00Z", Kernel: "6.1.0-57-amd64",
-			CPUModel: "QEMU Virtual CPU", DMAMemory: "2MiB hugepages", Controllers: []Controller{{Address: "0000:00:04.0", Model: "QEMU NVMe Ctrl", Serial: "gonvme0", Firmware: "7.2.22"}}},
+			CPUModel: "QEMU Virtual CPU", DMAMemory: "2MiB hugepages", Controllers: []Controller{{Address: "0000:00:04.0", Model: "QEMU NVMe Ctrl", Serial: "gonvme0", Firmware: "7.2.22", ShadowDoorbells: true}}},
 		Samples: []Sample{{Second: 1, IOs: 1500, IOPS: 1500, MiBps: 5.859}, {Second: 2, IOs: 1500, IOPS: 1500, MiBps: 5.859}},
 		Results: []Result{row("0000:00:04.0", 1, 1000), row("0000:00:04.0", 2, 2000)},
 		Total:   tot,
@@ -54,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 	if in.SchemaVersion != 0 {
 		t.Error("Write changed its argument")
 	}
-	if !bytes.HasPrefix(b, []byte("{\n  \"schema_version\": 2,\n")) || !bytes.HasSuffix(b, []byte("}\n")) {
+	if !bytes.HasPrefix(b, []byte("{\n  \"schema_version\": 3,\n")) || !bytes.HasSuffix(b, []byte("}\n")) {
 		t.Errorf("output:\n%s", b)
 	}
 	got, err := Decode(b)
@@ -235,7 +235,7 @@ func TestDecodeErrors(t *testing.T) {
 		"not an object":  "[1]",
 		"cut short":      string(b[:len(b)/2]),
 		"trailing":       string(b) + "{}",
-		"version 1":      strings.Replace(string(b), `"schema_version": 2`, `"schema_version": 1`, 1),
+		"version 2":      strings.Replace(string(b), `"schema_version": 3`, `"schema_version": 2`, 1),
 		"wrong type":     strings.Replace(string(b), `"ios": 1000`, `"ios": "1000"`, 1),
 		"null latency":   string(edit(t, b, []any{"total", "latency_us"}, func(o map[string]any, k string) { o[k] = nil })),
 		"null results":   string(edit(t, b, []any{"results"}, func(o map[string]any, k string) { o[k] = nil })),

@@ -129,7 +129,7 @@ func TestParsePerfErrors(t *testing.T) {
 		"empty":          {"", "no JSON object"},
 		"no total":       {good[:total] + `"verify": {}}`, `missing key "total"`},
 		"bad json":       {`{"total": {"ios": "many"}}`, "cannot unmarshal"},
-		"old schema":     {strings.Replace(good, `"schema_version": 2,`, "", 1), `missing key "schema_version"`},
+		"old schema":     {strings.Replace(good, `"schema_version": 3,`, "", 1), `missing key "schema_version"`},
 		"renamed p50":    {inTotal(`"p50"`, `"p50_us"`), `unknown field "p50_us"`},
 		"missing iops":   {inTotal(`"iops": 59876.842,`, ""), `missing key "total.iops"`},
 		"missing p99_9":  {inTotal(`"p99_9": 4980.736,`, ""), `missing key "total.latency_us.p99_9"`},
