@@ -187,7 +187,7 @@ func (q *qstate) count(r *nvme.Request, lat int64) {
 // pair the fixed words and the histogram.
 const (
 	pollerWords = 12
-	queueWords  = 15 + NumBuckets + 2 + NumOps*(2+OpLatencyBuckets+2) + 2*MaxStatuses + 1
+	queueWords  = 17 + NumBuckets + 2 + NumOps*(2+OpLatencyBuckets+2) + 2*MaxStatuses + 1
 )
 
 // publish copies the counters into the published words under the seqlock.
@@ -206,7 +206,8 @@ func (p *Poller) publish(now int64) {
 		w = append(w, s.Polls, s.IdlePolls, s.Submitted, s.Completed, s.Errors,
 			s.SQDoorbells, s.CQDoorbells, s.Waits, s.BogusCIDs, s.BadSQHeads,
 			s.Timeouts, s.Requeued, s.Failed,
-			uint64(q.qp.InFlight()), uint64(q.qp.Waiting()))
+			uint64(q.qp.InFlight()), uint64(q.qp.Waiting()),
+			s.MMIODoorbells, s.SavedDoorbells) // shadow doorbells (issue 16)
 		w = append(w, q.hist.Buckets[:]...)
 		w = append(w, q.hist.Count, q.hist.Sum)
 		for _, o := range q.ops {
@@ -260,7 +261,8 @@ func (p *Poller) Stats() PollerStats {
 		qs := QueueStats{Controller: int(q.ctrl), QID: q.qid, Depth: q.depth}
 		for _, f := range []*uint64{&qs.Polls, &qs.IdlePolls, &qs.Submitted, &qs.Completed, &qs.Errors,
 			&qs.SQDoorbells, &qs.CQDoorbells, &qs.Waits, &qs.BogusCIDs, &qs.BadSQHeads,
-			&qs.Timeouts, &qs.Requeued, &qs.Failed, &qs.InFlight, &qs.Waiting} {
+			&qs.Timeouts, &qs.Requeued, &qs.Failed, &qs.InFlight, &qs.Waiting,
+			&qs.MMIODoorbells, &qs.SavedDoorbells} {
 			*f = w[i]
 			i++
 		}
