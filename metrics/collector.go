@@ -139,7 +139,9 @@ var (
 	dQFullWaits = desc("queue_full_waits_total", "Requests parked because every command ID of the queue pair was taken.", queueLabels...)
 	dQPolls     = desc("queue_polls_total", "Polls of the completion queue.", queueLabels...)
 	dQIdlePolls = desc("queue_idle_polls_total", "Polls of the completion queue that reaped nothing.", queueLabels...)
-	dQDoorbells = desc("queue_doorbell_writes_total", "Doorbell register writes.", append(slices.Clone(queueLabels), "doorbell")...)
+	dQDoorbells = desc("queue_doorbell_writes_total", "Doorbell updates (a new tail or head given to the controller), written to the register or to the shadow doorbell buffer.", append(slices.Clone(queueLabels), "doorbell")...)
+	dQDBMMIO    = desc("queue_doorbell_mmio_writes_total", "Doorbell updates written to the register (MMIO), submission and completion queue.", queueLabels...)
+	dQDBSaved   = desc("queue_doorbell_writes_saved_total", "Doorbell updates left in the shadow doorbell buffer: the controller's EventIdx did not ask for the register write.", queueLabels...)
 	dQInFlight  = desc("queue_inflight_commands", "Commands outstanding on the device.", queueLabels...)
 	dQWaiting   = desc("queue_waiting_requests", "Requests waiting for a free command ID.", queueLabels...)
 	dQDepth     = desc("queue_depth_entries", "Entries per submission and completion ring.", queueLabels...)
@@ -181,7 +183,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var allDescs = []*prometheus.Desc{
 	dQSubmitted, dQCompleted, dQErrors, dQCommands, dQBytes, dQFailed, dQTimeouts, dQRequeued, dQBogus, dQFullWaits,
-	dQPolls, dQIdlePolls, dQDoorbells, dQInFlight, dQWaiting, dQDepth, dQLatency,
+	dQPolls, dQIdlePolls, dQDoorbells, dQDBMMIO, dQDBSaved, dQInFlight, dQWaiting, dQDepth, dQLatency,
 	dPLoops, dPIdleLoops, dPSubmit, dPCompleted, dPFailed, dPParks, dPYields, dPFullWaits,
 	dPBusy, dPMisuse, dPInFlight, dPCPU,
 	dCInfo, dCState, dCTemp, dCSpare, dCSpareThr, dCUsed, dCWarning, dCSMARTRead,
@@ -274,6 +276,8 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 		counter(ch, dQIdlePolls, q.IdlePolls, ql...)
 		counter(ch, dQDoorbells, q.SQDoorbells, ql[0], ql[1], ql[2], "sq")
 		counter(ch, dQDoorbells, q.CQDoorbells, ql[0], ql[1], ql[2], "cq")
+		counter(ch, dQDBMMIO, q.MMIODoorbells, ql...)
+		counter(ch, dQDBSaved, q.SavedDoorbells, ql...)
 		gauge(ch, dQInFlight, float64(q.InFlight), ql...)
 		gauge(ch, dQWaiting, float64(q.Waiting), ql...)
 		gauge(ch, dQDepth, float64(q.Depth), ql...)

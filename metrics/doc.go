@@ -28,7 +28,11 @@
 //	gonvme_queue_bogus_completions_total    {reason="cid"|"sq_head"}: ignored device input
 //	gonvme_queue_full_waits_total           requests parked because every command ID was taken
 //	gonvme_queue_polls_total, gonvme_queue_idle_polls_total
-//	gonvme_queue_doorbell_writes_total      {doorbell="sq"|"cq"}
+//	gonvme_queue_doorbell_writes_total      {doorbell="sq"|"cq"}: doorbell updates, to the
+//	                                        register or the shadow doorbell buffer
+//	gonvme_queue_doorbell_mmio_writes_total of them, written to the register
+//	gonvme_queue_doorbell_writes_saved_total of them, left in the shadow doorbell buffer
+//	                                        (Doorbell Buffer Config: EventIdx asked for no write)
 //	gonvme_queue_inflight_commands          gauge, commands on the device
 //	gonvme_queue_waiting_requests           gauge, requests waiting for a command ID
 //	gonvme_queue_depth_entries              gauge, entries per ring

@@ -292,6 +292,13 @@ func TestCollectorCountsAndLint(t *testing.T) {
 	if sqdb < 1 || sqdb > n {
 		t.Errorf("sq doorbell writes %v, want 1..%d", sqdb, n)
 	}
+	// Every doorbell update is a register write or one the shadow
+	// doorbells saved (the fake offers Doorbell Buffer Config).
+	updates := sqdb + sum(mf["gonvme_queue_doorbell_writes_total"], map[string]string{"doorbell": "cq"})
+	mmio, saved := sum(mf["gonvme_queue_doorbell_mmio_writes_total"], q), sum(mf["gonvme_queue_doorbell_writes_saved_total"], q)
+	if mmio < 1 || mmio+saved != updates || !has(mf["gonvme_queue_doorbell_writes_saved_total"], q) {
+		t.Errorf("doorbell updates %v: %v register writes + %v saved", updates, mmio, saved)
+	}
 	if p := sum(mf["gonvme_queue_polls_total"], q); p < sum(mf["gonvme_queue_idle_polls_total"], q) || p == 0 {
 		t.Errorf("polls %v, idle polls %v", p, sum(mf["gonvme_queue_idle_polls_total"], q))
 	}
