@@ -145,9 +145,12 @@ func parseWorkloads(list string) ([]string, error) {
 
 // runs is how many measured runs the guest does.
 func (o *benchOptions) runs() int {
-	engines := 3 // io_uring irq and poll, gonvme
-	if o.NoIRQ || o.TCP {
+	engines := 3 + len(doorbellEngines) // io_uring irq and poll, gonvme, the doorbell rows (benchbare.go)
+	switch {
+	case o.TCP:
 		engines = 2 // --tcp: the kernel initiator with interrupts, and gonvme
+	case o.NoIRQ:
+		engines = 2 + len(doorbellEngines)
 	}
 	perRep := len(o.Depths) * (engines*len(o.Workloads) + len(o.QemuImg)) // + qemu-img
 	return o.Reps * perRep
@@ -339,6 +342,7 @@ func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
 		{"init", "/hack/qemu/guestinit"},
 		{"guestbench", "/hack/qemu/guestbench"},
 		{"nvmectl", "/cmd/nvmectl"},
+		{"guestbare", "/hack/qemu/guestbare"}, // benchbare.go
 	} {
 		if err := goBuild(out, "build", "-o", filepath.Join(work, bin.out), modulePath+bin.pkg); err != nil {
 			return nil, err
@@ -365,6 +369,7 @@ func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
 	extra := append(cs.list(),
 		ramFile{Name: bin + "guestbench", Src: filepath.Join(work, "guestbench"), Perm: 0o755},
 		ramFile{Name: bin + "nvmectl", Src: filepath.Join(work, "nvmectl"), Perm: 0o755},
+		ramFile{Name: bin + "guestbare", Src: filepath.Join(work, "guestbare"), Perm: 0o755},
 	)
 	bt := &vmtest.Boot{Command: o.guestArgs(), Bind: "none"}
 	tap := &lineTap{w: out, hide: []string{bench.SamplePrefix, bench.PerfPrefix, bench.ProfilePrefix, bench.ReportPrefix}}
@@ -596,8 +601,10 @@ type tableHeader struct {
 var engineRows = []struct{ engine, label string }{
 	{bench.EngineIRQ, "kernel nvme, fio io_uring, interrupts (hipri=0)"},
 	{bench.EnginePoll, "kernel nvme, fio io_uring, polled (hipri=1)"},
-	{bench.EngineGonvme, "**gonvme**, nvmectl perf, 1 poller"},
+	{bench.EngineGonvme, "**gonvme**, nvmectl perf, 1 poller, shadow doorbells"},
+	{bench.EngineGonvmeMMIO, "gonvme, nvmectl perf, 1 poller, MMIO doorbells (--no-shadow-doorbells)"},
 	{bench.EngineQemuImg, "QEMU nvme:// (qemu-img bench, sequential offsets)"},
+	{bench.EngineBare, "bare VFIO submit/reap loop, 1 queue pair, shadow doorbells (upper bound)"},
 }
 
 // cell is the summary of one (workload, depth, engine) over its runs.
@@ -707,10 +714,10 @@ func renderTable(h tableHeader, samples []bench.Sample) string {
 	b.WriteString(strings.Join(facts, "; ") + ".  \n")
 	fmt.Fprintf(&b, "Each cell: median of %d runs of %v after %v of warm-up, all in one boot; IOPS also min–max. "+
 		"Latency in µs from submission to completion (fio lat_ns, nvmectl perf latency_us). "+
-		"The last two columns divide the row's median IOPS by the kernel's.\n\n",
+		"The ÷ columns divide the row's median IOPS by the kernel's and by the bare loop's.\n\n",
 		o.Reps, o.Time, o.Warmup)
-	b.WriteString("| workload | QD | driver | IOPS | IOPS min–max | avg µs | p50 µs | p99 µs | p99.9 µs | ÷ io_uring polled | ÷ io_uring irq |\n")
-	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| workload | QD | driver | IOPS | IOPS min–max | avg µs | p50 µs | p99 µs | p99.9 µs | ÷ io_uring polled | ÷ io_uring irq | ÷ bare |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var failures []string
 	for _, wl := range o.Workloads {
 		for _, qd := range o.Depths {
@@ -730,13 +737,13 @@ func renderTable(h tableHeader, samples []bench.Sample) string {
 					rng += fmt.Sprintf(" (%d/%d failed)", c.Failed, len(ss))
 				}
 				vsPoll, vsIRQ := "", ""
-				if er.engine == bench.EngineGonvme || er.engine == bench.EngineQemuImg {
+				if er.engine != bench.EnginePoll && er.engine != bench.EngineIRQ {
 					vsPoll = fmtRatio(bench.Ratio(c.IOPS.Median, poll))
 					vsIRQ = fmtRatio(bench.Ratio(c.IOPS.Median, irq))
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 					wl, qd, er.label, fmtIOPS(c.IOPS.Median), rng,
-					fmtUS(c.Avg), fmtUS(c.P50), fmtUS(c.P99), fmtUS(c.P999), vsPoll, vsIRQ)
+					fmtUS(c.Avg), fmtUS(c.P50), fmtUS(c.P99), fmtUS(c.P999), vsPoll, vsIRQ, vsBare(cells, wl, qd, er.engine))
 				for _, e := range c.Errors {
 					failures = append(failures, fmt.Sprintf("%s QD%d %s, %s", wl, qd, er.engine, e))
 				}
@@ -785,7 +792,11 @@ func renderTargets(o *benchOptions, cells map[cellKey]cell) string {
 	g := cells[cellKey{bench.RandRead, deepest, bench.EngineGonvme}]
 	k := cells[cellKey{bench.RandRead, deepest, bench.EnginePoll}]
 	r := bench.Ratio(g.IOPS.Median, k.IOPS.Median)
-	fmt.Fprintf(&b, "- QD%d IOPS gonvme ÷ io_uring polled = %s (want ≥ 2×): %s\n", deepest, fmtRatio(r), verdict(r, r >= 2))
+	fmt.Fprintf(&b, "- QD%d IOPS gonvme ÷ io_uring polled = %s (want ≥ 5×): %s\n", deepest, fmtRatio(r), verdict(r, r >= 5))
+	if _, ok := cells[cellKey{bench.RandRead, deepest, bench.EngineBare}]; ok {
+		r = bench.Ratio(g.IOPS.Median, cells[cellKey{bench.RandRead, deepest, bench.EngineBare}].IOPS.Median)
+		fmt.Fprintf(&b, "- QD%d IOPS gonvme ÷ bare loop = %s (want ≥ 0.9×): %s\n", deepest, fmtRatio(r), verdict(r, r >= 0.9))
+	}
 	if has1 {
 		g = cells[cellKey{bench.RandRead, 1, bench.EngineGonvme}]
 		k = cells[cellKey{bench.RandRead, 1, bench.EnginePoll}]

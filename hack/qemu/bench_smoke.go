@@ -16,7 +16,8 @@ import (
 // every engine whose output the table is made of on real guest output, as
 // briefly as that can be done: one repetition of 1 s runs, no warm-up, 4 KiB
 // random reads at QD1 and QD32, through the kernel driver under fio
-// (polled, hipri=1) and through gonvme (nvmectl perf). No fio rows with
+// (polled, hipri=1), through gonvme (nvmectl perf, with shadow doorbells
+// and without) and through guestbare (the bare loop). No fio rows with
 // interrupts (their output is parsed the same way as the polled rows', and
 // each fio start costs seconds under TCG), no qemu-img rows (they rebind
 // the controller per run and report no latency) and no host benchmark. It fails on a failed run, a run missing from the output,
@@ -30,7 +31,7 @@ import (
 const smokeTimeout = 3 * time.Minute
 
 // smokeEngines are the rows the smoke expects at every depth.
-var smokeEngines = []string{bench.EnginePoll, bench.EngineGonvme}
+var smokeEngines = []string{bench.EnginePoll, bench.EngineGonvme, bench.EngineGonvmeMMIO, bench.EngineBare}
 
 // smokeOptions are the fixed options of bench --smoke.
 func smokeOptions() *benchOptions {
@@ -117,8 +118,11 @@ func smokeSample(name string, s bench.Sample, perf []bench.Perf) []string {
 		return []string{fmt.Sprintf("%s: failed in the guest: %s", name, s.Err)}
 	}
 	tool := "fio"
-	if s.Engine == bench.EngineGonvme {
+	switch s.Engine {
+	case bench.EngineGonvme, bench.EngineGonvmeMMIO:
 		tool = "nvmectl perf"
+	case bench.EngineBare:
+		tool = "guestbare"
 	}
 	var ps []string
 	zero := func(what string, v float64) {
@@ -140,7 +144,7 @@ func smokeSample(name string, s bench.Sample, perf []bench.Perf) []string {
 			zero("latency "+f.key, f.v)
 		}
 	}
-	if s.Engine == bench.EngineGonvme {
+	if s.Engine == bench.EngineGonvme || s.Engine == bench.EngineGonvmeMMIO {
 		found := false
 		for _, p := range perf {
 			if p.Workload == s.Workload && p.QueueDepth == s.Depth && p.IOs == s.IOs && p.IOPS == s.IOPS {

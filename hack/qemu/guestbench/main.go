@@ -59,6 +59,7 @@ type options struct {
 	qemuImgBin string
 	perf       string // Linux perf, for -cpuprofile when nvmectl perf has no --cpuprofile
 	tcp        bool   // only the NVMe/TCP rows (tcp.go)
+	bare       string // guestbare ("" or -doorbell-rows=false: no MMIO-doorbell and bare rows)
 }
 
 func main() {
@@ -94,6 +95,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.qemuImgBin, "qemu-img-bin", guest.BinDir+"/qemu-img", "qemu-img binary")
 	fs.StringVar(&o.perf, "perf", guest.BinDir+"/perf", "Linux perf binary (for -cpuprofile)")
 	fs.BoolVar(&o.tcp, "tcp", false, "only the NVMe/TCP rows: the kernel's initiator and gonvme's host against nvmet (needs the nvmf profile)")
+	doorbellFlags(fs, o) // bare.go
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -204,6 +206,7 @@ func run(o *options) (failed int, err error) {
 		for _, wl := range o.workloads {
 			for _, qd := range o.depths {
 				r.perf(rep, wl, qd)
+				r.doorbellRows(rep, wl, qd) // bare.go
 			}
 		}
 		if len(o.qemuImg) > 0 {
@@ -309,10 +312,13 @@ func (r *runner) perfArgs(wl string, qd int, extra ...string) []string {
 	return append(append(a, extra...), r.addr)
 }
 
-func (r *runner) perf(rep int, wl string, qd int) {
-	s := bench.Sample{Engine: r.engine(bench.EngineGonvme), Workload: wl, Depth: qd, Rep: rep}
+func (r *runner) perf(rep int, wl string, qd int) { r.perfAs(r.engine(bench.EngineGonvme), rep, wl, qd) }
+
+// perfAs is one nvmectl perf run, with extra flags, reported as engine.
+func (r *runner) perfAs(engine string, rep int, wl string, qd int, extra ...string) {
+	s := bench.Sample{Engine: engine, Workload: wl, Depth: qd, Rep: rep}
 	t0 := time.Now()
-	out, err := output(r.o.nvmectl, r.limit(), r.perfArgs(wl, qd)...)
+	out, err := output(r.o.nvmectl, r.limit(), r.perfArgs(wl, qd, extra...)...)
 	took := time.Since(t0)
 	printPerf(out)
 	// perf prints its JSON and exits 2 when I/O failed: read what it says.

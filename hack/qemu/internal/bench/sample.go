@@ -20,6 +20,12 @@ const (
 	// EngineQemuImg is qemu-img bench on QEMU's own VFIO NVMe driver
 	// (nvme://). It issues sequential offsets, not random ones.
 	EngineQemuImg = "qemu-img"
+	// EngineGonvmeMMIO is `nvmectl perf --no-shadow-doorbells`: gonvme
+	// writing every doorbell to its register.
+	EngineGonvmeMMIO = "gonvme-mmio"
+	// EngineBare is guestbare: a bare VFIO submit/reap loop on one queue
+	// pair, the upper bound of the table.
+	EngineBare = "bare"
 )
 
 // Workloads the bench runs.
