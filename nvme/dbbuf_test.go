@@ -44,8 +44,7 @@ func runIO(t *testing.T, r *rig, q *nvme.QueuePair, n, qd, seed int) {
 	for pass, write := range []bool{true, false} {
 		next, done := 0, 0
 		var failed error
-		var submit func(req *nvme.Request)
-		submit = func(req *nvme.Request) {
+		submit := func(req *nvme.Request) {
 			i := next
 			next++
 			lba := uint64(i) % blocks
