@@ -28,6 +28,14 @@
 // batch and calls Request.Done. When every command ID is taken, requests
 // wait in FIFO order on the queue pair and are issued as IDs free up.
 //
+// Shadow doorbells (dbbuf.go): when the controller offers Doorbell Buffer
+// Config (OACS bit 8), as hypervisors' emulated controllers do, the I/O
+// queue pairs store their tails and heads in a shadow doorbell buffer in
+// DMA memory and write the doorbell register only when the controller's
+// EventIdx asks for it, saving most traps into the hypervisor.
+// Options.NoShadowDoorbells turns them off; QueueStats counts the register
+// writes and the writes saved.
+//
 // Deadlines and recovery: a command late by Options.CommandTimeout is
 // aborted; one still late Options.AbortTimeout later resets the
 // controller, as does an Abort that got no answer within AbortTimeout.

@@ -23,9 +23,11 @@
 // Get Log Page (Error Information, SMART / Health, Firmware Slot, Changed
 // Namespace List, Commands Supported and Effects), Create/Delete I/O
 // CQ/SQ with the spec's checks, Abort, Asynchronous Event Request,
-// Namespace Attachment, Format NVM; Read, Write, Flush, Write Zeroes,
-// Dataset Management (deallocated blocks read zeros), Compare, Write
-// Uncorrectable, Verify, with PRP lists (chained) or, when configured, an
+// Namespace Attachment, Format NVM, Doorbell Buffer Config (shadow
+// doorbells with QEMU's EventIdx behaviour: a queue the controller caught
+// up with sleeps until an MMIO doorbell write wakes it; dbbuf.go); Read,
+// Write, Flush, Write Zeroes, Dataset Management (deallocated blocks read
+// zeros), Compare, Write Uncorrectable, Verify, with PRP lists (chained) or, when configured, an
 // SGL data block descriptor. Completions are written dwords 0-2 first and
 // dword 3 with one atomic store, and never overrun a full completion
 // queue.
@@ -58,7 +60,8 @@
 //
 // Faults, armed from any goroutine while I/O runs: InjectStatus,
 // DropCompletion, Lose, BogusCID, DuplicateCID, BadSQHead, FatalStatus,
-// FatalAtEnable, Hang, Wedge, Remove and Stall; namespaces come and go with
+// FatalAtEnable, Hang, Wedge, Remove and Stall (and Pause, which stops the
+// device goroutine until resumed); namespaces come and go with
 // AttachNamespace and DetachNamespace. Stats counts commands per opcode,
 // resets and every fault delivered; Count follows the executions of
 // chosen commands (a command run twice is a host bug a reset can cause).
