@@ -874,6 +874,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	if err := run.waitDrained(); err != nil {
 		return nil, err
 	}
+	writeDoorbells(live, g) // perf_doorbells.go
 	stopped = true
 	if err := g.Close(); err != nil {
 		return nil, deviceError{fmt.Errorf("stop pollers: %w", err)}
