@@ -81,11 +81,16 @@ func (c *Controller) configureShadowDoorbells() error {
 	if c.opts.NoShadowDoorbells || c.fab != nil || c.ident == nil || c.ident.OACS&spec.OACSDoorbellBuffer == 0 {
 		return nil
 	}
+	// Entries for the admin queue and every granted I/O queue, in whole
+	// pages (Linux sizes them the same way). A reset may grant more queues
+	// than the buffers have room for: the controller forgot the old ones,
+	// so they can go.
+	n := int(spec.CQHeadDoorbell(uint16(c.ioQueues), c.dstrd)) + 4 - spec.RegDoorbellBase
+	span := (n + c.pageSize - 1) / c.pageSize * c.pageSize
+	if c.db.mem != nil && c.db.span < span {
+		c.freeShadow(false)
+	}
 	if c.db.mem == nil {
-		// Entries for the admin queue and every granted I/O queue, in
-		// whole pages (Linux sizes them the same way).
-		n := int(spec.CQHeadDoorbell(uint16(c.ioQueues), c.dstrd)) + 4 - spec.RegDoorbellBase
-		span := (n + c.pageSize - 1) / c.pageSize * c.pageSize
 		b, err := c.mem.Alloc(2 * span)
 		if err != nil {
 			return fmt.Errorf("shadow doorbell buffers: %w", err)
@@ -123,7 +128,7 @@ func (c *Controller) attachShadow(q *QueuePair) {
 	sq := spec.SQTailDoorbell(q.id, c.dstrd) - spec.RegDoorbellBase
 	cq := spec.CQHeadDoorbell(q.id, c.dstrd) - spec.RegDoorbellBase
 	if int(cq)+4 > c.db.span {
-		return // beyond the granted queues: cannot happen, stay with MMIO
+		return // beyond the granted queues, for which the buffers are sized: cannot happen
 	}
 	q.db = shadowDB{on: true, shadow: c.db.shadow, ei: c.db.eventIdx, sqOff: sq, cqOff: cq}
 	for _, off := range []uintptr{sq, cq} {
