@@ -63,7 +63,8 @@ func benchRing(b *testing.B, shadow bool) {
 	mem := make([]uint64, 3*4096/8) // registers, shadow buffer, EventIdx
 	bytes := unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), 8*len(mem))
 	regs := mmio.New(bytes[:4096])
-	q := &QueuePair{ctrl: &Controller{}, id: 1, size: 1024, regs: regs, sqDB: 8, cqDB: 12}
+	q := &QueuePair{ctrl: &Controller{}, id: 1, size: 1024}
+	q.regs, q.sqDB, q.cqDB = regs, 8, 12
 	if shadow {
 		q.db = shadowDB{on: true, shadow: mmio.New(bytes[4096:8192]), ei: mmio.New(bytes[8192:]), sqOff: 8, cqOff: 12}
 	}

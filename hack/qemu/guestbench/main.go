@@ -312,7 +312,9 @@ func (r *runner) perfArgs(wl string, qd int, extra ...string) []string {
 	return append(append(a, extra...), r.addr)
 }
 
-func (r *runner) perf(rep int, wl string, qd int) { r.perfAs(r.engine(bench.EngineGonvme), rep, wl, qd) }
+func (r *runner) perf(rep int, wl string, qd int) {
+	r.perfAs(r.engine(bench.EngineGonvme), rep, wl, qd)
+}
 
 // perfAs is one nvmectl perf run, with extra flags, reported as engine.
 func (r *runner) perfAs(engine string, rep int, wl string, qd int, extra ...string) {
