@@ -249,3 +249,21 @@ func checkMMIOOnly(t *testing.T, r *rig) {
 		t.Errorf("the fake woke %d shadow-doorbell queues", w)
 	}
 }
+
+// TestShadowDoorbellsStride: the shadow and EventIdx entries follow the
+// doorbell stride (CAP.DSTRD): entry 2y*(4<<DSTRD) for submission queue y,
+// (2y+1)*(4<<DSTRD) for its completion queue, relative to 1000h. With
+// DSTRD 3 a driver that laid them out 4 bytes apart would store its
+// tails where the fake never looks, and the paused submissions would
+// never be fetched.
+func TestShadowDoorbellsStride(t *testing.T) {
+	r := newRig(t, nvmetest.Config{DSTRD: 3, MaxQueuePairs: 4, Namespaces: []nvmetest.NSConfig{{Blocks: 4096}}}, nil)
+	q1, q2 := r.qp(8), r.qp(8)
+	for _, q := range []*nvme.QueuePair{q1, q2} {
+		before, after := submitPaused(t, r, q, 5)
+		if mmio := after.MMIODoorbells - before.MMIODoorbells; mmio != 1 {
+			t.Errorf("queue %d: 5 tails, %d register writes, want 1", q.ID(), mmio)
+		}
+		runIO(t, r, q, 200, 7, int(q.ID()))
+	}
+}
