@@ -6,14 +6,13 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/pflag"
 
-	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/target"
-	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // nvmectl serve --nvmf: export the controllers' namespaces over NVMe/TCP.
@@ -24,10 +23,39 @@ type nvmfOpts struct {
 	nqn        string   // subsystem NQN (one controller), or its prefix
 	allowHosts []string // host NQNs let in; empty: any host
 	discPort   int      // discovery controller port; 0: none
+	oneSub     bool     // one subsystem for all the controllers
+	groups     int      // poll groups of the target
+
+	// tgt is the running target, for the controllers' OnEvent (set
+	// before the controllers open, the target starts after).
+	tgt *atomic.Pointer[target.Target]
+}
+
+// onEvent is nvme.Options.OnEvent for serve's controllers: a namespace
+// change reaches the target's hosts.
+func (o *nvmfOpts) onEvent(ev nvme.AsyncEvent) {
+	if o.tgt == nil {
+		return
+	}
+	if t := o.tgt.Load(); t != nil {
+		t.OnEvent(ev)
+	}
+}
+
+// ioQueues is how many I/O queues the target takes on each controller
+// (one per poll group).
+func (o *nvmfOpts) ioQueues() int {
+	if o.listen == "" {
+		return 0
+	}
+	return max(o.groups, 1)
 }
 
 // defaultNQNPrefix is the start of the default subsystem NQN; the
-// controller's serial number follows: nqn.2024-01.io.gonvme:SERIAL.
+// controller's serial number follows: nqn.2024-01.io.gonvme:SERIAL (the
+// serial's printable ASCII without blanks; ctrlN, N from 1 in the
+// order given, if none is left). With --one-subsystem the default is
+// nqn.2024-01.io.gonvme:SERIAL of the first controller named.
 const defaultNQNPrefix = "nqn.2024-01.io.gonvme:"
 
 func addNVMfFlags(f *pflag.FlagSet, o *nvmfOpts) {
@@ -35,6 +63,8 @@ func addNVMfFlags(f *pflag.FlagSet, o *nvmfOpts) {
 	f.StringVar(&o.nqn, "nqn", "", "subsystem NQN (default "+defaultNQNPrefix+"SERIAL; with several controllers, -N is appended for the N-th)")
 	f.StringSliceVar(&o.allowHosts, "allow-host", nil, "host NQN allowed to connect (repeatable; default: any host)")
 	f.IntVar(&o.discPort, "discovery-port", 8009, "port of the NVMe/TCP discovery controller, on the --nvmf host (0: none)")
+	f.BoolVar(&o.oneSub, "one-subsystem", false, "export all the controllers as one subsystem (namespace IDs numbered across them: the N-th controller's NSIDs follow the NN of those before)")
+	f.IntVar(&o.groups, "nvmf-pollers", 1, "poll groups serving the hosts' I/O queues, each on its own thread with a queue pair on every controller")
 }
 
 // nvmfAddr parses --nvmf.
@@ -74,11 +104,16 @@ func subsystemNQN(o nvmfOpts, c *nvme.Controller, i, n int) string {
 	return defaultNQNPrefix + b.String()
 }
 
-// startNVMf runs the NVMe/TCP target over ctrls and their pollers, if
-// --nvmf was given, and returns a function that stops it.
-func startNVMf(o nvmfOpts, ctrls []*nvme.Controller, grp *poller.Group, stdout io.Writer) (stop func(), err error) {
+// startNVMf runs the NVMe/TCP target over ctrls, if --nvmf was given,
+// and returns a function that stops it. The target's poll groups take an
+// I/O queue of each controller (o.ioQueues) and are not pinned: the
+// scheduler places them beside serve's pollers, which park when idle.
+func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop func(), err error) {
 	if o.listen == "" {
 		return func() {}, nil
+	}
+	if o.groups < 1 {
+		return nil, usagef("--nvmf-pollers must be at least 1")
 	}
 	host, port, err := nvmfAddr(o.listen)
 	if err != nil {
@@ -89,18 +124,18 @@ func startNVMf(o nvmfOpts, ctrls []*nvme.Controller, grp *poller.Group, stdout i
 			return nil, usagef("--allow-host: %v", err)
 		}
 	}
-	var edevs []ddi.Edev
 	var lns []net.Listener
 	var tgt *target.Target
+	if o.tgt == nil {
+		o.tgt = new(atomic.Pointer[target.Target])
+	}
 	stop = func() {
+		o.tgt.Store(nil)
 		if tgt != nil {
 			tgt.Close()
 		}
 		for _, l := range lns {
 			l.Close()
-		}
-		for _, e := range edevs {
-			ddi.Unregister(e)
 		}
 	}
 	defer func() {
@@ -110,31 +145,27 @@ func startNVMf(o nvmfOpts, ctrls []*nvme.Controller, grp *poller.Group, stdout i
 	}()
 	var subs []target.Subsystem
 	for i, c := range ctrls {
-		var devs []*ddi.Device
-		for _, id := range c.Namespaces() {
-			ns, err := c.Namespace(id)
-			if err != nil {
-				return nil, deviceError{err}
-			}
-			d, err := ddi.RegisterDevice(ns, grp.Handle(c))
-			if err != nil {
-				return nil, deviceError{err}
-			}
-			edevs = append(edevs, d.Edev())
-			devs = append(devs, d)
-		}
-		b, err := target.DeviceBacking(c, devs...)
+		b, err := target.DeviceBacking(c)
 		if err != nil {
 			return nil, deviceError{err}
 		}
-		subs = append(subs, target.Subsystem{NQN: subsystemNQN(o, c, i, len(ctrls)), Backing: b})
+		if o.oneSub && i > 0 {
+			subs[0].Backings = append(subs[0].Backings, b)
+			continue
+		}
+		n := len(ctrls)
+		if o.oneSub {
+			n = 1
+		}
+		subs = append(subs, target.Subsystem{NQN: subsystemNQN(*o, c, i, n), Backings: []target.Backing{b}})
 	}
 	addrs := []target.Address{{Host: host, Port: port}}
-	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs,
+	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs, PollGroups: o.groups,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) }}, subs...)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, deviceError{err}
 	}
+	o.tgt.Store(tgt)
 	ports := []string{port}
 	if o.discPort != 0 && fmt.Sprint(o.discPort) != port {
 		ports = append(ports, fmt.Sprint(o.discPort))

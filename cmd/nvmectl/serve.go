@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/metrics"
 	"github.com/seedb8fa28ef/gonvme/nvme"
+	"github.com/seedb8fa28ef/gonvme/nvme/tcp/target"
 	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
@@ -35,6 +37,7 @@ type serveOpts struct {
 
 func serveCmd(a app, g *globals) *cobra.Command {
 	o := serveOpts{listen: metrics.DefaultListen}
+	o.nvmf.tgt = new(atomic.Pointer[target.Target])
 	cmd := &cobra.Command{
 		Use:   "serve ADDR... [--listen 127.0.0.1:9111]",
 		Short: "Run pollers on controllers and export Prometheus metrics (/metrics, /healthz)",
@@ -104,7 +107,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 	if nq == 0 {
 		nq = 16
 	}
-	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq})
+	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq + o.nvmf.ioQueues(), OnEvent: o.nvmf.onEvent})
 	if err != nil {
 		return err
 	}
@@ -124,7 +127,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 			err = devicef("stop pollers: %w", serr)
 		}
 	}()
-	stopNVMf, err := startNVMf(o.nvmf, ctrls, grp, stdout)
+	stopNVMf, err := startNVMf(&o.nvmf, ctrls, stdout)
 	if err != nil {
 		return err
 	}

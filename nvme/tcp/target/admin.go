@@ -36,17 +36,14 @@ func (c *conn) adminCommand(cmd *spec.Command, icd []byte) error {
 		return c.respond(cmd.CID, 0, 0, 0)
 	case spec.AdminAsyncEventRequest:
 		ctrl.mu.Lock()
-		held := ctrl.aerHeld < aerLimit
-		if held {
-			ctrl.aerHeld++
-		}
-		ctrl.mu.Unlock()
-		if !held {
+		if len(ctrl.aers) >= aerLimit || ctrl.discovery {
+			ctrl.mu.Unlock()
 			return c.respond(cmd.CID, status(spec.SCTCommandSpecific, spec.SCAsyncEventLimitExceeded), 0, 0)
 		}
-		// Held until an event: the backing's namespaces do not change
-		// under a running target, so none comes before the association
-		// ends (and the host aborts it then).
+		// Held until an event (Target.Rescan): completed at once if one
+		// is waiting.
+		ctrl.aers = append(ctrl.aers, cmd.CID)
+		ctrl.deliverLocked()
 		return nil
 	case spec.AdminGetFeatures, spec.AdminSetFeatures:
 		return c.features(cmd, op == spec.AdminSetFeatures)
@@ -87,17 +84,23 @@ func (c *conn) features(cmd *spec.Command, set bool) error {
 		return c.respond(cmd.CID, 0, uint32(kato/time.Millisecond), 0)
 	case spec.FeatureAsyncEventConfig:
 		ctrl.mu.Lock()
-		defer ctrl.mu.Unlock()
 		if set {
 			ctrl.aen = cmd.CDW11 & (1<<8 | 1<<31) // namespace attribute notices, discovery log changes
 		}
-		return c.respond(cmd.CID, 0, ctrl.aen, 0)
+		aen := ctrl.aen
+		ctrl.mu.Unlock()
+		if err := c.respond(cmd.CID, 0, aen, 0); err != nil {
+			return err
+		}
+		ctrl.mu.Lock()
+		ctrl.deliverLocked() // a change that waited for the notice to be enabled
+		return nil
 	}
 	return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInvalidField), 0, 0)
 }
 
 // getLogPage answers Get Log Page: Error Information (empty), SMART /
-// Health (the backing's), Changed Namespace List (empty), and the
+// Health (the first backing's), Changed Namespace List, and the
 // Discovery log on a discovery controller. NVMe Base 2.0, 5.16.
 func (c *conn) getLogPage(cmd *spec.Command, toHost func([]byte) error) error {
 	lid := uint8(cmd.CDW10)
@@ -117,15 +120,12 @@ func (c *conn) getLogPage(cmd *spec.Command, toHost func([]byte) error) error {
 		log = make([]byte, 64*64)
 	case lid == spec.LogSMART:
 		log = make([]byte, 512)
-		if err := c.sub.backing.SMARTLog(log); err != nil {
+		if err := c.ctrl.sub.parts[0].b.SMARTLog(log); err != nil {
 			c.t.logf("nvmf: smart log: %v", err)
 			return c.respond(cmd.CID, spec.MakeStatus(spec.SCTGeneric, spec.SCInternalError), 0, 0)
 		}
 	case lid == spec.LogChangedNamespaces:
-		log = make([]byte, 4096)
-		c.ctrl.mu.Lock()
-		c.ctrl.nsChange = false
-		c.ctrl.mu.Unlock()
+		log = c.ctrl.takeChanged(cmd.CDW10&(1<<15) != 0)
 	default:
 		return c.respond(cmd.CID, status(spec.SCTCommandSpecific, spec.SCInvalidLogPage), 0, 0)
 	}
@@ -146,9 +146,10 @@ func (c *conn) identify(cmd *spec.Command) ([]byte, bool) {
 	if c.ctrl.discovery {
 		return nil, false
 	}
+	tab := c.ctrl.sub.tab.Load()
 	switch cns {
 	case spec.CNSNamespace:
-		ns := c.sub.byID[cmd.NSID]
+		ns := tab.byID[cmd.NSID]
 		if ns == nil {
 			// An inactive (unallocated) NSID: zeros. NVMe Base 2.0, 5.17.2.1.
 			if cmd.NSID == 0 || cmd.NSID == 0xffffffff {
@@ -156,40 +157,28 @@ func (c *conn) identify(cmd *spec.Command) ([]byte, bool) {
 			}
 			return make([]byte, spec.IdentifySize), true
 		}
-		return ns.id, true
+		return ns.idn, true
 	case spec.CNSActiveNamespaces:
 		if cmd.NSID >= 0xfffffffe {
 			return nil, false
 		}
 		b := make([]byte, spec.IdentifySize)
 		i := 0
-		for _, ns := range c.sub.nss {
-			if id := ns.ID(); id > cmd.NSID && i < 1024 {
+		for _, id := range tab.ids { // sorted
+			if id > cmd.NSID && i < 1024 {
 				binary.LittleEndian.PutUint32(b[4*i:], id)
 				i++
 			}
 		}
-		sortIDs(b[:4*i])
 		return b, true
 	case spec.CNSNamespaceDescriptors:
-		ns := c.sub.byID[cmd.NSID]
+		ns := tab.byID[cmd.NSID]
 		if ns == nil {
 			return nil, false
 		}
 		return ns.descrip, true
 	}
 	return nil, false
-}
-
-func sortIDs(b []byte) {
-	le := binary.LittleEndian
-	for i := 4; i < len(b); i += 4 {
-		for j := i; j > 0 && le.Uint32(b[j-4:]) > le.Uint32(b[j:]); j -= 4 {
-			x, y := le.Uint32(b[j-4:]), le.Uint32(b[j:])
-			le.PutUint32(b[j-4:], y)
-			le.PutUint32(b[j:], x)
-		}
-	}
 }
 
 // nsDescriptors returns the Namespace Identification Descriptor list of
@@ -227,9 +216,11 @@ func (c *conn) identifyController() []byte {
 		b[0x04d] = ctrl.sub.mdts
 		b[0x06f] = spec.CtrlTypeIO
 		le.PutUint16(b[0x05c:], 1<<8)       // OAES: namespace attribute notices
-		b[0x208] = 1<<3 | idc[0x208]&(1<<2) // ONCS: Write Zeroes, DSM if the backing has it
-		b[0x20d] = idc[0x20d] & 1           // VWC
-		le.PutUint32(b[0x204:], maxNSID(ctrl.sub))
+		le.PutUint16(b[0x208:], 1<<3|ctrl.sub.oncs&(1<<2)) // ONCS: Write Zeroes, DSM if every backing has it
+		if ctrl.sub.vwc {
+			b[0x20d] = 1 // VWC: Flush reaches every backing that has one
+		}
+		le.PutUint32(b[0x204:], ctrl.sub.nn)
 		copy(b[0x300:0x400], ctrl.sub.nqn)
 		le.PutUint32(b[0x700:], uint32(spec.CommandSize+c.t.cfg.InCapsule)/16) // IOCCSZ
 		le.PutUint32(b[0x704:], spec.CompletionSize/16)                        // IORCSZ
@@ -246,14 +237,6 @@ func (c *conn) identifyController() []byte {
 	b[0x70a] = 0                                             // FCATT: dynamic controller model
 	b[0x70b] = 1                                             // MSDBD
 	return b
-}
-
-func maxNSID(s *subsystem) uint32 {
-	var m uint32
-	for id := range s.byID {
-		m = max(m, id)
-	}
-	return m
 }
 
 // discoveryLog returns the Discovery Log Page: one entry per subsystem

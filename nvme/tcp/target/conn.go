@@ -8,17 +8,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/seedb8fa28ef/gonvme/ddi"
-	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/pdu"
 )
 
-// conn is one TCP connection: one queue (admin or I/O) of one
-// controller. Its reader goroutine (run) parses PDUs and starts commands;
-// on an I/O queue a sender goroutine sends what completions the backing
-// delivers. Sending is serialized by wmu.
+// conn is one TCP connection on its way to being a queue, and an admin
+// queue for good: its goroutine (run) runs the IC exchange and Connect,
+// then serves admin commands with blocking reads and writes. An I/O
+// queue's Connect hands the connection to a poll group (an ioConn) and
+// the goroutine ends. Sending is serialized by wmu: AEN completions come
+// from other goroutines.
 type conn struct {
 	t *Target
 	c net.Conn
@@ -32,25 +32,10 @@ type conn struct {
 
 	// Set by Connect, on the reader goroutine, before any command runs.
 	ctrl      *controller
-	qid       uint16
 	sqsize    uint16
 	noSQFlow  bool
-	success   bool
 	connected bool
-
-	// I/O queues only.
-	sub      *subsystem
-	mem      *dma.Buffer
-	slots    []slot
-	free     chan *slot // slots not in use
-	done     chan *slot // slots whose backing I/O completed
-	inflight sync.WaitGroup
-	mu       sync.Mutex
-	busy     map[uint16]bool  // CIDs outstanding; under mu
-	waiting  map[uint16]*slot // writes waiting for H2CData; reader only
-	icSlot   *slot            // slot taking the in-capsule data being received
-	senderWG sync.WaitGroup
-	cmdDone  func(*ddi.Buf) int
+	handedOff bool // an I/O queue now served by a poll group
 }
 
 func newConn(t *Target, c net.Conn) *conn {
@@ -61,6 +46,7 @@ func newConn(t *Target, c net.Conn) *conn {
 var (
 	errHostTerm   = errors.New("host sent H2CTermReq")
 	errDisconnect = errors.New("host disconnected the queue")
+	errHandedOff  = errors.New("i/o queue handed to a poll group")
 )
 
 // run is the reader goroutine: it serves the connection until it ends,
@@ -68,7 +54,7 @@ var (
 func (c *conn) run() {
 	err := c.loop()
 	switch {
-	case err == nil, errors.Is(err, errDisconnect), errors.Is(err, errHostTerm):
+	case err == nil, errors.Is(err, errDisconnect), errors.Is(err, errHostTerm), errors.Is(err, errHandedOff):
 	default:
 		c.t.logf("nvmf: %v: %v", c.c.RemoteAddr(), err)
 	}
@@ -132,39 +118,15 @@ func (c *conn) fatal(err error) error {
 	return err
 }
 
-// teardown releases the queue: closes the socket, waits for the backing
-// to finish the commands it holds, stops the sender and frees the DMA
-// memory. An admin queue takes its controller with it.
+// teardown ends the connection, unless a poll group took it: an admin
+// queue takes its controller with it.
 func (c *conn) teardown() {
-	c.c.Close()
-	if c.ctrl != nil {
-		if c.qid == 0 {
-			c.t.dropController(c.ctrl)
-		} else {
-			c.t.mu.Lock()
-			if c.ctrl.ioConns[c.qid] == c {
-				delete(c.ctrl.ioConns, c.qid)
-			}
-			c.t.mu.Unlock()
-		}
-	}
-	if c.slots == nil {
+	if c.handedOff {
 		return
 	}
-	// Writes still waiting for data never reached the backing.
-	for _, s := range c.waiting {
-		c.release(s)
-	}
-	c.waiting = nil
-	if c.icSlot != nil {
-		c.release(c.icSlot)
-		c.icSlot = nil
-	}
-	c.inflight.Wait()
-	close(c.done)
-	c.senderWG.Wait()
-	if err := c.sub.backing.Memory().Free(c.mem); err != nil {
-		c.t.logf("nvmf: free queue memory: %v", err)
+	c.c.Close()
+	if c.ctrl != nil {
+		c.t.dropController(c.ctrl)
 	}
 }
 
@@ -202,17 +164,15 @@ func (c *conn) respondLocked(cid uint16, st spec.Status, dw0, dw1 uint32) error 
 	if c.sqhd > c.sqsize {
 		c.sqhd = 0
 	}
-	cqe := spec.Completion{DW0: dw0, DW1: dw1, SQHead: c.sqhd, SQID: c.qid, CID: cid, Status: st.CQEField(false)}
+	cqe := spec.Completion{DW0: dw0, DW1: dw1, SQHead: c.sqhd, CID: cid, Status: st.CQEField(false)}
 	if c.noSQFlow {
 		cqe.SQHead = 0
 	}
 	return c.sendLocked(c.w.AppendCapsuleResp(c.head[:0], &cqe))
 }
 
-// sendData sends data for command cid in C2HData PDUs of at most
-// maxXfer bytes, then completes it: with SUCCESS on the last PDU when
-// the queue allows it, else with a CapsuleResp. data is never copied:
-// each PDU is one writev of head, data and digest.
+// sendData sends data for admin command cid in C2HData PDUs, then its
+// CapsuleResp.
 func (c *conn) sendData(cid uint16, data []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -220,18 +180,11 @@ func (c *conn) sendData(cid uint16, data []byte) error {
 	for off := 0; off < len(data); off += chunk {
 		d := data[off:min(off+chunk, len(data))]
 		last := off+len(d) == len(data)
-		h := c.w.AppendC2HData(c.head[:0], cid, uint32(off), len(d), last, last && c.success)
+		h := c.w.AppendC2HData(c.head[:0], cid, uint32(off), len(d), last, false)
 		var tail [pdu.DigestLen]byte
 		if err := c.sendLocked(h, d, c.w.AppendDataDigest(tail[:0], d)); err != nil {
 			return err
 		}
-	}
-	if c.success && len(data) > 0 {
-		c.sqhd++ // the host counts it as consumed all the same
-		if c.sqhd > c.sqsize {
-			c.sqhd = 0
-		}
-		return nil
 	}
 	return c.respondLocked(cid, 0, 0, 0)
 }
@@ -256,34 +209,11 @@ func (c *conn) handle(p *pdu.PDU) error {
 		return fmt.Errorf("%w: %v, fei %#x", errHostTerm, p.Term.FES, p.Term.FEI)
 	case pdu.TypeCapsuleCmd:
 		if p.DataPending {
-			c.inCapsuleDest(p)
-			return nil
+			return nil // in-capsule data staged in the Reader
 		}
-		s := c.icSlot
-		c.icSlot = nil
-		return c.command(&p.Command, p.Data, s)
-	case pdu.TypeH2CData:
-		return c.h2cData(p)
+		return c.command(&p.Command, p.Data)
 	}
 	return pdu.NewError(pdu.FESInvalidHeaderField, 0, p.Type, p.Header, "unexpected %v", p.Type)
-}
-
-// inCapsuleDest sends the in-capsule data of a write on an I/O queue
-// straight into a DMA slot; anything else is staged in the Reader.
-func (c *conn) inCapsuleDest(p *pdu.PDU) {
-	if c.slots == nil || spec.Opcode(p.Command.Opcode) != spec.IOWrite || int(p.DataLen) > c.sub.maxXfer {
-		return
-	}
-	select {
-	case s := <-c.free:
-		c.inflight.Add(1)
-		if c.r.SetDest(s.buf[:p.DataLen]) != nil {
-			c.release(s)
-			return
-		}
-		c.icSlot = s
-	default:
-	}
 }
 
 // dataSGL checks SGL1 of cmd against the data it must describe: want
@@ -306,31 +236,19 @@ func dataSGL(cmd *spec.Command, want int, toHost bool, icd []byte) (spec.Status,
 	return 0, true
 }
 
-// command runs one capsule. s, if not nil, is the slot that already holds
-// the in-capsule data (icd is then s's bytes).
-func (c *conn) command(cmd *spec.Command, icd []byte, s *slot) error {
+// command runs one capsule of the admin queue (or the Connect that makes
+// the connection a queue).
+func (c *conn) command(cmd *spec.Command, icd []byte) error {
 	if cmd.Flags&spec.FlagPSDTMask != spec.FlagPSDTSGL || cmd.Flags&0x3 != 0 {
-		if s != nil {
-			c.release(s)
-		}
 		return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInvalidField), 0, 0)
 	}
 	if fct, ok := fabrics.CommandFCType(cmd); ok {
-		if s != nil {
-			c.release(s)
-		}
 		return c.fabricsCommand(cmd, fct, icd)
 	}
 	if !c.connected {
-		if s != nil {
-			c.release(s)
-		}
 		return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCCommandSequenceError), 0, 0)
 	}
-	if c.qid == 0 {
-		return c.adminCommand(cmd, icd)
-	}
-	return c.ioCommand(cmd, icd, s)
+	return c.adminCommand(cmd, icd)
 }
 
 func (c *conn) fabricsCommand(cmd *spec.Command, fct fabrics.FCType, icd []byte) error {
@@ -338,7 +256,7 @@ func (c *conn) fabricsCommand(cmd *spec.Command, fct fabrics.FCType, icd []byte)
 	case fabrics.FCTypeConnect:
 		return c.connect(cmd, icd)
 	case fabrics.FCTypePropertyGet, fabrics.FCTypePropertySet:
-		if !c.connected || c.qid != 0 {
+		if !c.connected {
 			return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCCommandSequenceError), 0, 0)
 		}
 		c.ctrl.kick()
@@ -359,13 +277,8 @@ func (c *conn) fabricsCommand(cmd *spec.Command, fct fabrics.FCType, icd []byte)
 		}
 		return c.respond(cmd.CID, 0, 0, 0)
 	case fabrics.FCTypeDisconnect:
-		if !c.connected || c.qid == 0 {
-			return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInvalidField), 0, 0)
-		}
-		if err := c.respond(cmd.CID, 0, 0, 0); err != nil {
-			return err
-		}
-		return errDisconnect
+		// Not on an admin queue: NVMe Base 2.0, 6.4.
+		return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInvalidField), 0, 0)
 	}
 	return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInvalidOpcode), 0, 0)
 }
@@ -452,30 +365,55 @@ func (c *conn) connect(cmd *spec.Command, icd []byte) error {
 		if !ctrl.ready() {
 			return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCCommandSequenceError), 0, 0)
 		}
+		io, err := newIOConn(c, ctrl, sub, cc.QID, cc.SQSize, cc.CAttr&fabrics.CAttrDisableSQFlow != 0)
+		if err != nil {
+			c.t.logf("nvmf: %v: i/o queue %d: %v", c.c.RemoteAddr(), cc.QID, err)
+			return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInternalError), 0, 0)
+		}
 		c.t.mu.Lock()
 		taken := ctrl.ioConns[cc.QID] != nil
 		dead := ctrl.dead
 		if !taken && !dead {
-			ctrl.ioConns[cc.QID] = c
+			ctrl.ioConns[cc.QID] = io
 		}
 		c.t.mu.Unlock()
 		if taken || dead {
+			io.freeMemory()
 			return invalid(fabrics.ConnectOffQID, false, fmt.Sprintf("qid %d already connected", cc.QID))
 		}
-		c.ctrl = ctrl
-		c.qid = cc.QID
-		if err := c.setupIO(sub, int(cc.SQSize)+1); err != nil {
-			c.t.logf("nvmf: %v: i/o queue %d: %v", c.c.RemoteAddr(), cc.QID, err)
+		// The response goes out from here; then the poll group owns the
+		// socket, the Reader (with what it holds past the Connect) and
+		// the queue.
+		c.wmu.Lock()
+		io.w = c.w
+		err = c.sendLocked(c.w.AppendCapsuleResp(c.head[:0], &spec.Completion{DW0: uint32(fabrics.ConnectSuccess(ctrl.id, 0)), SQHead: 1, SQID: cc.QID, CID: cmd.CID}))
+		c.wbroke = true // nothing more from this goroutine
+		c.wmu.Unlock()
+		if err != nil {
 			c.t.mu.Lock()
-			delete(ctrl.ioConns, cc.QID)
+			if ctrl.ioConns[cc.QID] == io {
+				delete(ctrl.ioConns, cc.QID)
+			}
 			c.t.mu.Unlock()
-			c.ctrl, c.qid = nil, 0
-			return c.respond(cmd.CID, status(spec.SCTGeneric, spec.SCInternalError), 0, 0)
+			io.freeMemory()
+			return err
 		}
+		c.handedOff = true
+		io.r = c.r
+		c.t.groups[int(c.t.next.Add(1)-1)%len(c.t.groups)].adopt(io)
+		return errHandedOff
 	}
-	c.qid, c.sqsize, c.connected = cc.QID, cc.SQSize, true
-	c.sub = sub
+	c.sqsize, c.connected = cc.SQSize, true
 	c.noSQFlow = cc.CAttr&fabrics.CAttrDisableSQFlow != 0
-	c.success = c.noSQFlow && !c.t.cfg.NoSuccess
 	return c.respond(cmd.CID, 0, uint32(fabrics.ConnectSuccess(c.ctrl.id, 0)), 0)
+}
+
+// dataDigestError handles a capsule whose in-capsule data digest did not
+// match: the command fails with Transient Transport Error, the stream
+// goes on. (The admin queue asks for no H2CData.)
+func (c *conn) dataDigestError(p *pdu.PDU) error {
+	if p.Type != pdu.TypeCapsuleCmd {
+		return pdu.NewError(pdu.FESInvalidHeaderField, 0, p.Type, p.Header, "unexpected %v", p.Type)
+	}
+	return c.respond(p.Command.CID, spec.MakeStatus(spec.SCTGeneric, spec.SCTransientTransportError), 0, 0)
 }

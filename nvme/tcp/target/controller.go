@@ -1,6 +1,8 @@
 package target
 
 import (
+	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,11 +30,82 @@ type controller struct {
 	katimer  *time.Timer
 	aen      uint32 // Asynchronous Event Configuration
 	admin    *conn
-	ioConns  map[uint16]*conn // by QID; guarded by t.mu
-	dead     bool             // guarded by t.mu
+	ioConns  map[uint16]*ioConn // by QID; guarded by t.mu
+	dead     bool               // guarded by t.mu
 	expired  bool
-	aerHeld  int
-	nsChange bool
+
+	// Asynchronous events (NVMe Base 2.0, 5.2): the AERs the host left
+	// with us, and the Namespace Attribute Changed notice.
+	aers       []uint16 // CIDs of the AERs held
+	changed    []uint32 // Changed Namespace List (host NSIDs)
+	overflow   bool     // more than 1024 changed: the log says FFFFFFFFh
+	nsPending  bool     // a change not yet reported by an AEN
+	nsMasked   bool     // reported; masked until log page 04h is read
+	nsNotified int      // AENs completed (tests)
+}
+
+// maxChanged is the most NSIDs the Changed Namespace List holds.
+const maxChanged = 1024
+
+// aenNSChanged is DW0 of a Namespace Attribute Changed notice: type
+// Notice (2), info 0, log page 04h.
+const aenNSChanged = uint32(spec.AEVTypeNotice) | uint32(spec.AEVNoticeNamespaceChanged)<<8 | uint32(spec.LogChangedNamespaces)<<16
+
+// namespacesChanged records that ids changed and reports it to the host
+// with an AEN when one is held and the notice enabled and unmasked. Any
+// goroutine.
+func (c *controller) namespacesChanged(ids []uint32) {
+	c.mu.Lock()
+	for _, id := range ids {
+		if c.overflow || slices.Contains(c.changed, id) {
+			continue
+		}
+		if len(c.changed) == maxChanged {
+			c.overflow, c.changed = true, c.changed[:0]
+			continue
+		}
+		c.changed = append(c.changed, id)
+	}
+	c.nsPending = true
+	c.deliverLocked()
+}
+
+// deliverLocked completes an AER if an event is due, and unlocks c.mu.
+func (c *controller) deliverLocked() {
+	if !c.nsPending || c.nsMasked || len(c.aers) == 0 || c.aen&spec.AECNamespaceAttribute == 0 || c.admin == nil {
+		c.mu.Unlock()
+		return
+	}
+	cid := c.aers[0]
+	c.aers = c.aers[1:]
+	c.nsPending, c.nsMasked = false, true
+	c.nsNotified++
+	admin := c.admin
+	c.mu.Unlock()
+	_ = admin.respond(cid, 0, aenNSChanged, 0)
+}
+
+// takeChanged returns the Changed Namespace List (4096 bytes) and, unless
+// rae (Retain Asynchronous Event), clears it and unmasks the notice.
+func (c *controller) takeChanged(rae bool) []byte {
+	b := make([]byte, 4096)
+	c.mu.Lock()
+	if c.overflow {
+		binary.LittleEndian.PutUint32(b, 0xffffffff)
+	} else {
+		ids := slices.Clone(c.changed)
+		slices.Sort(ids)
+		for i, id := range ids {
+			binary.LittleEndian.PutUint32(b[4*i:], id)
+		}
+	}
+	if rae {
+		c.mu.Unlock()
+		return b
+	}
+	c.changed, c.overflow, c.nsMasked = c.changed[:0], false, false
+	c.deliverLocked()
+	return b
 }
 
 // startKeepAlive arms the keep-alive timer (KATO 0: none).

@@ -7,20 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/pdu"
-	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 const testNQN = "nqn.2024-01.io.gonvme:target-test"
 
-// rig is a target on loopback over a fake controller driven by a poller
-// group through ddi.
+// rig is a target on loopback over a fake controller.
 type rig struct {
 	tr   *testrig.Rig
 	tgt  *Target
@@ -31,29 +28,7 @@ type rig struct {
 func newRig(t testing.TB, cfg Config, fake nvmetest.Config) *rig {
 	t.Helper()
 	tr := testrig.Open(t, fake, &nvme.Options{IOQueues: 2})
-	g, err := poller.New([]*nvme.Controller{tr.Ctrl}, &poller.Options{CPUs: []int{0}, Idle: poller.IdleAdaptive})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
-			t.Errorf("pollers: %v", err)
-		}
-	})
-	var devs []*ddi.Device
-	for _, id := range tr.Ctrl.Namespaces() {
-		ns, err := tr.Ctrl.Namespace(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := ddi.RegisterDevice(ns, g.Handle(tr.Ctrl))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ddi.Unregister(d.Edev()) })
-		devs = append(devs, d)
-	}
-	b, err := DeviceBacking(tr.Ctrl, devs...)
+	b, err := DeviceBacking(tr.Ctrl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +45,7 @@ func newRig(t testing.TB, cfg Config, fake nvmetest.Config) *rig {
 	}
 	h, p, _ := net.SplitHostPort(l.Addr().String())
 	cfg.Advertise = []Address{{h, p}}
-	r.tgt, err = New(cfg, Subsystem{NQN: testNQN, Backing: b})
+	r.tgt, err = New(cfg, Subsystem{NQN: testNQN, Backings: []Backing{b}})
 	if err != nil {
 		t.Fatal(err)
 	}

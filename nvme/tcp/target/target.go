@@ -1,12 +1,17 @@
 package target
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
@@ -27,6 +32,20 @@ type Config struct {
 	MaxH2CData uint32
 	// MaxIOQueues is the most I/O queues one host gets [8].
 	MaxIOQueues int
+	// PollGroups is the number of poll groups [1]: goroutines, each
+	// locked to an OS thread, that serve the hosts' I/O queues (each
+	// queue by one group, in turn) and own one queue pair per backing
+	// controller. Each takes an I/O queue of every backing controller.
+	PollGroups int
+	// CPUs, if set, pins poll group i to CPUs[i%len(CPUs)].
+	CPUs []int
+	// QueueDepth is the depth of each poll group's queue pair on a
+	// backing controller [128].
+	QueueDepth int
+	// SpinTime is how long a poll group with nothing in flight keeps
+	// polling after its last work before it sleeps in epoll_wait(2)
+	// until a host sends something [50µs].
+	SpinTime time.Duration
 	// NoSuccess turns off the C2HData SUCCESS flag (on by default, used
 	// on queues whose Connect disabled SQ flow control, as Linux's
 	// initiator asks).
@@ -44,10 +63,15 @@ type Config struct {
 // Address is a transport address: host (IPv4 or IPv6) and port.
 type Address struct{ Host, Port string }
 
-// Subsystem is one NVM subsystem a Target exports.
+// Subsystem is one NVM subsystem a Target exports: the namespaces of one
+// backing controller or of several. With several, the namespaces are
+// numbered across them: a namespace's ID is its ID on its backing plus the
+// NN (Identify Controller, the most namespaces) of every backing listed
+// before it, so the first backing's namespaces keep their IDs and a
+// namespace keeps its ID when others come and go.
 type Subsystem struct {
-	NQN     string
-	Backing Backing
+	NQN      string
+	Backings []Backing
 }
 
 // Target serves NVMe/TCP: it accepts connections, runs the IC exchange
@@ -55,8 +79,10 @@ type Subsystem struct {
 // queue) over the subsystems' backings. Its methods may be called from
 // any goroutine.
 type Target struct {
-	cfg  Config
-	subs map[string]*subsystem
+	cfg    Config
+	subs   map[string]*subsystem
+	groups []*group
+	next   atomic.Uint32 // round-robin of I/O queues over groups
 
 	mu     sync.Mutex
 	ctrls  map[uint16]*controller
@@ -67,23 +93,48 @@ type Target struct {
 	wg     sync.WaitGroup
 }
 
-// subsystem is a Subsystem with what the target derives from it once.
+// subsystem is a Subsystem with what the target derives from it.
 type subsystem struct {
 	nqn     string
-	backing Backing
-	idc     []byte // backing Identify Controller
-	nss     []Namespace
-	byID    map[uint32]*nsInfo
+	parts   []*part
+	idc     []byte // the first backing's Identify Controller
+	nn      uint32 // NN hosts see: the sum of the backings'
+	oncs    uint16
+	vwc     bool
 	maxXfer int // bytes
 	mdts    uint8
+
+	tab    atomic.Pointer[nsTable] // copy on write (Rescan); read by poll groups
+	scanMu sync.Mutex              // serializes rescans
+}
+
+// part is one backing of a subsystem.
+type part struct {
+	b      Backing
+	base   uint32  // added to the backing's NSIDs
+	nn     uint32  // the backing's NN
+	queues []Queue // one per poll group
+}
+
+// nsTable is the set of namespaces a subsystem exports at one time.
+type nsTable struct {
+	byID map[uint32]*nsInfo
+	ids  []uint32 // sorted
 }
 
 type nsInfo struct {
+	id      uint32 // as hosts see it
+	part    *part
 	ns      Namespace
-	id      []byte // Identify Namespace as hosts see it
+	idn     []byte // Identify Namespace as hosts see it
 	bshift  uint
 	blocks  uint64
-	descrip []byte // Namespace Identification Descriptor list
+	descrip []byte       // Namespace Identification Descriptor list
+	devs    []*ddi.Device // per poll group
+	// Pieces the target sends the backing (so ddi never splits): at most
+	// maxBlocks blocks, never across a multiple of stripe (NOIOB).
+	maxBlocks uint64
+	stripe    uint64
 }
 
 // Limits and defaults.
@@ -97,14 +148,18 @@ const (
 
 	kasUnits = 100 * time.Millisecond
 	mpsMin   = 4096
+	// maxDelete is the most blocks one deallocate piece covers (what
+	// ddi sends in one command).
+	maxDelete = 1 << 16
 )
 
 // ErrClosed is returned by Serve after Close.
 var ErrClosed = errors.New("target: closed")
 
-// New returns a target exporting subs. It reads each backing's
-// identity and namespaces once.
-func New(cfg Config, subs ...Subsystem) (*Target, error) {
+// New returns a target exporting subs. It reads each backing's identity
+// and namespaces, opens a queue pair on each backing for each poll group
+// and starts the poll groups.
+func New(cfg Config, subs ...Subsystem) (_ *Target, err error) {
 	if cfg.MaxTransfer == 0 {
 		cfg.MaxTransfer = 128 << 10
 	}
@@ -117,6 +172,15 @@ func New(cfg Config, subs ...Subsystem) (*Target, error) {
 	if cfg.MaxIOQueues == 0 {
 		cfg.MaxIOQueues = 8
 	}
+	if cfg.PollGroups == 0 {
+		cfg.PollGroups = 1
+	}
+	if cfg.QueueDepth == 0 {
+		cfg.QueueDepth = 128
+	}
+	if cfg.SpinTime == 0 {
+		cfg.SpinTime = 50 * time.Microsecond
+	}
 	switch {
 	case cfg.MaxTransfer < mpsMin:
 		return nil, fmt.Errorf("target: max transfer %d below %d", cfg.MaxTransfer, mpsMin)
@@ -126,6 +190,10 @@ func New(cfg Config, subs ...Subsystem) (*Target, error) {
 		return nil, fmt.Errorf("target: MAXH2CDATA %d: want a multiple of 4, at least 4096", cfg.MaxH2CData)
 	case cfg.MaxIOQueues < 1 || cfg.MaxIOQueues > 0xffff:
 		return nil, fmt.Errorf("target: %d I/O queues", cfg.MaxIOQueues)
+	case cfg.PollGroups < 1 || cfg.PollGroups > 1024:
+		return nil, fmt.Errorf("target: %d poll groups", cfg.PollGroups)
+	case cfg.QueueDepth < 2:
+		return nil, fmt.Errorf("target: queue depth %d", cfg.QueueDepth)
 	}
 	for _, h := range cfg.AllowHosts {
 		if err := fabrics.CheckNQN(h); err != nil {
@@ -133,6 +201,14 @@ func New(cfg Config, subs ...Subsystem) (*Target, error) {
 		}
 	}
 	t := &Target{cfg: cfg, subs: map[string]*subsystem{}, ctrls: map[uint16]*controller{}, nextID: 1, conns: map[*conn]struct{}{}}
+	for i := range cfg.PollGroups {
+		t.groups = append(t.groups, newGroup(t, i))
+	}
+	defer func() {
+		if err != nil {
+			t.closeQueues()
+		}
+	}()
 	for _, s := range subs {
 		if err := fabrics.CheckNQN(s.NQN); err != nil {
 			return nil, fmt.Errorf("target: subsystem: %w", err)
@@ -140,50 +216,141 @@ func New(cfg Config, subs ...Subsystem) (*Target, error) {
 		if s.NQN == fabrics.DiscoveryNQN || t.subs[s.NQN] != nil {
 			return nil, fmt.Errorf("target: subsystem nqn %s used twice or reserved", s.NQN)
 		}
-		sub, err := newSubsystem(s, cfg.MaxTransfer)
+		sub, err := t.newSubsystem(s)
 		if err != nil {
 			return nil, fmt.Errorf("target: subsystem %s: %w", s.NQN, err)
 		}
 		t.subs[s.NQN] = sub
 	}
+	for _, g := range t.groups {
+		if err := g.start(); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("target: %w", err)
+		}
+	}
 	return t, nil
 }
 
-func newSubsystem(s Subsystem, capXfer int) (*subsystem, error) {
-	idc := s.Backing.IdentifyController()
-	if len(idc) < spec.IdentifySize {
-		return nil, fmt.Errorf("identify controller: %d bytes", len(idc))
+// closeQueues closes the backing queues of a target New did not finish.
+func (t *Target) closeQueues() {
+	for _, s := range t.subs {
+		for _, p := range s.parts {
+			for _, q := range p.queues {
+				_ = q.Close()
+			}
+		}
 	}
-	sub := &subsystem{nqn: s.NQN, backing: s.Backing, idc: idc, byID: map[uint32]*nsInfo{}}
-	x := min(capXfer, s.Backing.MaxTransfer())
-	if x <= 0 {
-		x = capXfer
+	for _, g := range t.groups {
+		g.closeFDs()
 	}
+}
+
+func (t *Target) newSubsystem(s Subsystem) (*subsystem, error) {
+	if len(s.Backings) == 0 {
+		return nil, errors.New("no backing")
+	}
+	sub := &subsystem{nqn: s.NQN, oncs: 1 << 2}
+	x := t.cfg.MaxTransfer
+	var base uint32
+	for i, b := range s.Backings {
+		idc := b.IdentifyController()
+		if len(idc) < spec.IdentifySize {
+			return nil, fmt.Errorf("backing %d: identify controller: %d bytes", i, len(idc))
+		}
+		if i == 0 {
+			sub.idc = idc
+		}
+		nn := binary.LittleEndian.Uint32(idc[0x204:])
+		if nn == 0 || uint64(base)+uint64(nn) >= 0xffffffff {
+			return nil, fmt.Errorf("backing %d: NN %d", i, nn)
+		}
+		p := &part{b: b, base: base, nn: nn}
+		base += nn
+		if idc[0x20d]&1 != 0 {
+			sub.vwc = true
+		}
+		sub.oncs &= binary.LittleEndian.Uint16(idc[0x208:]) // DSM only if every backing has it
+		if m := b.MaxTransfer(); m > 0 {
+			x = min(x, m)
+		}
+		for range t.groups {
+			q, err := b.NewQueue(t.cfg.QueueDepth)
+			if err != nil {
+				for _, q := range p.queues {
+					_ = q.Close()
+				}
+				return nil, fmt.Errorf("backing %d: queue pair: %w", i, err)
+			}
+			p.queues = append(p.queues, q)
+		}
+		sub.parts = append(sub.parts, p)
+	}
+	sub.nn = base
 	for sub.mdts = 0; mpsMin<<(sub.mdts+1) <= x && sub.mdts < 15; sub.mdts++ {
 	}
 	sub.maxXfer = mpsMin << sub.mdts
-	for _, ns := range s.Backing.Namespaces() {
-		bs := ns.BlockSize()
-		if bs < 512 || bs&(bs-1) != 0 || bs > sub.maxXfer {
-			return nil, fmt.Errorf("namespace %d: block size %d", ns.ID(), bs)
+	tab := &nsTable{byID: map[uint32]*nsInfo{}}
+	for _, p := range sub.parts {
+		nss, err := p.b.Namespaces()
+		if err != nil {
+			return nil, err
 		}
-		id := ns.ID()
-		if id == 0 || id == 0xffffffff || sub.byID[id] != nil {
-			return nil, fmt.Errorf("namespace id %d", id)
+		for _, ns := range nss {
+			info, err := sub.newNS(p, ns)
+			if err != nil {
+				return nil, err
+			}
+			tab.add(info)
 		}
-		raw := ns.IdentifyNamespace()
-		if len(raw) < spec.IdentifySize {
-			return nil, fmt.Errorf("namespace %d: identify data of %d bytes", id, len(raw))
-		}
-		info := &nsInfo{ns: ns, id: append([]byte(nil), raw[:spec.IdentifySize]...), blocks: ns.Blocks()}
-		for 1<<info.bshift < bs {
-			info.bshift++
-		}
-		info.descrip = nsDescriptors(s.NQN, id)
-		sub.nss = append(sub.nss, ns)
-		sub.byID[id] = info
 	}
+	sub.tab.Store(tab)
 	return sub, nil
+}
+
+// newNS describes backing namespace ns of p as the subsystem exports it,
+// with a ddi device on each poll group's queue.
+func (s *subsystem) newNS(p *part, ns Namespace) (*nsInfo, error) {
+	bs := ns.BlockSize()
+	if bs < 512 || bs&(bs-1) != 0 || bs > s.maxXfer {
+		return nil, fmt.Errorf("namespace %d: block size %d", ns.ID(), bs)
+	}
+	bid := ns.ID()
+	if bid == 0 || bid > p.nn {
+		return nil, fmt.Errorf("namespace id %d beyond NN %d", bid, p.nn)
+	}
+	raw := ns.IdentifyNamespace()
+	if len(raw) < spec.IdentifySize {
+		return nil, fmt.Errorf("namespace %d: identify data of %d bytes", bid, len(raw))
+	}
+	id := p.base + bid
+	info := &nsInfo{id: id, part: p, ns: ns, idn: append([]byte(nil), raw[:spec.IdentifySize]...), blocks: ns.Blocks(),
+		descrip: nsDescriptors(s.nqn, id)}
+	for 1<<info.bshift < bs {
+		info.bshift++
+	}
+	info.maxBlocks = uint64(s.maxXfer / bs)
+	if raw[24]&(1<<4) != 0 { // NSFEAT: NOIOB and friends valid
+		info.stripe = uint64(binary.LittleEndian.Uint16(raw[0x68:]))
+	}
+	for _, q := range p.queues {
+		d, err := q.Attach(ns)
+		if err != nil {
+			return nil, fmt.Errorf("namespace %d: %w", bid, err)
+		}
+		info.maxBlocks = min(info.maxBlocks, uint64(d.MaxBlocks()))
+		if d.StripeBlocks() != 0 {
+			info.stripe = uint64(d.StripeBlocks())
+		}
+		info.devs = append(info.devs, d)
+	}
+	return info, nil
+}
+
+// add puts n into the table (before the table is published).
+func (t *nsTable) add(n *nsInfo) {
+	t.byID[n.id] = n
+	i := sort.Search(len(t.ids), func(i int) bool { return t.ids[i] >= n.id })
+	t.ids = slices.Insert(t.ids, i, n.id)
 }
 
 func (t *Target) logf(format string, args ...any) {
@@ -237,8 +404,11 @@ func (t *Target) Serve(l net.Listener) error {
 	}
 }
 
-// ServeConn serves one connection (one queue) in new goroutines and
-// returns at once; the target closes c when the queue ends.
+// ServeConn serves one connection (one queue) and returns at once: a
+// goroutine runs the IC exchange and Connect, then serves an admin queue
+// itself and hands an I/O queue to a poll group. The target closes c when
+// the queue ends. An I/O queue needs c to have a file descriptor (a
+// *net.TCPConn or *net.UnixConn).
 func (t *Target) ServeConn(c net.Conn) {
 	cn := newConn(t, c)
 	t.mu.Lock()
@@ -259,11 +429,15 @@ func (t *Target) ServeConn(c net.Conn) {
 	}()
 }
 
-// Close stops the listeners, closes every connection, and waits until
-// each has released its buffers (in-flight I/O on the backing has
-// completed).
+// Close stops the listeners, closes every connection, waits until each
+// has released its buffers (in-flight I/O on the backing has completed),
+// and stops the poll groups, which close their backing queue pairs.
 func (t *Target) Close() error {
 	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
 	t.closed = true
 	lns := t.lns
 	conns := make([]*conn, 0, len(t.conns))
@@ -285,7 +459,13 @@ func (t *Target) Close() error {
 		c.stopKeepAlive()
 	}
 	t.wg.Wait()
-	return nil
+	var errs []error
+	for _, g := range t.groups {
+		if err := g.stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Controllers returns the number of live controllers (host associations).
@@ -310,7 +490,7 @@ func (t *Target) newController(sub *subsystem, disc bool, host string, hostID [1
 			continue
 		}
 		c := &controller{t: t, id: id, sub: sub, discovery: disc, hostNQN: host, hostID: hostID,
-			queues: uint16(t.cfg.MaxIOQueues), kato: kato, ioConns: map[uint16]*conn{}}
+			queues: uint16(t.cfg.MaxIOQueues), kato: kato, ioConns: map[uint16]*ioConn{}}
 		t.ctrls[id] = c
 		c.startKeepAlive()
 		return c, nil
@@ -330,7 +510,7 @@ func (t *Target) dropController(c *controller) {
 	if t.ctrls[c.id] == c {
 		delete(t.ctrls, c.id)
 	}
-	conns := make([]*conn, 0, len(c.ioConns))
+	conns := make([]*ioConn, 0, len(c.ioConns))
 	for _, q := range c.ioConns {
 		conns = append(conns, q)
 	}
@@ -338,7 +518,7 @@ func (t *Target) dropController(c *controller) {
 	t.mu.Unlock()
 	c.stopKeepAlive()
 	for _, q := range conns {
-		q.c.Close()
+		q.shutdown()
 	}
 }
 
