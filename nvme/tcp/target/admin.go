@@ -215,7 +215,7 @@ func (c *conn) identifyController() []byte {
 		b[0x04c] = 1 << 1                      // CMIC: may have several controllers (hosts)
 		b[0x04d] = ctrl.sub.mdts
 		b[0x06f] = spec.CtrlTypeIO
-		le.PutUint16(b[0x05c:], 1<<8)       // OAES: namespace attribute notices
+		le.PutUint16(b[0x05c:], 1<<8)                      // OAES: namespace attribute notices
 		le.PutUint16(b[0x208:], 1<<3|ctrl.sub.oncs&(1<<2)) // ONCS: Write Zeroes, DSM if every backing has it
 		if ctrl.sub.vwc {
 			b[0x20d] = 1 // VWC: Flush reaches every backing that has one

@@ -22,17 +22,17 @@ type controller struct {
 	hostNQN   string
 	hostID    [16]byte
 
-	mu       sync.Mutex
-	cc       spec.CC
-	csts     spec.CSTS
-	queues   uint16 // I/O queues granted (Number of Queues)
-	kato     time.Duration
-	katimer  *time.Timer
-	aen      uint32 // Asynchronous Event Configuration
-	admin    *conn
-	ioConns  map[uint16]*ioConn // by QID; guarded by t.mu
-	dead     bool               // guarded by t.mu
-	expired  bool
+	mu      sync.Mutex
+	cc      spec.CC
+	csts    spec.CSTS
+	queues  uint16 // I/O queues granted (Number of Queues)
+	kato    time.Duration
+	katimer *time.Timer
+	aen     uint32 // Asynchronous Event Configuration
+	admin   *conn
+	ioConns map[uint16]*ioConn // by QID; guarded by t.mu
+	dead    bool               // guarded by t.mu
+	expired bool
 
 	// Asynchronous events (NVMe Base 2.0, 5.2): the AERs the host left
 	// with us, and the Namespace Attribute Changed notice.

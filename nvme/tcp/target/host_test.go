@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,20 +20,42 @@ const testNQN = "nqn.2024-01.io.gonvme:target-test"
 
 // rig is a target on loopback over a fake controller.
 type rig struct {
-	tr   *testrig.Rig
+	tr   *testrig.Rig   // the first controller
+	trs  []*testrig.Rig // all of them
 	tgt  *Target
+	live atomic.Pointer[Target] // for OnEvent
 	addr string
 	logs chan string
 }
 
 func newRig(t testing.TB, cfg Config, fake nvmetest.Config) *rig {
 	t.Helper()
-	tr := testrig.Open(t, fake, &nvme.Options{IOQueues: 2})
-	b, err := DeviceBacking(tr.Ctrl)
-	if err != nil {
-		t.Fatal(err)
+	return newRigN(t, cfg, fake)
+}
+
+// newRigN is newRig over several fake controllers, exported as one
+// subsystem (testNQN). Each controller's namespace events reach the
+// target (Target.OnEvent).
+func newRigN(t testing.TB, cfg Config, fakes ...nvmetest.Config) *rig {
+	t.Helper()
+	r := &rig{logs: make(chan string, 1000)}
+	var bs []Backing
+	for _, fake := range fakes {
+		tr := testrig.Open(t, fake, &nvme.Options{IOQueues: 2, OnEvent: func(ev nvme.AsyncEvent) {
+			if tgt := r.live.Load(); tgt != nil {
+				tgt.OnEvent(ev)
+			}
+		}})
+		if r.tr == nil {
+			r.tr = tr
+		}
+		r.trs = append(r.trs, tr)
+		b, err := DeviceBacking(tr.Ctrl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, b)
 	}
-	r := &rig{tr: tr, logs: make(chan string, 1000)}
 	cfg.Logf = func(f string, a ...any) {
 		select {
 		case r.logs <- fmt.Sprintf(f, a...):
@@ -45,15 +68,19 @@ func newRig(t testing.TB, cfg Config, fake nvmetest.Config) *rig {
 	}
 	h, p, _ := net.SplitHostPort(l.Addr().String())
 	cfg.Advertise = []Address{{h, p}}
-	r.tgt, err = New(cfg, Subsystem{NQN: testNQN, Backings: []Backing{b}})
+	r.tgt, err = New(cfg, Subsystem{NQN: testNQN, Backings: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.live.Store(r.tgt)
 	r.addr = l.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- r.tgt.Serve(l) }()
 	t.Cleanup(func() {
-		r.tgt.Close()
+		r.live.Store(nil)
+		if err := r.tgt.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
 		if err := <-done; !errors.Is(err, ErrClosed) {
 			t.Errorf("serve: %v", err)
 		}

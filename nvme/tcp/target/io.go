@@ -42,7 +42,7 @@ type ioConn struct {
 	noSQFlow bool
 	success  bool // C2HData SUCCESS completes reads
 
-	mem       *dma.Buffer
+	mems      []*dma.Buffer // one per allocator of the subsystem's backings
 	slots     []slot
 	free      []*slot  // stack of free slots
 	busy      []uint64 // CIDs outstanding, a bit each
@@ -80,7 +80,8 @@ const maxIOV = 8
 // poll group's goroutine.
 type slot struct {
 	c    *ioConn
-	buf  []byte // maxXfer bytes of DMA memory
+	buf  []byte   // maxXfer bytes of DMA memory the command's backing reaches
+	bufs [][]byte // the slot's buffer in each allocator's memory
 	bp   ddi.Buf
 	ns   *nsInfo
 	dev  *ddi.Device
@@ -142,19 +143,25 @@ func newIOConn(c *conn, ctrl *controller, sub *subsystem, qid, sqsize uint16, no
 		return nil, err
 	}
 	depth := int(sqsize) + 1
-	b := sub.parts[0].b
-	mem, err := b.Memory().Alloc(depth * sub.maxXfer)
-	if err != nil {
-		return nil, fmt.Errorf("%d buffers of %d bytes: %w", depth, sub.maxXfer, err)
-	}
 	q := &ioConn{t: c.t, nc: c.c, sk: sk, raw: raw, fd: fd, ctrl: ctrl, sub: sub, qid: qid,
 		sqsize: sqsize, noSQFlow: noSQFlow, success: noSQFlow && !c.t.cfg.NoSuccess,
-		mem: mem, slots: make([]slot, depth), free: make([]*slot, 0, depth), busy: make([]uint64, 1<<16/64),
+		slots: make([]slot, depth), free: make([]*slot, 0, depth), busy: make([]uint64, 1<<16/64),
 		outq: make([]*slot, depth), iov: make([][]byte, 0, maxIOV), term: make([]byte, 0, pdu.MaxHeadLen+pdu.MaxHeadLen)}
+	for _, a := range sub.mems {
+		mem, err := a.Alloc(depth * sub.maxXfer)
+		if err != nil {
+			q.freeMemory()
+			return nil, fmt.Errorf("%d buffers of %d bytes: %w", depth, sub.maxXfer, err)
+		}
+		q.mems = append(q.mems, mem)
+	}
 	for i := range q.slots {
 		s := &q.slots[i]
 		s.c = q
-		s.buf = mem.Bytes[i*sub.maxXfer : (i+1)*sub.maxXfer : (i+1)*sub.maxXfer]
+		for _, mem := range q.mems {
+			s.bufs = append(s.bufs, mem.Bytes[i*sub.maxXfer:(i+1)*sub.maxXfer:(i+1)*sub.maxXfer])
+		}
+		s.buf = s.bufs[0]
 		s.steps = make([]step, 0, maxDSMRanges)
 		s.bp.Private = s
 		s.bp.Iodone = stepIodone
@@ -169,8 +176,10 @@ func (c *ioConn) freeMemory() {
 		return
 	}
 	c.freed = true
-	if err := c.sub.parts[0].b.Memory().Free(c.mem); err != nil {
-		c.t.logf("nvmf: free queue memory: %v", err)
+	for i, m := range c.mems {
+		if err := c.sub.mems[i].Free(m); err != nil {
+			c.t.logf("nvmf: free queue memory: %v", err)
+		}
 	}
 }
 
@@ -235,8 +244,8 @@ func (c *ioConn) discard(now int64) int {
 
 // pdu runs one PDU (or the PDU-level error err).
 func (c *ioConn) pdu(p *pdu.PDU, err error) error {
-	var pe *pdu.Error
 	if err != nil {
+		var pe *pdu.Error // (declared here: errors.As makes it escape)
 		if p != nil && errors.As(err, &pe) && !pe.Fatal() {
 			return c.dataDigestError(p)
 		}
@@ -256,6 +265,9 @@ func (c *ioConn) pdu(p *pdu.PDU, err error) error {
 		}
 		if p.DataPending {
 			c.cur = s
+			if ns := c.sub.tab.Load().byID[p.Command.NSID]; ns != nil {
+				s.buf = s.bufs[ns.part.mem]
+			}
 			op := spec.Opcode(p.Command.Opcode)
 			if (op == spec.IOWrite || op == spec.IODatasetManagement) && int(p.DataLen) <= len(s.buf) {
 				return c.r.SetDest(s.buf[:p.DataLen]) // read(2) straight into DMA memory
@@ -289,7 +301,7 @@ func (c *ioConn) release(s *slot) {
 	}
 	s.ns, s.dev, s.cid, s.held, s.data, s.steps, s.si, s.st = nil, nil, 0, false, false, s.steps[:0], 0, 0
 	s.failed, s.next, s.r2tEnd, s.r2tOut, s.dsmRanges, s.read, s.n, s.off = false, 0, 0, false, 0, false, 0, 0
-	s.out = nil
+	s.out, s.buf = nil, s.bufs[0]
 	c.free = append(c.free, s)
 }
 
@@ -342,6 +354,14 @@ func (c *ioConn) ioCommand(s *slot, cmd *spec.Command, icd []byte) spec.Status {
 	ns := c.sub.tab.Load().byID[cmd.NSID]
 	if ns == nil {
 		return status(spec.SCTGeneric, spec.SCInvalidNamespace)
+	}
+	if b := s.bufs[ns.part.mem]; &b[0] != &s.buf[0] {
+		// The in-capsule data went to another backing's memory: the
+		// NSID was unknown when its header came (a rescan since).
+		if len(icd) > 0 && &icd[0] == &s.buf[0] {
+			icd = b[:copy(b, icd)]
+		}
+		s.buf = b
 	}
 	s.ns, s.dev, s.read, s.n = ns, ns.devs[c.g.id], op == spec.IORead, 0
 	slba := uint64(cmd.CDW10) | uint64(cmd.CDW11)<<32

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
+	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
 )
@@ -103,6 +104,7 @@ type subsystem struct {
 	vwc     bool
 	maxXfer int // bytes
 	mdts    uint8
+	mems    []*dma.Allocator // the backings' allocators, each once
 
 	tab    atomic.Pointer[nsTable] // copy on write (Rescan); read by poll groups
 	scanMu sync.Mutex              // serializes rescans
@@ -111,6 +113,7 @@ type subsystem struct {
 // part is one backing of a subsystem.
 type part struct {
 	b      Backing
+	mem    int     // index in subsystem.mems
 	base   uint32  // added to the backing's NSIDs
 	nn     uint32  // the backing's NN
 	queues []Queue // one per poll group
@@ -129,7 +132,7 @@ type nsInfo struct {
 	idn     []byte // Identify Namespace as hosts see it
 	bshift  uint
 	blocks  uint64
-	descrip []byte       // Namespace Identification Descriptor list
+	descrip []byte        // Namespace Identification Descriptor list
 	devs    []*ddi.Device // per poll group
 	// Pieces the target sends the backing (so ddi never splits): at most
 	// maxBlocks blocks, never across a multiple of stripe (NOIOB).
@@ -264,7 +267,11 @@ func (t *Target) newSubsystem(s Subsystem) (*subsystem, error) {
 		if nn == 0 || uint64(base)+uint64(nn) >= 0xffffffff {
 			return nil, fmt.Errorf("backing %d: NN %d", i, nn)
 		}
-		p := &part{b: b, base: base, nn: nn}
+		p := &part{b: b, base: base, nn: nn, mem: slices.Index(sub.mems, b.Memory())}
+		if p.mem < 0 {
+			p.mem = len(sub.mems)
+			sub.mems = append(sub.mems, b.Memory())
+		}
 		base += nn
 		if idc[0x20d]&1 != 0 {
 			sub.vwc = true
