@@ -1,44 +1,85 @@
 // Package target is the controller side of NVMe/TCP (NVMe TCP Transport
 // Specification 1.0a, fabrics parts of NVMe Base 2.0): it exports
-// namespaces that gonvme drives (through ddi and the pollers) to any
-// NVMe/TCP host, such as Linux's nvme-tcp initiator (`nvme connect -t
-// tcp`) or gonvme's own host transport.
+// namespaces of controllers gonvme drives to any NVMe/TCP host, such as
+// Linux's nvme-tcp initiator (`nvme connect -t tcp`) or gonvme's own host
+// transport.
 //
 // # Shape
 //
-//	host ──TCP──► conn (one per queue) ──► controller (one per association)
-//	               │ reader goroutine:          CC/CSTS, KATO timer, AERs,
-//	               │  ICReq/ICResp, Connect,    features, CNTLID
-//	               │  admin commands,
-//	               │  I/O: slot, Strategy ──► Backing namespace (ddi) ──► poller
-//	               │                                 │ Iodone (poller goroutine)
-//	               └ sender goroutine ◄── done chan ◄┘  C2HData + CapsuleResp
+//	accept ──► conn goroutine: ICReq/ICResp, Fabrics Connect
+//	             │ admin Connect: the goroutine stays and serves the admin
+//	             │   queue (blocking reads; Property Get/Set, Identify, logs,
+//	             │   features, Keep Alive, AERs) over a controller:
+//	             │   CC/CSTS, KATO timer, AEN state, CNTLID
+//	             └ I/O Connect: the socket and its queue go to a poll group
 //
-// A Target holds subsystems (an NQN and a Backing each) and answers the
-// discovery NQN on every connection it serves. The admin Connect makes a
-// dynamic controller (CNTLIDs from 1, unique while live); I/O Connects
-// name it by CNTLID and must come from the same host NQN and host ID.
-// Hosts not in Config.AllowHosts (when set) are refused with Connect
-// Invalid Host. Closing the admin connection, or a keep-alive timeout
-// (KATO from Connect or Set Features, plus 5 s of grace), ends the
-// association and closes its I/O connections.
+//	poll group (one goroutine, locked to a thread; Config.PollGroups):
+//	   ┌──────────────────────────────────────────────────────────────┐
+//	   │ each host I/O queue: read(2) (nbsock, never waits) → PDUs →  │
+//	   │    ddi Strategy on the group's device ──► backing queue pair │
+//	   │ each backing queue pair: Poll → Iodone → answer queued       │
+//	   │ each host I/O queue: writev(2) of the answers (nbsock)       │
+//	   │ idle, nothing on the backing: epoll_wait(2) on the sockets   │
+//	   └──────────────────────────────────────────────────────────────┘
+//
+// A poll group is the target's poller: like an SPDK nvmf poll group, it
+// owns one queue pair on every backing controller (Backing.NewQueue, with
+// one ddi device per namespace submitting straight to it) and the sockets
+// of the host I/O queues given to it, round-robin at Connect. A command
+// goes from the socket to the device and its completion back to the
+// socket on that one goroutine: no lock, no channel, no goroutine per
+// connection, and no allocation per I/O in steady state
+// (TestSteadyStateAllocs). The group reads a socket only when it polls it,
+// so a host's commands wait in the socket (and TCP's window) while the
+// group is busy, and a host that sends more commands than its queue
+// holds is a fatal error, as in Linux's nvmet. With nothing on the
+// backing and no work for Config.SpinTime, the group sleeps in
+// epoll_wait(2) on its sockets and an eventfd; with requests on the
+// backing it keeps polling. (gonvme's package poller has no place for a
+// socket in its pass yet, so the target runs its own pollers over the
+// same queue pairs and ddi.)
+//
+// A Target holds subsystems, each over one backing controller or several
+// (Subsystem.Backings: namespace IDs numbered across them, see
+// Subsystem), and answers the discovery NQN on every connection it
+// serves. The admin Connect makes a dynamic controller (CNTLIDs from 1,
+// unique while live); I/O Connects name it by CNTLID and must come from
+// the same host NQN and host ID. Hosts not in Config.AllowHosts (when
+// set) are refused with Connect Invalid Host. Closing the admin
+// connection, or a keep-alive timeout (KATO from Connect or Set Features,
+// plus 5 s of grace), ends the association and shuts its I/O
+// connections down; commands they had on the backing complete into the
+// queue's buffers, which are freed once the last is back.
+//
+// # Namespace changes
+//
+// Target.Rescan reads the backings' namespaces again (Target.OnEvent does
+// it on package nvme's Namespace Attribute Changed events) and publishes
+// the new set to the poll groups (copy on write). Every host controller
+// of the subsystem gets the changed NSIDs in its Changed Namespace List
+// (log page 04h) and, when it enabled the notice and holds an AER, an
+// AER completed with a Namespace Attribute Changed notice; the notice is
+// masked until the host reads the log (with RAE clear).
 //
 // # Data path and copies
 //
 // Each I/O queue allocates, at Connect, one DMA buffer of queue depth ×
-// MDTS bytes, cut into slots, one per outstanding command. Counting the
-// copies of each data byte between the socket and that DMA memory:
+// MDTS bytes (in each distinct allocator of the subsystem's backings),
+// cut into slots, one per outstanding command. Counting the copies of
+// each data byte between the socket and that DMA memory, in user space
+// (the kernel's copy between its socket buffers and the user buffer is
+// the read(2) or writev(2) itself):
 //
-//   - Write through R2T: H2CData payload is read by recv(2) straight into
-//     the slot (pdu.Reader.SetDest): 0 copies in user space (the kernel's
-//     one copy from the socket buffer is the read itself).
+//   - Write through R2T: the H2CData header is parsed first, then
+//     read(2) goes straight into the slot's DMA buffer
+//     (pdu.Reader.SetDest): 0 copies.
 //   - Write with in-capsule data: the same, into the slot, except the
-//     bytes that arrived in the same recv as the capsule header, which
-//     the Reader copies once from its buffer (at most one buffer's worth).
-//     If no slot is free (a host overrunning its queue), the data is staged
-//     and copied once.
-//   - Read: C2HData is sent with one writev of header, slot and digest:
-//     0 copies in user space.
+//     bytes that arrived in the same read(2) as the capsule header, which
+//     the Reader copies once from its buffer (at most one buffer's worth:
+//     in steady state, with several capsules per read, usually all of a
+//     small write): 0 or 1 copy.
+//   - Read: one writev(2) of the C2HData header, the slot's DMA buffer
+//     and the digest (and the CapsuleResp when SUCCESS is off): 0 copies.
 //   - Digests are computed over the slot in place (a read of each byte,
 //     not a copy).
 //
@@ -46,18 +87,19 @@
 //
 // # Goroutines
 //
-// Per connection: a reader goroutine, and for an I/O queue a sender
-// goroutine; completions come from the pollers through Iodone, which only
-// hands the slot to the sender (never blocks a poller on a socket). The
-// exported methods of Target may be called from any goroutine.
+// One per connection until its Connect; then one per admin queue (and a
+// timer per controller for KATO); the poll groups for every I/O queue.
+// The exported methods of Target may be called from any goroutine.
 //
 // # Refusals
 //
 // Malformed PDUs, digests that do not match a header, data beyond a
-// command, H2CData nobody asked for: a C2HTermReq and the connection
-// closes; other connections carry on. A bad data digest fails only its
-// command (Transient Transport Error). Unknown opcodes complete with
-// Invalid Opcode, LBAs past the end with LBA Out of Range, transfers
-// beyond MDTS with Invalid Field, a Connect to an unknown NQN or CNTLID
-// with Connect Invalid Parameters naming the field.
+// command, H2CData nobody asked for, more commands than the queue holds:
+// a C2HTermReq and the connection closes; other connections carry on. A
+// bad data digest fails only its command (Transient Transport Error).
+// Unknown opcodes complete with Invalid Opcode, LBAs past the end with
+// LBA Out of Range, transfers beyond MDTS with Invalid Field, a CID in use
+// with Command ID Conflict, a Connect to an unknown NQN or CNTLID with
+// Connect Invalid Parameters naming the field, an I/O Connect from
+// another host with Connect Invalid Host.
 package target
