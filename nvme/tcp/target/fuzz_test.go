@@ -85,6 +85,8 @@ func FuzzConn(f *testing.F) {
 				break
 			}
 		}
+		_ = good.c.SetDeadline(time.Now().Add(time.Minute)) // (dial's deadline is for one test, not a fuzz run)
+		_ = admin.c.SetDeadline(time.Now().Add(time.Minute))
 		if cqe, err := good.do(rw(spec.IORead, 0, 1), nil, make([]byte, 512)); err != nil || !cqe.StatusField().Success() {
 			t.Fatalf("the live queue after the input: %v %v", err, cqe.StatusField())
 		}
