@@ -40,6 +40,7 @@ type benchOptions struct {
 	Smoke      bool   // --smoke: benchSmoke's fixed options, a pass/fail verdict
 	NoIRQ      bool   // no fio rows on the kernel's interrupt-driven queues (the smoke)
 	TCP        bool   // --tcp: only the NVMe/TCP rows (bench_tcp.go)
+	NVMfTarget bool   // --nvmf-target: only the NVMe/TCP target rows (bench_target.go)
 }
 
 // The host-side benchmark printed under the table (poller/bench_test.go).
@@ -61,6 +62,7 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory")
 	fs.StringVar(&o.Append, "append", "", "extra guest kernel command line (e.g. \"clocksource=tsc tsc=reliable\")")
 	fs.BoolVar(&o.TCP, "tcp", false, "only the NVMe/TCP rows: the kernel's nvme-tcp initiator (fio io_uring) and gonvme's host (nvmectl perf tcp://) against one nvmet target in the guest, exporting the controller's namespace; adds nvmf to the profile, no qemu-img or host rows")
+	fs.BoolVar(&o.NVMfTarget, "nvmf-target", false, "only the NVMe/TCP target rows: the guest kernel's initiator and fio on Linux's nvmet and on gonvme's target (bench_target.go)")
 	fs.BoolVar(&o.Smoke, "smoke", false, "the check ci runs: 1 repetition of 1 s runs, randread at QD1 and QD32, no qemu-img or host rows; fails on a failed run, a missing key or a zero IOPS or latency (takes no other flag)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -113,6 +115,9 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	}
 	if o.TCP {
 		o.tcpMode()
+	}
+	if o.NVMfTarget {
+		nvmfTargetOptions(o)
 	}
 	p, err := vmtest.ParseProfile(o.Profile)
 	if err != nil {
@@ -194,6 +199,9 @@ func (o *benchOptions) guestArgs() []string {
 	if o.TCP {
 		a = append(a, "-tcp")
 	}
+	if o.NVMfTarget {
+		a = append(a, "-nvmf-target")
+	}
 	return a
 }
 
@@ -244,6 +252,8 @@ func benchVerb(args []string) error {
 	fmt.Println()
 	if o.TCP {
 		fmt.Print(renderTCPTable(h, res.Samples))
+	} else if o.NVMfTarget {
+		fmt.Print(renderNVMfTargetTable(h, res.Samples))
 	} else {
 		fmt.Print(renderTable(h, res.Samples))
 	}

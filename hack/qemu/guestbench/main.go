@@ -60,6 +60,7 @@ type options struct {
 	perf       string // Linux perf, for -cpuprofile when nvmectl perf has no --cpuprofile
 	tcp        bool   // only the NVMe/TCP rows (tcp.go)
 	bare       string // guestbare ("" or -doorbell-rows=false: no MMIO-doorbell and bare rows)
+	nvmfTarget bool   // only the NVMe/TCP target rows (nvmf.go)
 }
 
 func main() {
@@ -96,6 +97,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.perf, "perf", guest.BinDir+"/perf", "Linux perf binary (for -cpuprofile)")
 	fs.BoolVar(&o.tcp, "tcp", false, "only the NVMe/TCP rows: the kernel's initiator and gonvme's host against nvmet (needs the nvmf profile)")
 	doorbellFlags(fs, o) // bare.go
+	fs.BoolVar(&o.nvmfTarget, "nvmf-target", false, "run only the NVMe/TCP target rows: the kernel initiator on Linux's nvmet and on nvmectl serve --nvmf (nvmf.go)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -180,6 +182,9 @@ func run(o *options) (failed int, err error) {
 		}
 	}
 	r := &runner{o: o, addr: addr, est: map[string]float64{}, estQemu: map[string]float64{}}
+	if o.nvmfTarget {
+		return r.nvmfTarget(boot)
+	}
 	for rep := 0; rep < o.reps; rep++ {
 		name, err := toKernel(addr)
 		if err != nil {
