@@ -150,7 +150,8 @@ func TestVMNVMfKernelInitiator(t *testing.T) {
 }
 
 // fioVerify writes 48 MiB at random offsets in blocks of 4 KiB to 256 KiB
-// (in-capsule and R2T writes, reads split into several C2HData PDUs), then
+// (in-capsule and R2T writes; the initiator splits at the target's MDTS, 128 KiB,
+// and each read comes back in one C2HData PDU), then
 // reads it all back and checks each block's CRC32C and header.
 func fioVerify(t *testing.T, env *vmtest.Env, blk string) {
 	const size = 48 << 20

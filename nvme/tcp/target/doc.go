@@ -35,7 +35,8 @@
 // holds is a fatal error, as in Linux's nvmet. With nothing on the
 // backing and no work for Config.SpinTime, the group sleeps in
 // epoll_wait(2) on its sockets and an eventfd; with requests on the
-// backing it keeps polling. (gonvme's package poller has no place for a
+// backing it keeps polling for a millisecond more, then naps 1 ms at a
+// time. (gonvme's package poller has no place for a
 // socket in its pass yet, so the target runs its own pollers over the
 // same queue pairs and ddi.)
 //

@@ -24,7 +24,10 @@ import (
 //
 // With nothing in flight on the backing and no work for Config.SpinTime,
 // the group sleeps in epoll_wait(2) on its sockets and an eventfd (new
-// queues, stop); with requests on the backing it keeps polling.
+// queues, stop); with requests on the backing it keeps polling for
+// another millisecond (napAfter), then naps in epoll_wait 1 ms at a time
+// until the completion comes (a slow device, or one whose emulation
+// needs the CPU the group spins on).
 type group struct {
 	t   *Target
 	id  int
@@ -42,7 +45,8 @@ type group struct {
 	queues []Queue
 	events [64]unix.EpollEvent
 	done   chan struct{}
-	err    error // of closing the backing queues, read after done
+	err    error  // of closing the backing queues, read after done
+	naps   uint64 // naps with requests on the backing
 }
 
 // closeGrace bounds how long a queue that got a TermReq waits for the
@@ -199,9 +203,17 @@ func (g *group) run(started chan<- error) {
 		if idleSince == 0 {
 			idleSince = t
 		}
-		if t-idleSince >= int64(g.t.cfg.SpinTime) && g.backingIdle() {
-			g.sleep()
+		switch {
+		case t-idleSince < int64(g.t.cfg.SpinTime):
+		case g.backingIdle():
+			g.sleep(-1)
 			idle, idleSince = 0, 0
+		case t-idleSince >= int64(g.t.cfg.SpinTime+napAfter):
+			// The backing is slow: nap a millisecond at a time (a host
+			// sending something ends the nap), leaving the CPU to
+			// whoever the device's completion waits for.
+			g.naps++
+			g.sleep(1)
 		}
 	}
 }
@@ -216,13 +228,16 @@ func (g *group) backingIdle() bool {
 	return true
 }
 
+// napAfter is how long a group with requests on the backing polls
+// without work (after SpinTime) before it naps: longer than a NAND read.
+const napAfter = time.Millisecond
+
 // sleep waits in epoll_wait until a socket has something (or can take
-// what waits to be sent) or the eventfd is kicked; with a queue closing,
-// at most until its deadline.
-func (g *group) sleep() {
-	timeout := -1
+// what waits to be sent) or the eventfd is kicked, for at most timeout
+// ms (-1: no limit); with a queue closing, at most 10 ms.
+func (g *group) sleep(timeout int) {
 	for _, c := range g.conns {
-		if c.state == connClosing {
+		if c.state == connClosing && (timeout < 0 || timeout > 10) {
 			timeout = 10
 		}
 	}
