@@ -55,6 +55,18 @@ var closeGrace = 2 * time.Second
 
 var clockBase = time.Now()
 
+// processCPUs is the CPU mask of the main thread at start, before any
+// poller pinned a thread.
+var processCPUs = func() unix.CPUSet {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() == 0 {
+		for i := range runtime.NumCPU() {
+			set.Set(i)
+		}
+	}
+	return set
+}()
+
 func monotonic() int64 { return int64(time.Since(clockBase)) }
 
 func newGroup(t *Target, id int) *group {
@@ -152,16 +164,21 @@ func (g *group) unwatch(c *ioConn) {
 // run is the group goroutine.
 func (g *group) run(started chan<- error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	set := processCPUs
 	if g.cpu >= 0 {
-		var set unix.CPUSet
+		set = unix.CPUSet{}
 		set.Set(g.cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			started <- fmt.Errorf("poll group %d: pin to cpu %d: %w", g.id, g.cpu, err)
-			close(g.done)
-			return
-		}
 	}
+	// Unpinned, the group may run on any CPU the process may: a new
+	// thread inherits the mask of the thread that made it, which may be
+	// a poller's, pinned to one CPU.
+	if err := unix.SchedSetaffinity(0, &set); err != nil && g.cpu >= 0 {
+		runtime.UnlockOSThread()
+		started <- fmt.Errorf("poll group %d: pin to cpu %d: %w", g.id, g.cpu, err)
+		close(g.done)
+		return
+	}
+	// Exit locked: the runtime ends the thread, whose mask is ours.
 	started <- nil
 	defer close(g.done)
 	var idleSince int64
