@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -19,12 +20,13 @@ import (
 
 // nvmfOpts are serve's NVMe/TCP flags.
 type nvmfOpts struct {
-	listen     string   // tcp://HOST:PORT, empty: no target
-	nqn        string   // subsystem NQN (one controller), or its prefix
-	allowHosts []string // host NQNs let in; empty: any host
-	discPort   int      // discovery controller port; 0: none
-	oneSub     bool     // one subsystem for all the controllers
-	groups     int      // poll groups of the target
+	listen     string        // tcp://HOST:PORT, empty: no target
+	nqn        string        // subsystem NQN (one controller), or its prefix
+	allowHosts []string      // host NQNs let in; empty: any host
+	discPort   int           // discovery controller port; 0: none
+	oneSub     bool          // one subsystem for all the controllers
+	groups     int           // poll groups of the target
+	spin       time.Duration // poll groups' spin before sleeping
 
 	// tgt is the running target, for the controllers' OnEvent (set
 	// before the controllers open, the target starts after).
@@ -65,6 +67,7 @@ func addNVMfFlags(f *pflag.FlagSet, o *nvmfOpts) {
 	f.IntVar(&o.discPort, "discovery-port", 8009, "port of the NVMe/TCP discovery controller, on the --nvmf host (0: none)")
 	f.BoolVar(&o.oneSub, "one-subsystem", false, "export all the controllers as one subsystem (namespace IDs numbered across them: the N-th controller's NSIDs follow the NN of those before)")
 	f.IntVar(&o.groups, "nvmf-pollers", 1, "poll groups serving the hosts' I/O queues, each on its own thread with a queue pair on every controller")
+	f.DurationVar(&o.spin, "nvmf-spin", 50*time.Microsecond, "how long an idle poll group keeps polling its sockets before it sleeps in epoll_wait (longer: lower latency at low depth, more CPU)")
 }
 
 // nvmfAddr parses --nvmf.
@@ -115,6 +118,9 @@ func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop fu
 	if o.groups < 1 {
 		return nil, usagef("--nvmf-pollers must be at least 1")
 	}
+	if o.spin < 0 {
+		return nil, usagef("--nvmf-spin must not be negative")
+	}
 	host, port, err := nvmfAddr(o.listen)
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -160,7 +166,7 @@ func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop fu
 		subs = append(subs, target.Subsystem{NQN: subsystemNQN(*o, c, i, n), Backings: []target.Backing{b}})
 	}
 	addrs := []target.Address{{Host: host, Port: port}}
-	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs, PollGroups: o.groups,
+	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs, PollGroups: o.groups, SpinTime: o.spin,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) }}, subs...)
 	if err != nil {
 		return nil, deviceError{err}

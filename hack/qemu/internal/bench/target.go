@@ -8,4 +8,7 @@ const (
 	EngineNVMet = "nvmf-nvmet"
 	// EngineNVMfGonvme is gonvme's target, `nvmectl serve --nvmf`.
 	EngineNVMfGonvme = "nvmf-gonvme"
+	// EngineNVMfGonvmeSpin is gonvme's target with its poll group
+	// polling 10 ms before it sleeps (--nvmf-spin 10ms).
+	EngineNVMfGonvmeSpin = "nvmf-gonvme-spin"
 )
