@@ -1,8 +1,8 @@
 package target
 
 import (
-	"time"
 	"testing"
+	"time"
 
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
