@@ -139,6 +139,13 @@ func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop fu
 		o.tgt.Store(nil)
 		if tgt != nil {
 			tgt.Close()
+			for i, g := range tgt.Stats() {
+				avg := func(d time.Duration) float64 {
+					return float64(d.Microseconds()) / float64(max(g.Commands, 1))
+				}
+				fmt.Fprintf(stdout, "NVMe/TCP poll group %d: %d commands, average %.0f µs on the device and %.0f µs from capsule to answer sent; %d sleeps, %d naps.\n",
+					i, g.Commands, avg(g.Backing), avg(g.Answer), g.Sleeps, g.Naps)
+			}
 		}
 		for _, l := range lns {
 			l.Close()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,10 +25,10 @@ import (
 //
 // With nothing in flight on the backing and no work for Config.SpinTime,
 // the group sleeps in epoll_wait(2) on its sockets and an eventfd (new
-// queues, stop); with requests on the backing it keeps polling for
-// another millisecond (napAfter), then naps in epoll_wait 1 ms at a time
-// until the completion comes (a slow device, or one whose emulation
-// needs the CPU the group spins on).
+// queues, stop); with requests on the backing it naps in epoll_pwait2 for
+// a sixteenth of the time it waited (20 µs to 1 ms) until the completion
+// comes (a slow device, or one whose emulation needs the CPU the group
+// would spin on).
 type group struct {
 	t   *Target
 	id  int
@@ -45,8 +46,33 @@ type group struct {
 	queues []Queue
 	events [64]unix.EpollEvent
 	done   chan struct{}
-	err    error  // of closing the backing queues, read after done
-	naps   uint64 // naps with requests on the backing
+	err    error // of closing the backing queues, read after done
+
+	// Counters, written by the group goroutine, read by Stats.
+	commands  atomic.Uint64 // I/O commands answered
+	backingNS atomic.Uint64 // their time from the first backing request to the last completion
+	answerNS  atomic.Uint64 // their time from the capsule to the answer's last byte sent
+	sleeps    atomic.Uint64 // epoll_wait with nothing on the backing
+	naps      atomic.Uint64 // epoll_wait of 1 ms with requests on the backing
+}
+
+// GroupStats are one poll group's counters.
+type GroupStats struct {
+	Commands uint64        // I/O commands answered
+	Backing  time.Duration // their total time on the backing (first request to last completion)
+	Answer   time.Duration // their total time from capsule received to answer sent
+	Sleeps   uint64        // sleeps in epoll_wait with nothing in flight
+	Naps     uint64        // 1 ms naps with requests on the backing
+}
+
+// Stats returns the poll groups' counters. Any goroutine.
+func (t *Target) Stats() []GroupStats {
+	out := make([]GroupStats, len(t.groups))
+	for i, g := range t.groups {
+		out[i] = GroupStats{Commands: g.commands.Load(), Backing: time.Duration(g.backingNS.Load()),
+			Answer: time.Duration(g.answerNS.Load()), Sleeps: g.sleeps.Load(), Naps: g.naps.Load()}
+	}
+	return out
 }
 
 // closeGrace bounds how long a queue that got a TermReq waits for the
@@ -220,20 +246,46 @@ func (g *group) run(started chan<- error) {
 		if idleSince == 0 {
 			idleSince = t
 		}
-		switch {
-		case t-idleSince < int64(g.t.cfg.SpinTime):
+		switch idleFor := t - idleSince; {
+		case idleFor < int64(g.t.cfg.SpinTime):
 		case g.backingIdle():
+			g.sleeps.Add(1)
 			g.sleep(-1)
 			idle, idleSince = 0, 0
-		case t-idleSince >= int64(g.t.cfg.SpinTime+napAfter):
-			// The backing is slow: nap a millisecond at a time (a host
-			// sending something ends the nap), leaving the CPU to
-			// whoever the device's completion waits for.
-			g.naps++
-			g.sleep(1)
+		default:
+			// The backing is slow: nap a sixteenth of the time waited
+			// so far (20 µs to 1 ms; a host sending something ends the
+			// nap), leaving the CPU to whoever the device's completion
+			// waits for: under TCG on a busy host, QEMU's own threads.
+			g.naps.Add(1)
+			g.sleep(time.Duration(min(max(idleFor/16, int64(napMin)), int64(napMax))))
 		}
 	}
 }
+
+// epollWait is epoll_pwait2(2), whose timeout is a timespec, for naps
+// shorter than epoll_wait's millisecond; before Linux 5.11, epoll_wait
+// with the timeout rounded up to a millisecond.
+func (g *group) epollWait(d time.Duration) (int, error) {
+	if d < 0 {
+		return unix.EpollWait(g.epfd, g.events[:], -1)
+	}
+	if !noPwait2.Load() {
+		ts := unix.NsecToTimespec(int64(d))
+		r, _, e := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(g.epfd), uintptr(unsafe.Pointer(&g.events[0])), uintptr(len(g.events)),
+			uintptr(unsafe.Pointer(&ts)), 0, 0)
+		if e != unix.ENOSYS {
+			if e != 0 {
+				return 0, e
+			}
+			return int(r), nil
+		}
+		noPwait2.Store(true)
+	}
+	return unix.EpollWait(g.epfd, g.events[:], int((d+time.Millisecond-1)/time.Millisecond))
+}
+
+var noPwait2 atomic.Bool
 
 // backingIdle reports whether nothing is in flight on the backing queues.
 func (g *group) backingIdle() bool {
@@ -245,20 +297,22 @@ func (g *group) backingIdle() bool {
 	return true
 }
 
-// napAfter is how long a group with requests on the backing polls
-// without work (after SpinTime) before it naps: longer than a NAND read.
-const napAfter = time.Millisecond
+// Naps of a group with requests on the backing, as package poller's.
+const (
+	napMin = 20 * time.Microsecond
+	napMax = time.Millisecond
+)
 
 // sleep waits in epoll_wait until a socket has something (or can take
-// what waits to be sent) or the eventfd is kicked, for at most timeout
-// ms (-1: no limit); with a queue closing, at most 10 ms.
-func (g *group) sleep(timeout int) {
+// what waits to be sent) or the eventfd is kicked, for at most d (<0: no
+// limit); with a queue closing, at most 10 ms.
+func (g *group) sleep(d time.Duration) {
 	for _, c := range g.conns {
-		if c.state == connClosing && (timeout < 0 || timeout > 10) {
-			timeout = 10
+		if c.state == connClosing && (d < 0 || d > 10*time.Millisecond) {
+			d = 10 * time.Millisecond
 		}
 	}
-	n, err := unix.EpollWait(g.epfd, g.events[:], timeout)
+	n, err := g.epollWait(d)
 	if err != nil && !errors.Is(err, unix.EINTR) {
 		return
 	}

@@ -110,6 +110,8 @@ type slot struct {
 
 	off int // bytes of buf the data pieces sent so far cover
 
+	t0, tb int64 // monotonic ns: capsule received, first backing request
+
 	head [2 * pdu.MaxHeadLen]byte
 	dg   [pdu.DigestLen]byte
 	iovs [4][]byte
@@ -275,6 +277,7 @@ func (c *ioConn) pdu(p *pdu.PDU, err error) error {
 			return nil // staged in the Reader, copied once
 		}
 		c.cur = nil
+		s.t0 = monotonic()
 		c.command(s, &p.Command, p.Data)
 		return nil
 	case pdu.TypeH2CData:
@@ -301,7 +304,7 @@ func (c *ioConn) release(s *slot) {
 	}
 	s.ns, s.dev, s.cid, s.held, s.data, s.steps, s.si, s.st = nil, nil, 0, false, false, s.steps[:0], 0, 0
 	s.failed, s.next, s.r2tEnd, s.r2tOut, s.dsmRanges, s.read, s.n, s.off = false, 0, 0, false, 0, false, 0, 0
-	s.out, s.buf = nil, s.bufs[0]
+	s.out, s.buf, s.t0, s.tb = nil, s.bufs[0], 0, 0
 	c.free = append(c.free, s)
 }
 
@@ -475,6 +478,9 @@ func (c *ioConn) start(s *slot) {
 		c.done(s)
 		return
 	}
+	if s.tb == 0 {
+		s.tb = monotonic()
+	}
 	st := &s.steps[s.si]
 	ns := s.ns
 	n := st.nblk
@@ -543,6 +549,9 @@ func statusOf(err error) spec.Status {
 // done is the end of a command on the backing: its answer is queued, or
 // on a queue that ended, the slot is free.
 func (c *ioConn) done(s *slot) {
+	if s.tb != 0 {
+		c.g.backingNS.Add(uint64(monotonic() - s.tb))
+	}
 	if c.state != connOpen {
 		c.release(s)
 		return
@@ -743,6 +752,10 @@ func (c *ioConn) sent(s *slot) {
 	if s.r2tOut {
 		s.r2tOut = false
 		return
+	}
+	if s.t0 != 0 {
+		c.g.commands.Add(1)
+		c.g.answerNS.Add(uint64(monotonic() - s.t0))
 	}
 	c.release(s)
 }
