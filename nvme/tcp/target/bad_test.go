@@ -168,7 +168,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	t.Cleanup(func() { katoGrace = old })
 	r := newRig(t, Config{}, nvmetest.Config{})
 	a := r.dial(t, false, false)
-	cqe, err := a.connect(0, fabrics.CNTLIDDynamic, testNQN, 0, 200) // 200 ms
+	cqe, err := a.connect(0, fabrics.CNTLIDDynamic, testNQN, 0, 1000) // 1 s: 10 times the keep-alive period below, for a loaded machine
 	if err != nil || !cqe.StatusField().Success() {
 		t.Fatal(err, cqe.StatusField())
 	}
@@ -176,7 +176,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	a.propSet(spec.RegCC, uint64(spec.CC(0).WithIOSQES(6).WithIOCQES(4).WithEN(true)))
 	q := r.ioQueue(t, cntlid, 1, false, false, 0)
 	// Keep alives hold it up past several KATOs.
-	for range 5 {
+	for range 25 {
 		time.Sleep(100 * time.Millisecond)
 		a.ok(spec.Command{Opcode: uint8(spec.AdminKeepAlive)}, nil, nil)
 	}

@@ -324,6 +324,7 @@ func (c *ioConn) command(s *slot, cmd *spec.Command, icd []byte) {
 	if fct, ok := fabrics.CommandFCType(cmd); ok {
 		switch fct {
 		case fabrics.FCTypeDisconnect:
+			c.forget() // the QID is free once the host reads the answer
 			c.answer(s, cmd.CID, 0)
 			c.quit = true // close once the answer is out
 		case fabrics.FCTypeConnect, fabrics.FCTypePropertyGet, fabrics.FCTypePropertySet:
@@ -770,6 +771,7 @@ func (c *ioConn) fail(err error) {
 		return
 	}
 	c.t.logf("nvmf: %v: %v", c.nc.RemoteAddr(), err)
+	c.forget() // first: the host may connect the QID again as soon as it reads the TermReq
 	c.dropQueued()
 	c.term = pdu.AppendTermReqFor(c.term[:0], pdu.Controller, pe)
 	_, _ = c.sk.Write(c.term) // a few bytes into an empty send queue
@@ -778,7 +780,6 @@ func (c *ioConn) fail(err error) {
 	}
 	c.state = connClosing
 	c.closeBy = monotonic() + int64(closeGrace)
-	c.forget()
 }
 
 // dropQueued frees what waits to be sent and what waits for data: none
@@ -817,13 +818,13 @@ func (c *ioConn) end(err error) {
 	default:
 		c.t.logf("nvmf: %v: %v", c.nc.RemoteAddr(), err)
 	}
+	c.forget() // before the close the host may see
 	if c.state == connOpen {
 		c.dropQueued()
 	}
 	c.state = connDead
 	c.g.unwatch(c)
 	c.sk.Close()
-	c.forget()
 }
 
 // forget removes the queue from its controller: the QID is free for a
