@@ -26,29 +26,7 @@ const targetNQN = "nqn.2024-01.io.gonvme:tcp-host-test"
 func gonvmeTarget(t testing.TB, cfg target.Config, fake nvmetest.Config) (*target.Target, tcp.Address, *testrig.Rig) {
 	t.Helper()
 	tr := testrig.Open(t, fake, &nvme.Options{IOQueues: 2})
-	g, err := poller.New([]*nvme.Controller{tr.Ctrl}, &poller.Options{CPUs: []int{0}, Idle: poller.IdleAdaptive})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := g.Close(); err != nil {
-			t.Errorf("target's pollers: %v", err)
-		}
-	})
-	var devs []*ddi.Device
-	for _, id := range tr.Ctrl.Namespaces() {
-		ns, err := tr.Ctrl.Namespace(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := ddi.RegisterDevice(ns, g.Handle(tr.Ctrl))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ddi.Unregister(d.Edev()) })
-		devs = append(devs, d)
-	}
-	b, err := target.DeviceBacking(tr.Ctrl, devs...)
+	b, err := target.DeviceBacking(tr.Ctrl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +36,7 @@ func gonvmeTarget(t testing.TB, cfg target.Config, fake nvmetest.Config) (*targe
 	}
 	h, p, _ := net.SplitHostPort(l.Addr().String())
 	cfg.Advertise = []target.Address{{Host: h, Port: p}}
-	tg, err := target.New(cfg, target.Subsystem{NQN: targetNQN, Backing: b})
+	tg, err := target.New(cfg, target.Subsystem{NQN: targetNQN, Backings: []target.Backing{b}})
 	if err != nil {
 		t.Fatal(err)
 	}
