@@ -105,7 +105,9 @@ type fioResult struct {
 // TestVMNVMfKernelInitiator: gonvme serves QEMU's controller over NVMe/TCP;
 // Debian's nvme-cli discovers and connects it through the guest kernel's
 // initiator; nvme list and id-ctrl show gonvme's subsystem; fio writes and
-// verifies through the block device, in-capsule and R2T sizes; ext4 is
+// verifies through the block device, in-capsule and R2T sizes; gonvme's
+// own host connects beside the kernel's and each reads what the other
+// wrote; ext4 is
 // made, mounted, written, remounted, read back and checked clean; a
 // BLKDISCARD deallocates blocks through Dataset Management; nvme
 // disconnect detaches it.
@@ -141,11 +143,42 @@ func TestVMNVMfKernelInitiator(t *testing.T) {
 	}
 
 	t.Run("fio", func(t *testing.T) { fioVerify(t, env, blk) })
+	t.Run("gonvme host beside", func(t *testing.T) { gonvmeHostBeside(t, blk) })
 	t.Run("discard", func(t *testing.T) { discardReadsZeros(t, env, blk) })
 	t.Run("ext4", func(t *testing.T) { ext4RoundTrip(t, env, blk) })
 	disconnect(t, env)
 	if _, err := os.Stat(blk); err == nil {
 		t.Errorf("%s still there after nvme disconnect", blk)
+	}
+}
+
+// gonvmeHostBeside connects gonvme's own host (nvmectl over tcp://, with
+// digests and without) to the same subsystem while the kernel initiator
+// stays connected: what one host writes, the other reads back.
+func gonvmeHostBeside(t *testing.T, blk string) {
+	v := vm{t}
+	addr := "tcp://127.0.0.1:4420/" + gonvmeNQN
+	dir := t.TempDir()
+	for i, digests := range [][]string{nil, {"--hdr-digest", "--data-digest"}} {
+		size := 192 << 10 // R2T writes, reads past one C2HData of MDTS
+		lba := int64(1<<20 + i*4096)
+		data := tcpPattern(size, byte(40+i))
+		v.ok(append([]string{"write", addr, "-s", fmt.Sprint(lba), "-z", fmt.Sprint(size), "-d", writeTemp(t, dir, data)}, digests...)...)
+		got, err := directAt(blk, lba*512, size, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("digests %v: the kernel initiator reads other data than gonvme's host wrote (first difference at byte %d)", digests, firstDiff(got, data))
+		}
+		lba2 := lba + int64(size/512)
+		data2 := tcpPattern(size, byte(50+i))
+		if _, err := directAt(blk, lba2*512, 0, data2); err != nil {
+			t.Fatal(err)
+		}
+		if got := v.ok(append([]string{"read", addr, "-s", fmt.Sprint(lba2), "-z", fmt.Sprint(size)}, digests...)...); got != string(data2) {
+			t.Errorf("digests %v: gonvme's host reads other data than the kernel initiator wrote (first difference at byte %d)", digests, firstDiff([]byte(got), data2))
+		}
 	}
 }
 
