@@ -35,8 +35,9 @@
 // holds is a fatal error, as in Linux's nvmet. With nothing on the
 // backing and no work for Config.SpinTime, the group sleeps in
 // epoll_wait(2) on its sockets and an eventfd; with requests on the
-// backing it naps in epoll_pwait2 for a sixteenth of the time waited so
-// far (20 µs to 1 ms), as package poller's adaptive pollers do. (gonvme's package poller has no place for a
+// backing it polls 1 ms more, then naps in epoll_pwait2 for a sixteenth
+// of the time waited so far (20 µs to 1 ms), as package poller's adaptive
+// pollers do. (gonvme's package poller has no place for a
 // socket in its pass yet, so the target runs its own pollers over the
 // same queue pairs and ddi.)
 //

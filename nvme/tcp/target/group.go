@@ -25,9 +25,9 @@ import (
 //
 // With nothing in flight on the backing and no work for Config.SpinTime,
 // the group sleeps in epoll_wait(2) on its sockets and an eventfd (new
-// queues, stop); with requests on the backing it naps in epoll_pwait2 for
-// a sixteenth of the time it waited (20 µs to 1 ms) until the completion
-// comes (a slow device, or one whose emulation needs the CPU the group
+// queues, stop); with requests on the backing it polls 1 ms more, then
+// naps in epoll_pwait2 for a sixteenth of the time it waited (20 µs to
+// 1 ms) until the completion comes (a slow device, or one whose emulation needs the CPU the group
 // would spin on).
 type group struct {
 	t   *Target
@@ -252,6 +252,9 @@ func (g *group) run(started chan<- error) {
 			g.sleeps.Add(1)
 			g.sleep(-1)
 			idle, idleSince = 0, 0
+		case idleFor < int64(g.t.cfg.SpinTime+napAfter):
+			// Requests on the backing: keep polling a while longer
+			// (a NAND read, or an emulated device's round trip).
 		default:
 			// The backing is slow: nap a sixteenth of the time waited
 			// so far (20 µs to 1 ms; a host sending something ends the
@@ -297,10 +300,12 @@ func (g *group) backingIdle() bool {
 	return true
 }
 
-// Naps of a group with requests on the backing, as package poller's.
+// A group with requests on the backing polls napAfter beyond SpinTime,
+// then naps, as package poller's adaptive pollers do (their YieldTime).
 const (
-	napMin = 20 * time.Microsecond
-	napMax = time.Millisecond
+	napAfter = time.Millisecond
+	napMin   = 20 * time.Microsecond
+	napMax   = time.Millisecond
 )
 
 // sleep waits in epoll_wait until a socket has something (or can take
