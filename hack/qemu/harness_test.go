@@ -465,11 +465,15 @@ func TestParseKmsg(t *testing.T) {
 }
 
 func TestSplitCommands(t *testing.T) {
-	got := splitCommands([]string{"nvmectl", "id-ctrl", "X", ";", "nvmectl", "perf", "-t", "3", ";"})
-	if len(got) != 2 || strings.Join(got[0], " ") != "nvmectl id-ctrl X" || strings.Join(got[1], " ") != "nvmectl perf -t 3" {
-		t.Fatalf("splitCommands = %q", got)
+	got, bg := splitCommands([]string{"nvmectl", "id-ctrl", "X", ";", "nvmectl", "perf", "-t", "3", ";"})
+	if len(got) != 2 || strings.Join(got[0], " ") != "nvmectl id-ctrl X" || strings.Join(got[1], " ") != "nvmectl perf -t 3" || len(bg) != 0 {
+		t.Fatalf("splitCommands = %q, background %v", got, bg)
 	}
-	if got := splitCommands([]string{"nvmectl", "list"}); len(got) != 1 || len(got[0]) != 2 {
-		t.Fatalf("one command: %q", got)
+	if got, bg := splitCommands([]string{"nvmectl", "list"}); len(got) != 1 || len(got[0]) != 2 || len(bg) != 0 {
+		t.Fatalf("one command: %q, background %v", got, bg)
+	}
+	got, bg = splitCommands([]string{"nvmectl", "serve", "&", "nvme", "connect", ";", "fio", "x", "&", "nvme", "list"})
+	if len(got) != 4 || strings.Join(got[2], " ") != "fio x" || len(bg) != 2 || bg[0] != 0 || bg[1] != 2 {
+		t.Fatalf("with &: %q, background %v (want commands 0 and 2)", got, bg)
 	}
 }

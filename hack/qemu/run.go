@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/guest"
@@ -30,17 +31,24 @@ func runVerb(args []string) error {
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
-		return fmt.Errorf("run: usage: go run ./hack/qemu run [--profile p] [--bind vfio|kernel|none] -- COMMAND ARGS [';' COMMAND ARGS ...]")
+		return fmt.Errorf("run: usage: go run ./hack/qemu run [--profile p] [--bind vfio|kernel|none] -- COMMAND ARGS [';'|'&' COMMAND ARGS ...]")
 	}
 	switch *bind {
 	case "vfio", "kernel", "none":
 	default:
 		return fmt.Errorf("run: --bind %q: want vfio, kernel or none", *bind)
 	}
-	name := argv[0]
-	if strings.ContainsAny(name, "/.") {
-		return fmt.Errorf("run: %q: name a command under ./cmd (e.g. nvmectl)", name)
+	prof, err := vmtest.ParseProfile(f.Profile)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
 	}
+	cmds, background := splitCommands(argv)
+	for _, c := range cmds {
+		if !slices.Contains(prof.Tools, c[0]) && strings.ContainsAny(c[0], "/.") {
+			return fmt.Errorf("run: %q: name a command under ./cmd (e.g. nvmectl) or a tool the profile carries (%s)", c[0], strings.Join(prof.Tools, ", "))
+		}
+	}
+	name := cmds[0][0]
 	a, err := setup(os.Stdout)
 	if err != nil {
 		return err
@@ -57,22 +65,15 @@ func runVerb(args []string) error {
 	if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, "init"), modulePath+"/hack/qemu/guestinit"); err != nil {
 		return err
 	}
-	if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, name), modulePath+"/cmd/"+name); err != nil {
-		return err
-	}
-	cmds := splitCommands(argv)
-	bt := &vmtest.Boot{Bind: *bind, NVMet: *nvmet}
+	bt := &vmtest.Boot{Bind: *bind, NVMet: *nvmet, Background: background}
 	var extra []ramFile
 	built := map[string]bool{}
 	for i, c := range cmds {
-		if strings.ContainsAny(c[0], "/.") {
-			return fmt.Errorf("run: %q: name a command under ./cmd (e.g. nvmectl)", c[0])
-		}
-		if !built[c[0]] {
-			if c[0] != name {
-				if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, c[0]), modulePath+"/cmd/"+c[0]); err != nil {
-					return err
-				}
+		// A tool the profile carries (nvme, fio, ...) is already in
+		// guest.BinDir; anything else is built from ./cmd.
+		if !built[c[0]] && !slices.Contains(prof.Tools, c[0]) {
+			if err := goBuild(os.Stdout, "build", "-o", filepath.Join(work, c[0]), modulePath+"/cmd/"+c[0]); err != nil {
+				return err
 			}
 			extra = append(extra, ramFile{Name: strings.TrimPrefix(guest.BinDir, "/") + "/" + c[0], Src: filepath.Join(work, c[0]), Perm: 0o755})
 			built[c[0]] = true
@@ -101,15 +102,19 @@ func runVerb(args []string) error {
 	return nil
 }
 
-// splitCommands splits argv at lone ";" arguments (quote it for the shell:
-// ';'), so one boot can run several commands in order.
-func splitCommands(argv []string) [][]string {
-	var out [][]string
+// splitCommands splits argv at lone ";" and "&" arguments (quote them for
+// the shell: ';' '&'), so one boot can run several commands in order. A
+// command ended by "&" runs in the background (a server such as nvmectl
+// serve); background lists those commands' indices.
+func splitCommands(argv []string) (cmds [][]string, background []int) {
 	cur := []string{}
 	for _, a := range argv {
-		if a == ";" {
+		if a == ";" || a == "&" {
 			if len(cur) > 0 {
-				out = append(out, cur)
+				if a == "&" {
+					background = append(background, len(cmds))
+				}
+				cmds = append(cmds, cur)
 			}
 			cur = []string{}
 			continue
@@ -117,9 +122,9 @@ func splitCommands(argv []string) [][]string {
 		cur = append(cur, a)
 	}
 	if len(cur) > 0 {
-		out = append(out, cur)
+		cmds = append(cmds, cur)
 	}
-	return out
+	return cmds, background
 }
 
 // nvmetRun adjusts run's flags for --nvmet: the controllers go to the

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,6 +172,13 @@ func runCommand(boot *vmtest.Boot) (bool, string) {
 			blocks = append(blocks, "/dev/"+name+"n1")
 		}
 	}
+	if !boot.NVMet && len(boot.FabricsModules) > 0 {
+		// A profile with nvmf: the fabrics modules, configfs, lo and
+		// the host identity, so that nvme-cli connect works.
+		if err := vmtest.PrepareFabrics(boot); err != nil {
+			return false, fmt.Sprintf("prepare NVMe/TCP: %v", err)
+		}
+	}
 	if boot.NVMet {
 		url, err := vmtest.StartKernelTarget(boot, blocks)
 		if err != nil {
@@ -179,31 +187,73 @@ func runCommand(boot *vmtest.Boot) (bool, string) {
 		fmt.Printf("gonvme-init: nvmet exports %s and /dev/nullb0 as %s (discovery on port %d)\n", strings.Join(blocks, ", "), url, vmtest.KernelTargetDiscoveryPort)
 	}
 	// The commands run in order, like a shell's &&: the first that
-	// exits non-zero ends the run with its status.
+	// exits non-zero ends the run with its status. A background command
+	// (run's "&") is started and left running, and gets SIGTERM (then,
+	// after 10 s, SIGKILL) once the others are done; its own exit status
+	// counts only if it ended on its own with a failure.
 	code := 0
-	for _, argv := range append([][]string{boot.Command}, boot.Then...) {
+	var bg []*exec.Cmd
+	for i, argv := range append([][]string{boot.Command}, boot.Then...) {
+		background := slices.Contains(boot.Background, i)
 		if len(boot.Then) > 0 {
-			fmt.Printf("gonvme-init: $ %s\n", strings.Join(append([]string{filepath.Base(argv[0])}, argv[1:]...), " "))
+			amp := ""
+			if background {
+				amp = " &"
+			}
+			fmt.Printf("gonvme-init: $ %s%s\n", strings.Join(append([]string{filepath.Base(argv[0])}, argv[1:]...), " "), amp)
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Dir = "/tmp"
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				return false, fmt.Sprintf("run %s: %v", argv[0], err)
+		if background {
+			if err := cmd.Start(); err != nil {
+				return false, fmt.Sprintf("start %s: %v", argv[0], err)
 			}
-			code = ee.ExitCode()
-			if code < 0 {
-				code = 128 + int(ee.Sys().(unix.WaitStatus).Signal())
-			}
+			bg = append(bg, cmd)
+			// A server needs a moment to listen before the next
+			// command connects to it; there is no shell to poll with.
+			time.Sleep(3 * time.Second)
+			continue
+		}
+		code = exitCode(cmd.Run())
+		if code < 0 {
+			return false, fmt.Sprintf("run %s: did not start", argv[0])
 		}
 		if code != 0 {
 			break
 		}
 	}
+	for _, cmd := range bg {
+		done := make(chan error, 1)
+		_ = cmd.Process.Signal(unix.SIGTERM)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			fmt.Printf("gonvme-init: %s did not end on SIGTERM within 10 s: SIGKILL\n", filepath.Base(cmd.Path))
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
 	fmt.Printf("%s%d\n", guest.ExitPrefix, code)
 	return true, ""
+}
+
+// exitCode turns cmd.Run's error into an exit status: 0 for nil, the
+// status (128+signal for a signal) for an exit, -1 if it did not start.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		fmt.Printf("gonvme-init: %v\n", err)
+		return -1
+	}
+	if code := ee.ExitCode(); code >= 0 {
+		return code
+	}
+	return 128 + int(ee.Sys().(unix.WaitStatus).Signal())
 }
 
 // verdict drains the console and tells QEMU how the guest ended.

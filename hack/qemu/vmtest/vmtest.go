@@ -27,7 +27,11 @@ type Boot struct {
 	TestTimeout string     `json:"test_timeout,omitempty"`
 	Command     []string   `json:"command,omitempty"` // run mode: argv[0] in guest.BinDir
 	Then        [][]string `json:"then,omitempty"`    // run mode: further commands, run while each exits 0
-	Bind        string     `json:"bind,omitempty"`    // run mode: vfio, kernel or none
+	// Background (run mode) lists the commands, by index in Command
+	// followed by Then, that are started and not waited for (run's
+	// "&" separator); they get SIGTERM once the others are done.
+	Background []int  `json:"background,omitempty"`
+	Bind       string `json:"bind,omitempty"` // run mode: vfio, kernel or none
 	// NVMet (run mode, run --nvmet): after binding, export the
 	// controllers' namespaces through the kernel target (StartKernelTarget).
 	NVMet bool `json:"nvmet,omitempty"`
