@@ -106,6 +106,13 @@ type Options struct {
 	// methods but Close (which waits for it), and the next event waits
 	// for it to return.
 	OnEvent func(AsyncEvent)
+	// Interrupts makes the admin queue's interrupt vector wake the
+	// watcher when the bus delivers interrupts (InterruptBus; irq.go).
+	// I/O queue pairs get a vector with NewInterruptQueuePair.
+	Interrupts bool
+	// InterruptCoalescing, when set, is sent at bring-up and after every
+	// reset (Set Features, Interrupt Coalescing).
+	InterruptCoalescing Coalescing
 }
 
 func (o *Options) setDefaults() {
@@ -210,7 +217,8 @@ type Controller struct {
 	statMu sync.Mutex
 	rstats RecoveryStats
 
-	ka keepAlive // fabrics: Keep Alive commands (fabric.go), adminMu
+	ka        keepAlive     // fabrics: Keep Alive commands (fabric.go), adminMu
+	adminIRQs atomic.Uint64 // admin interrupts that woke the watcher (irq.go)
 }
 
 // RecoveryStats count the controller's recoveries. Controller.RecoveryStats
@@ -295,6 +303,7 @@ func (c *Controller) bringUp(steps []step) error {
 	c.watchWG.Add(2)
 	go c.watch()
 	go c.eventLoop()
+	c.startAdminIRQ()
 	return nil
 }
 
@@ -313,6 +322,7 @@ var bringup = []step{
 	{"identify controller", (*Controller).identifyController},
 	{"set number of queues", (*Controller).setNumQueues},
 	{"configure shadow doorbells", (*Controller).configureShadowDoorbells},
+	{"set interrupt coalescing", (*Controller).setCoalescing},
 	{"identify namespaces", (*Controller).scanNamespaces},
 	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
@@ -326,6 +336,7 @@ var resetSteps = []step{
 	{"enable", (*Controller).enable},
 	{"set number of queues", (*Controller).setNumQueues},
 	{"configure shadow doorbells", (*Controller).configureShadowDoorbells},
+	{"set interrupt coalescing", (*Controller).setCoalescing},
 	{"configure asynchronous events", (*Controller).configureEvents},
 	{"arm asynchronous events", (*Controller).armAER},
 }
@@ -874,6 +885,11 @@ func (c *Controller) quiesce() {
 // Options.IOQueueDepth; clamped to what CAP.MQES allows). The caller
 // becomes its owner. Any goroutine.
 func (c *Controller) NewQueuePair(depth int) (*QueuePair, error) {
+	return c.newIOQueuePair(depth, false)
+}
+
+// newIOQueuePair is NewQueuePair, with an interrupt vector when irq.
+func (c *Controller) newIOQueuePair(depth int, irq bool) (*QueuePair, error) {
 	if depth <= 0 {
 		depth = c.opts.IOQueueDepth
 	}
@@ -895,6 +911,11 @@ func (c *Controller) NewQueuePair(depth int) (*QueuePair, error) {
 		return nil, fmt.Errorf("new queue pair: all %d I/O queues the controller granted are in use", c.ioQueues)
 	}
 	q, err := newQueuePair(c, uint16(qid), depth, false)
+	if err == nil && irq {
+		if err = c.attachVector(q); err != nil {
+			q.free_()
+		}
+	}
 	if err == nil {
 		err = c.createQueues(q)
 		if err != nil {

@@ -265,8 +265,9 @@ func (q *QueuePair) resetRings() {
 func (c *Controller) createRings(q *QueuePair) error {
 	size := uint32(q.size - 1)
 	c.attachShadow(q) // dbbuf.go
-	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1 (IEN=0, IV=0).
-	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: 1}
+	// Create I/O CQ: CDW10 QSIZE|QID, CDW11 PC=1, and IEN|IV<<16 for a
+	// queue pair with an interrupt vector (irq.go).
+	cq := spec.Command{Opcode: uint8(spec.AdminCreateIOCQ), PRP1: uint64(q.cqMem.IOVA), CDW10: size<<16 | uint32(q.id), CDW11: spec.CreateQPhysContig | q.irq.cdw11()}
 	if _, err := c.adminExec(cq, nil, nil, c.opts.AdminTimeout, true); err != nil {
 		return fmt.Errorf("create io cq %d: %w", q.id, err)
 	}

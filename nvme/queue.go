@@ -107,6 +107,7 @@ type QueuePair struct {
 	term       error  // set once the queue pair can take no more work
 	recovering bool   // inside recover or reapStale: Submit parks requests
 	stats      QueueStats
+	irq        queueIRQ // interrupt vector (irq.go)
 
 	// ringing is 1 while the owner is between checking the epoch and
 	// writing a doorbell; a reset waits for it to be 0 after moving the
@@ -147,6 +148,7 @@ func newQueuePair(c *Controller, id uint16, size int, admin bool) (q *QueuePair,
 		useSGL:    c.useSGL && !admin,
 		timeout:   int64(c.opts.CommandTimeout),
 		abortWait: int64(c.opts.AbortTimeout),
+		irq:       queueIRQ{vector: -1, fd: -1},
 	}
 	if admin {
 		q.timeout = int64(c.opts.AdminTimeout)

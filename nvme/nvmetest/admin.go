@@ -443,10 +443,15 @@ func (d *device) createCQ(cmd *spec.Command) spec.Status {
 	if d.lastCC.IOCQES() != spec.CQESLog2 {
 		return stQSizeInvalid
 	}
+	ien, iv, st := d.createCQIRQ(cmd)
+	if !st.Success() {
+		return st
+	}
 	if _, ok := d.c.translate(cmd.PRP1, int(size)*spec.CompletionSize); !ok {
 		return stXferErr
 	}
 	d.cqs[qid].reset(qid, size, cmd.PRP1, d.c.cfg.DSTRD)
+	d.cqs[qid].ien, d.cqs[qid].iv = ien, iv
 	d.claimDoorbell(d.cqs[qid].headR, qid, true)
 	return stOK
 }

@@ -107,6 +107,9 @@ type Config struct {
 	// NoDoorbellBuffer clears OACS bit 8: Doorbell Buffer Config (shadow
 	// doorbells, dbbuf.go) fails with Invalid Command Opcode.
 	NoDoorbellBuffer bool
+	// Vectors is the number of interrupt vectors (eventfds, irq.go).
+	// Default DefaultVectors; negative for none.
+	Vectors int
 }
 
 func (cfg *Config) setDefaults() error {
@@ -127,6 +130,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.TO == 0 {
 		cfg.TO = 1
+	}
+	if cfg.Vectors == 0 {
+		cfg.Vectors = DefaultVectors
 	}
 	if cfg.DSTRD > 10 {
 		return fmt.Errorf("nvmetest: DSTRD %d leaves no doorbells in a %#x-byte window", cfg.DSTRD, RegisterSize)
@@ -409,6 +415,7 @@ func (c *Controller) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		<-c.stopped
+		c.closeIRQs()
 		c.regs = mmio.Region{}
 		c.closeErr = syscall.Munmap(c.regMem)
 		c.regMem = nil

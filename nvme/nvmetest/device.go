@@ -63,6 +63,7 @@ type device struct {
 	mediaErrors             uint64
 	powerOn                 int64
 
+	irq irqState // irq.go: interrupt vectors
 	ext extState // admin_ext.go: namespace management, firmware, self-test, sanitize
 	db  dbState  // dbbuf.go: Doorbell Buffer Config
 
@@ -161,6 +162,7 @@ func (d *device) init(c *Controller) {
 	d.lat = c.cfg.Latency
 	d.rng = rand.New(rand.NewPCG(c.cfg.Seed, c.cfg.Seed^0x9e3779b97f4a7c15))
 	d.bme = true
+	d.irq.init(max(c.cfg.Vectors, 0))
 	d.defaultFeatures()
 }
 
@@ -230,6 +232,9 @@ func (d *device) step() bool {
 	}
 	if d.cmds.len() > 0 && d.runDue(now()) {
 		work = true
+	}
+	if d.irq.npend > 0 {
+		d.irqTimers(now())
 	}
 	return work
 }

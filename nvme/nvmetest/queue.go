@@ -42,7 +42,9 @@ type cqState struct {
 	raw   uint32 // head doorbell register as last read
 	phase bool
 	headR uintptr
-	nsq   int // submission queues bound to it
+	nsq   int    // submission queues bound to it
+	ien   bool   // interrupts enabled (always for the admin queue)
+	iv    uint16 // interrupt vector
 
 	// backlog holds completions that found the queue full, in order.
 	// While it is not empty, no submission queue bound to this queue is
@@ -57,6 +59,7 @@ func (q *cqState) reset(id uint16, size uint32, base uint64, dstrd uint8) {
 	q.live, q.id, q.size, q.base = true, id, size, base
 	q.tail, q.head, q.raw, q.phase, q.nsq = 0, 0, 0, true, 0
 	q.headR = spec.CQHeadDoorbell(id, dstrd)
+	q.ien, q.iv = id == 0, 0
 	if cap(q.backlog) < int(size)+8 {
 		q.backlog = make([]cqEntry, int(size)+8)
 	}
@@ -207,6 +210,7 @@ func (d *device) write(q *cqState, e *cqEntry) {
 		q.tail = 0
 		q.phase = !q.phase
 	}
+	d.posted(q) // irq.go
 }
 
 // decode reads a submission queue entry from b (64 bytes of host memory).

@@ -268,6 +268,8 @@ type bus struct {
 	removed   atomic.Bool                     // the kernel asked for the device
 	closing   atomic.Bool
 	watchDone chan struct{}
+
+	irq busIRQ // MSI-X eventfds (irq.go)
 }
 
 // watchRequest waits on the device request eventfd. The kernel signals it
