@@ -126,11 +126,16 @@ type Options struct {
 	RouteByCPU bool
 	// Full is the backpressure policy.
 	Full FullPolicy
-	// Idle is the idle policy.
+	// Idle is the idle policy of ModePoll.
 	Idle IdlePolicy
+	// Mode is how pollers wait: ModePoll (the default), ModeInterrupt
+	// or ModeHybrid (irq.go). The last two give every queue pair its
+	// own interrupt vector (nvme.Controller.NewInterruptQueuePair).
+	Mode Mode
 	// SpinTime and YieldTime are the phases of IdleAdaptive: an idle
 	// poller spins SpinTime before it parks; with requests in flight, it
 	// spins SpinTime+YieldTime before it naps. Defaults 50 µs and 1 ms.
+	// In ModeHybrid a poller spins SpinTime before it sleeps.
 	SpinTime, YieldTime time.Duration
 	// StopGrace bounds how long Stop waits for the pollers once its
 	// context has ended (default 1 s): see Group.Stop.
@@ -154,6 +159,9 @@ func (o *Options) setDefaults() error {
 			return fmt.Errorf("poller: %w: cpu list %v: each cpu once, 0 to 1023", nvme.ErrInvalid, o.CPUs)
 		}
 		seen[c] = true
+	}
+	if o.Mode > ModeHybrid {
+		return fmt.Errorf("poller: %w: %v", nvme.ErrInvalid, o.Mode)
 	}
 	if o.RingSize <= 0 {
 		o.RingSize = 1024
@@ -248,7 +256,11 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 		n := min(len(g.pollers), c.IOQueues())
 		for k := range n {
 			p := g.pollers[(ci+k)%len(g.pollers)]
-			qp, err := c.NewQueuePair(g.opts.QueueDepth)
+			newQP := c.NewQueuePair
+			if g.opts.Mode != ModePoll {
+				newQP = c.NewInterruptQueuePair
+			}
+			qp, err := newQP(g.opts.QueueDepth)
 			if err != nil {
 				return nil, fmt.Errorf("poller: controller %d, poller %d: %w", ci, p.id, err)
 			}
@@ -268,18 +280,28 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 		p.tbl = newTrackTable(capacity)
 		p.pub = make([]atomic.Uint64, pubWords(len(p.qps)))
 		p.scratch = make([]uint64, 0, len(p.pub))
+		if g.opts.Mode != ModePoll {
+			if p.irq, err = newIRQWait(p); err != nil {
+				for _, q := range g.pollers {
+					if q.irq != nil && q != p {
+						closeFD(q.irq.wakeFD)
+					}
+				}
+				return nil, err
+			}
+		}
 	}
 	for i, p := range g.pollers {
 		started := make(chan error, 1)
 		go p.run(started)
 		if serr := <-started; serr != nil {
 			// Pollers not started still belong to us; stop the others.
-			for _, q := range p.qps {
-				q.qp.Close()
-			}
-			for _, rest := range g.pollers[i+1:] {
+			for _, rest := range g.pollers[i:] {
 				for _, q := range rest.qps {
 					q.qp.Close()
+				}
+				if rest.irq != nil {
+					closeFD(rest.irq.wakeFD)
 				}
 			}
 			g.pollers = g.pollers[:i]

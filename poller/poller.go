@@ -32,6 +32,7 @@ type qstate struct {
 	ops   opCounts     // completions by operation (stats.go)
 	st    statusCounts // failed completions by status (stats.go)
 	done  bool         // closed, or left to a failed controller (closeQueues)
+	irqs  uint64       // interrupts read from its eventfd (irq.go)
 }
 
 // Poller is one polling goroutine, locked to an OS thread pinned to one
@@ -56,7 +57,9 @@ type Poller struct {
 
 	tid      atomic.Int32  // kernel thread ID while the poller runs, else 0
 	state    atomic.Uint32 // stateRunning, stateDraining, stateAborting
-	sleeping uint32        // 1 while parked or napping, or about to (atomic; a futex word)
+	sleeping uint32        // 1 while parked, napping or asleep, or about to (atomic; a futex word)
+	irq      *irqWait      // ModeInterrupt, ModeHybrid: the eventfds it sleeps on (irq.go)
+	kickers  atomic.Int32  // submitters about to write irq.wakeFD
 	done     chan struct{} // closed when the goroutine has finished
 	owned    atomic.Int64  // requests on the device while stopping (-1: not counted yet)
 	reported bool          // Stop reported closeErr (Group.stopMu)
@@ -98,9 +101,15 @@ func (p *Poller) onPoller() bool {
 	return t != 0 && t == threadID()
 }
 
-// kick wakes the poller if it is parked. Any goroutine.
+// kick wakes the poller if it is parked or asleep: one atomic load when
+// it is not. Any goroutine.
 func (p *Poller) kick() {
-	if atomic.LoadUint32(&p.sleeping) != 0 && atomic.CompareAndSwapUint32(&p.sleeping, 1, 0) {
+	if atomic.LoadUint32(&p.sleeping) == 0 {
+		return
+	}
+	if p.irq != nil {
+		p.wakeIRQ()
+	} else if atomic.CompareAndSwapUint32(&p.sleeping, 1, 0) {
 		futexWake(&p.sleeping)
 	}
 }
@@ -262,6 +271,7 @@ func (p *Poller) run(started chan<- error) {
 	p.loop(int64(p.g.opts.StatsInterval))
 
 	p.closeQueues()
+	p.closeIRQ()
 	p.publish(monotonic())
 	p.tid.Store(0)
 	if restoreAffinity(orig) == nil {
@@ -299,7 +309,10 @@ func (p *Poller) loop(interval int64) {
 			continue
 		}
 		p.c.idleLoops++
-		if p.g.opts.Idle != IdleBusy {
+		switch {
+		case p.irq != nil:
+			p.idleIRQ()
+		case p.g.opts.Idle != IdleBusy:
 			p.idle()
 		}
 	}

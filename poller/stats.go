@@ -21,6 +21,10 @@ type counters struct {
 	parks     uint64 // times the poller went to sleep (adaptive idle policy)
 	yields    uint64 // naps with requests in flight (IdleAdaptive)
 	misuse    uint64 // requests submitted again while in flight (ignored)
+	sleeps    uint64 // sleeps on the eventfds (ModeInterrupt, ModeHybrid)
+	irqs      uint64 // interrupts: the eventfd counts read from the queue pairs' vectors
+	wakeups   uint64 // sleeps a submitter or Stop ended (the wake-up eventfd)
+	asleep    uint64 // ns spent in those sleeps
 }
 
 // PollerStats is a snapshot of one poller's counters.
@@ -38,6 +42,12 @@ type PollerStats struct {
 	Yields    uint64 // naps: times the poller gave its thread up while idle with requests in flight (IdleAdaptive; it never calls runtime.Gosched)
 	Misuse    uint64 // submissions of a request already in flight on this poller (ignored)
 	InFlight  uint64 // requests handed to queue pairs and not completed
+
+	// ModeInterrupt and ModeHybrid (irq.go).
+	Sleeps     uint64        // times the poller slept on its eventfds
+	Interrupts uint64        // interrupts taken: signals of its queue pairs' vectors, read from their eventfds
+	Wakeups    uint64        // sleeps ended by a submission or Stop (the wake-up eventfd)
+	Asleep     time.Duration // time spent asleep
 
 	// Written by submitters (atomics), read live.
 	FullWaits uint64 // submissions that found the inbound ring full
@@ -62,6 +72,9 @@ type QueueStats struct {
 	InFlight uint64    // commands outstanding on the device
 	Waiting  uint64    // requests waiting for a command ID
 	Latency  Histogram // submission (by the caller) to completion (Done), ns
+	// Interrupts counts the signals of the queue pair's vector the
+	// poller read (ModeInterrupt, ModeHybrid).
+	Interrupts uint64
 
 	// Ops counts the requests the queue pair completed (Done called,
 	// any status) by operation, indexed by OpRead, OpWrite and OpOther.
@@ -186,8 +199,8 @@ func (q *qstate) count(r *nvme.Request, lat int64) {
 // Words of a published snapshot: the poller's counters, then per queue
 // pair the fixed words and the histogram.
 const (
-	pollerWords = 12
-	queueWords  = 17 + NumBuckets + 2 + NumOps*(2+OpLatencyBuckets+2) + 2*MaxStatuses + 1
+	pollerWords = 16
+	queueWords  = 18 + NumBuckets + 2 + NumOps*(2+OpLatencyBuckets+2) + 2*MaxStatuses + 1
 )
 
 // publish copies the counters into the published words under the seqlock.
@@ -200,14 +213,16 @@ func (p *Poller) publish(now int64) {
 	w := p.scratch[:0]
 	c := &p.c
 	w = append(w, c.loops, c.idleLoops, c.taken, c.local, c.completed, c.failed,
-		c.parks, c.yields, c.misuse, uint64(p.inflight), uint64(p.cpuNS), uint64(now))
+		c.parks, c.yields, c.misuse, uint64(p.inflight), uint64(p.cpuNS), uint64(now),
+		c.sleeps, c.irqs, c.wakeups, c.asleep)
 	for _, q := range p.qps {
 		s := q.qp.Stats()
 		w = append(w, s.Polls, s.IdlePolls, s.Submitted, s.Completed, s.Errors,
 			s.SQDoorbells, s.CQDoorbells, s.Waits, s.BogusCIDs, s.BadSQHeads,
 			s.Timeouts, s.Requeued, s.Failed,
 			uint64(q.qp.InFlight()), uint64(q.qp.Waiting()),
-			s.MMIODoorbells, s.SavedDoorbells) // shadow doorbells (issue 16)
+			s.MMIODoorbells, s.SavedDoorbells, // shadow doorbells (issue 16)
+			q.irqs) // interrupt modes (irq.go)
 		w = append(w, q.hist.Buckets[:]...)
 		w = append(w, q.hist.Count, q.hist.Sum)
 		for _, o := range q.ops {
@@ -255,6 +270,7 @@ func (p *Poller) Stats() PollerStats {
 	i := pollerWords
 	s.CPUTime = time.Duration(w[10])
 	s.At = time.Duration(w[11])
+	s.Sleeps, s.Interrupts, s.Wakeups, s.Asleep = w[12], w[13], w[14], time.Duration(w[15])
 	s.FullWaits = p.fullWaits.Load()
 	s.Busy = p.busy.Load()
 	for _, q := range p.qps {
@@ -262,7 +278,7 @@ func (p *Poller) Stats() PollerStats {
 		for _, f := range []*uint64{&qs.Polls, &qs.IdlePolls, &qs.Submitted, &qs.Completed, &qs.Errors,
 			&qs.SQDoorbells, &qs.CQDoorbells, &qs.Waits, &qs.BogusCIDs, &qs.BadSQHeads,
 			&qs.Timeouts, &qs.Requeued, &qs.Failed, &qs.InFlight, &qs.Waiting,
-			&qs.MMIODoorbells, &qs.SavedDoorbells} {
+			&qs.MMIODoorbells, &qs.SavedDoorbells, &qs.Interrupts} {
 			*f = w[i]
 			i++
 		}

@@ -86,3 +86,47 @@ func futexWaitTimeout(addr *uint32, val uint32, d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), _FUTEX_WAIT|_FUTEX_PRIVATE_FLAG, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
+
+// Eventfds and ppoll(2), for the interrupt and hybrid modes (irq.go).
+
+type (
+	pollFd   = unix.PollFd
+	timespec = unix.Timespec
+)
+
+func newEventfd() (int, error) { return unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC) }
+
+func pollIn(fd int) pollFd { return pollFd{Fd: int32(fd), Events: unix.POLLIN} }
+
+func nsToTimespec(ns int64) timespec { return unix.NsecToTimespec(ns) }
+
+// ppoll sleeps until one of fds is readable, ts passes (nil: no limit)
+// or a signal comes. It is a blocking system call: the runtime hands the
+// thread's P to other goroutines meanwhile. Errors (EINTR) count as a
+// wake-up: the caller looks at everything again anyway.
+func ppoll(fds []pollFd, ts *timespec) {
+	for i := range fds {
+		fds[i].Revents = 0
+	}
+	_, _ = unix.Ppoll(fds, ts, nil)
+}
+
+// readEventfd reads (and so resets) an eventfd's count; 0 if it had none.
+func readEventfd(fd int, buf *[8]byte) uint64 {
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n != 8 {
+		return 0
+	}
+	return *(*uint64)(unsafe.Pointer(buf))
+}
+
+// one is an eventfd increment of 1 in the machine's byte order.
+var one = func() (b [8]byte) {
+	*(*uint64)(unsafe.Pointer(&b)) = 1
+	return b
+}()
+
+// signalEventfd adds 1 to an eventfd's count.
+func signalEventfd(fd int) { _, _ = unix.Write(fd, one[:]) }
+
+func closeFD(fd int) { _ = unix.Close(fd) }
