@@ -159,6 +159,10 @@ var (
 	dPMisuse    = desc("poller_misuse_total", "Submissions of a request already in flight (ignored).", pollerLabels...)
 	dPInFlight  = desc("poller_inflight_requests", "Requests handed to queue pairs and not completed.", pollerLabels...)
 	dPCPU       = desc("poller_cpu_seconds_total", "CPU time (user and system) of the poller's thread.", pollerLabels...)
+	dPSleeps    = desc("poller_sleeps_total", "Sleeps on the interrupt and wake-up eventfds (interrupt and hybrid modes).", pollerLabels...)
+	dPIRQs      = desc("poller_interrupts_total", "Interrupts taken: signals of the poller's queue pairs' interrupt vectors it read.", pollerLabels...)
+	dPWakeups   = desc("poller_wakeups_total", "Sleeps ended by a submission or Stop writing the poller's wake-up eventfd.", pollerLabels...)
+	dPAsleep    = desc("poller_asleep_seconds_total", "Time the poller spent asleep on its eventfds.", pollerLabels...)
 
 	dCInfo      = desc("controller_info", "Controller identity; always 1.", "controller", "serial", "model", "firmware")
 	dCState     = desc("controller_state", "1 for the controller's current life-cycle state, 0 for the others.", "controller", "state")
@@ -185,7 +189,7 @@ var allDescs = []*prometheus.Desc{
 	dQSubmitted, dQCompleted, dQErrors, dQCommands, dQBytes, dQFailed, dQTimeouts, dQRequeued, dQBogus, dQFullWaits,
 	dQPolls, dQIdlePolls, dQDoorbells, dQDBMMIO, dQDBSaved, dQInFlight, dQWaiting, dQDepth, dQLatency,
 	dPLoops, dPIdleLoops, dPSubmit, dPCompleted, dPFailed, dPParks, dPYields, dPFullWaits,
-	dPBusy, dPMisuse, dPInFlight, dPCPU,
+	dPBusy, dPMisuse, dPInFlight, dPCPU, dPSleeps, dPIRQs, dPWakeups, dPAsleep,
 	dCInfo, dCState, dCTemp, dCSpare, dCSpareThr, dCUsed, dCWarning, dCSMARTRead,
 	dCWarnBit, dCReadB, dCWriteB, dCMediaErr, dCUnsafe, dCPowerOn, dCErrLog,
 }
@@ -260,6 +264,10 @@ func (c *Collector) collectPoller(ch chan<- prometheus.Metric, s *poller.PollerS
 	counter(ch, dPMisuse, s.Misuse, pl...)
 	gauge(ch, dPInFlight, float64(s.InFlight), pl...)
 	ch <- prometheus.MustNewConstMetric(dPCPU, prometheus.CounterValue, s.CPUTime.Seconds(), pl...)
+	counter(ch, dPSleeps, s.Sleeps, pl...)
+	counter(ch, dPIRQs, s.Interrupts, pl...)
+	counter(ch, dPWakeups, s.Wakeups, pl...)
+	ch <- prometheus.MustNewConstMetric(dPAsleep, prometheus.CounterValue, s.Asleep.Seconds(), pl...)
 	for i := range s.Queues {
 		q := &s.Queues[i]
 		ql := []string{c.ctrlName(q.Controller), strconv.Itoa(int(q.QID)), pl[0]}

@@ -45,7 +45,11 @@
 // gonvme_poller_failed_requests_total, gonvme_poller_parks_total,
 // gonvme_poller_yields_total, gonvme_poller_ring_full_waits_total,
 // gonvme_poller_busy_rejections_total, gonvme_poller_misuse_total,
-// gonvme_poller_inflight_requests, gonvme_poller_cpu_seconds_total.
+// gonvme_poller_inflight_requests, gonvme_poller_cpu_seconds_total, and
+// for the interrupt and hybrid modes gonvme_poller_sleeps_total,
+// gonvme_poller_interrupts_total (interrupts taken),
+// gonvme_poller_wakeups_total (sleeps a submission ended) and
+// gonvme_poller_asleep_seconds_total.
 //
 // Per controller (label controller): gonvme_controller_info{serial,model,
 // firmware} (always 1), gonvme_controller_state{state} (1 for the current

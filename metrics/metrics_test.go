@@ -633,3 +633,25 @@ func TestOpLatencyBuckets(t *testing.T) {
 		}
 	}
 }
+
+// A poller in interrupt mode exports its sleeps, interrupts, wake-ups and
+// time asleep.
+func TestInterruptModeMetrics(t *testing.T) {
+	r := rig(t)
+	g := newGroup(t, r, &poller.Options{CPUs: []int{0}, Mode: poller.ModeInterrupt})
+	c, err := metrics.NewCollector(g, nil, r.Ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := writes(t, r, g, 20, nil); f != 0 {
+		t.Fatalf("%d writes failed", f)
+	}
+	waitPublished(t, g, 20)
+	mf := gather(t, c)
+	for _, name := range []string{"gonvme_poller_sleeps_total", "gonvme_poller_interrupts_total",
+		"gonvme_poller_wakeups_total", "gonvme_poller_asleep_seconds_total"} {
+		if mf[name] == nil || sum(mf[name], map[string]string{"poller": "0"}) <= 0 {
+			t.Errorf("%s: missing or 0 after 20 writes in interrupt mode", name)
+		}
+	}
+}
