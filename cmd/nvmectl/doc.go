@@ -231,6 +231,7 @@
 //	nvmectl perf ADDR... [-q QD] [-s SIZE] [-w WORKLOAD] [-M PCT] [-t SEC] [-a SEC]
 //	                     [-c MASK | -P N] [-n NSID] [--verify] [--seed N] [-L|-LL]
 //	                     [--metrics-addr 127.0.0.1:9112] [--no-shadow-doorbells]
+//	                     [--mode poll|interrupt|hybrid] [--rate IOPS]
 //
 // SPDK perf's -q -o -w -M -t -a -c -P -L are -q/--queue-depth,
 // -s/--io-size (K/M suffixes, binary), -w/--workload, -M/--rwmixread,
@@ -249,7 +250,10 @@
 // to standard output, under a header that names the seed and whether the
 // doorbells were shadow doorbells (Doorbell Buffer Config, used when the
 // controller offers it, as QEMU's does; --no-shadow-doorbells writes
-// every doorbell to its register) or MMIO doorbells. --seed replays
+// every doorbell to its register) or MMIO doorbells, and the poller
+// mode (--mode: poll spins, interrupt sleeps on the queues' MSI-X
+// eventfds whenever idle, hybrid sleeps after 50 µs without work; --rate
+// N paces the I/O open-loop at N per second in total). --seed replays
 // a run's random offsets (and --verify's pattern). Ctrl-C, SIGTERM and
 // SIGHUP end the measurement early and print what was measured.
 // --verify writes a tagged pattern for --time seconds, then runs the
@@ -264,7 +268,7 @@
 // "schema_version" changes with any key):
 //
 //	perf         "schema_version" (3) "workload" "io_size" "queue_depth" "rwmixread" "pollers"
-//	             "cpus" "seconds" "warmup_seconds" "seed" "run": {"nvmectl_version" "go_version"
+//	             "cpus" "seconds" "warmup_seconds" "seed" "mode" "rate_iops" "run": {"nvmectl_version" "go_version"
 //	             "start_time" "kernel" "cpu_model" "dma_memory" "hugepage_fallback"
 //	             ("hugepage_fallback_reason") "controllers": [{"address" "model" "serial"
 //	             "firmware" "shadow_doorbells"}]} "results": [{"controller" "nsid" "workload" "io_size"
@@ -319,6 +323,7 @@
 // # Metrics (Prometheus)
 //
 //	nvmectl serve ADDR... [--listen 127.0.0.1:9111] [--pollers N]
+//	                      [--mode poll|interrupt|hybrid] [--idle adaptive|busy]
 //
 // serve opens the controllers (bound to vfio-pci), runs N pollers on them
 // (default 1, on the first CPUs the process may use; 0: one per CPU; idle

@@ -83,6 +83,8 @@ type perfFlags struct {
 	seed     uint64
 	latency  int // -L count: 1 summary, 2 full histogram
 	noShadow bool
+	mode     string
+	rate     float64
 }
 
 // perfConfig is a validated perf run.
@@ -105,6 +107,8 @@ type perfConfig struct {
 	latency   int    // -L: 1 prints the latency summary, 2 also the histogram
 	metrics   string // --metrics-addr: serve /metrics and /healthz here during the run ("": off)
 	noShadow  bool   // --no-shadow-doorbells: MMIO doorbells even where Doorbell Buffer Config is offered
+	mode      poller.Mode
+	rate      float64 // --rate: total IOPS cap, open-loop pacing (perf_rate.go); 0: none
 	// metricsLn listens on metrics: opened before any controller, so a
 	// port that cannot be had is a usage error that costs no bring-up.
 	metricsLn net.Listener
@@ -177,6 +181,20 @@ writes (QEMU's null-co) fails verification by design.
 nvmectl serve, controller label = PCI address) and /healthz on that address while the run lasts;
 a port that cannot be listened on is a usage error. Off by default.
 
+--mode poll (the default) spins the pollers, one CPU each, all the time; --mode interrupt
+gives every queue pair its own MSI-X vector and lets a poller sleep on the vectors' eventfds
+whenever a pass finds nothing to reap or submit; --mode hybrid spins while there is work and
+sleeps after 50 µs without any. The header and the JSON ("mode") say which.
+
+--rate N caps the total at N I/Os per second, to measure latency and CPU at a fixed load. The
+pacing is open-loop: one pacer goroutine starts I/O k at time k/N from the start of the
+workload, whether or not earlier ones completed, taking the jobs in turn; between starts it
+sleeps, and when late (the Go timer woke it late) it starts what is due at once. Each I/O goes
+through its poller's submission ring, as a submission from another goroutine does, so a
+sleeping poller is woken for it. A job with all its QD requests in flight makes the pacer wait
+for one: the rate is then not met, and the IOPS printed say so. Latency counts from the
+submission. --rate does not apply to --verify's write phase.
+
 A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in
 place on a terminal). Ctrl-C, SIGTERM (timeout(1), kill) and SIGHUP end the measurement early
 and print what was measured. Exit
@@ -214,12 +232,17 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
 	fl.BoolVar(&f.noShadow, "no-shadow-doorbells", false, "write every doorbell to its register, even on a controller that offers shadow doorbells (Doorbell Buffer Config)")
+	fl.StringVar(&f.mode, "mode", "poll", "how the pollers wait: poll (spin), interrupt (sleep on the queues' MSI-X eventfds whenever idle) or hybrid (spin, sleep after 50 µs without work)")
+	fl.Float64Var(&f.rate, "rate", 0, "cap the total IOPS at N (open-loop pacing, see below; 0: as fast as the queue depth allows)")
 	return cmd
 }
 
 // config validates the flags; every error is a usage error.
 func (f *perfFlags) config(cmd *cobra.Command, args []string) (*perfConfig, error) {
 	c := &perfConfig{nsid: f.nsid, verify: f.verify, metrics: f.metrics, noShadow: f.noShadow}
+	if err := f.modeConfig(c); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, arg := range args {
 		a, err := parseAddr(arg)
@@ -437,7 +460,8 @@ func perfMain(ctx context.Context, a app, g *globals, cfg *perfConfig, stdout, s
 			return err
 		}
 	}
-	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1, NoShadowDoorbells: cfg.noShadow})
+	ctrls, closeAll, err := perfOpen(a, cfg.addrs, &nvme.Options{IOQueues: len(cfg.cpus), AsyncEvents: -1, NoShadowDoorbells: cfg.noShadow,
+		Interrupts: cfg.mode != poller.ModePoll})
 	if err != nil {
 		return err
 	}
@@ -521,6 +545,7 @@ type perfRun struct {
 	g       *poller.Group
 	meta    perfjson.Run      // the run's metadata for the report
 	samples []perfjson.Sample // per second of the measured phase (wait's goroutine)
+	pace    *pacer            // --rate (perf_rate.go)
 	start   time.Time         // of the measured phase
 }
 
@@ -544,6 +569,7 @@ type perfJob struct {
 	verify  bool
 	slots   []perfSlot
 	mem     *dma.Buffer
+	idle    chan *perfSlot // --rate: slots waiting for the pacer (perf_rate.go)
 
 	// Counters, written by the job's poller only.
 	completions uint64 // every completion, any phase
@@ -712,6 +738,10 @@ func (s *perfSlot) done(r *nvme.Request) {
 		j.run.slotStopped()
 		return
 	}
+	if j.idle != nil && ph != phaseFill {
+		j.idle <- s // the pacer submits it again (perf_rate.go)
+		return
+	}
 	if err := j.prepare(s, ph); err != nil {
 		j.slotFailed(s, err)
 		return
@@ -793,7 +823,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		defer runtime.GOMAXPROCS(prev)
 	}
 	g, err := poller.New(ctrls, &poller.Options{CPUs: cfg.cpus, QueueDepth: depth, RingSize: ring,
-		Idle: poller.IdleBusy})
+		Idle: poller.IdleBusy, Mode: cfg.mode})
 	if err != nil {
 		return nil, deviceError{fmt.Errorf("start pollers: %w", err)}
 	}
@@ -850,7 +880,11 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 		first = phaseWarmup
 	}
 	run.phase.Store(first)
-	if err := run.seedAll(); err != nil {
+	seed := run.seedAll
+	if cfg.rate > 0 {
+		seed = run.seedPaced // perf_rate.go
+	}
+	if err := seed(); err != nil {
 		return nil, err
 	}
 	if first == phaseWarmup {
@@ -871,6 +905,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	}
 	run.phase.Store(phaseStop)
 	elapsed := time.Since(start)
+	run.stopPacer()
 	if err := run.waitDrained(); err != nil {
 		return nil, err
 	}
@@ -1015,6 +1050,9 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 			s.buf = mem.Bytes[i*cfg.ioSize : (i+1)*cfg.ioSize]
 			s.req.Done = s.done
 		}
+		if cfg.rate > 0 {
+			j.idle = make(chan *perfSlot, len(j.slots))
+		}
 		r.jobs = append(r.jobs, j)
 	}
 	return nil
@@ -1022,6 +1060,7 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 
 // freeBuffers gives every job's buffers back; the pollers are stopped.
 func (r *perfRun) freeBuffers() {
+	r.waitPacer()
 	for _, j := range r.jobs {
 		if j.mem != nil {
 			j.target.ctrl.Memory().Free(j.mem)
@@ -1268,7 +1307,7 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 	rep := &perfReport{Report: perfjson.Report{
 		Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, RWMixRead: cfg.readPct,
 		Pollers: len(cfg.cpus), CPUs: cfg.cpus, Seconds: round3(elapsed.Seconds()), WarmupSeconds: round3(cfg.warmup.Seconds()),
-		Verify: perfjson.Verify{Enabled: cfg.verify},
+		Verify: perfjson.Verify{Enabled: cfg.verify}, Mode: cfg.mode.String(), RateIOPS: cfg.rate,
 	}}
 	base := perfRow{Result: perfjson.Result{Workload: cfg.wl.name, IOSize: cfg.ioSize, QueueDepth: cfg.qd, Seconds: elapsed.Seconds()},
 		lat: [2]perfLat{{minNS: math.MaxInt64}, {minNS: math.MaxInt64}}}
@@ -1292,6 +1331,12 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 		rep.failedIOs += j.failed
 		if rep.firstError == "" {
 			rep.firstError = j.firstErr
+		}
+		if r.pace != nil && j == r.jobs[0] {
+			rep.failedIOs += r.pace.failed
+			if rep.firstError == "" {
+				rep.firstError = r.pace.first
+			}
 		}
 		if cfg.verify {
 			rep.Verify.Blocks += j.span * j.perIO
@@ -1361,8 +1406,12 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	if rep.placement != "" {
 		where = " (" + rep.placement + ")"
 	}
-	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d, %s\n",
-		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed, doorbellNote(rep.Run.Controllers))
+	rate := ""
+	if rep.RateIOPS > 0 {
+		rate = fmt.Sprintf(", capped at %g IOPS", rep.RateIOPS)
+	}
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d, %s, %s mode%s\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed, doorbellNote(rep.Run.Controllers), rep.Mode, rate)
 	// The controller column fits the longest name: a PCI address is 12
 	// characters, a tcp:// name many more.
 	cw := 12

@@ -33,10 +33,12 @@ type serveOpts struct {
 	listen  string
 	pollers int
 	nvmf    nvmfOpts
+	mode    string // --mode: poll, interrupt, hybrid
+	idle    string // --idle: adaptive, busy (poll mode)
 }
 
 func serveCmd(a app, g *globals) *cobra.Command {
-	o := serveOpts{listen: metrics.DefaultListen}
+	o := serveOpts{listen: metrics.DefaultListen, mode: "poll", idle: "adaptive"}
 	o.nvmf.tgt = new(atomic.Pointer[target.Target])
 	cmd := &cobra.Command{
 		Use:   "serve ADDR... [--listen 127.0.0.1:9111]",
@@ -47,7 +49,12 @@ func serveCmd(a app, g *globals) *cobra.Command {
 			"histograms, state, SMART temperature and spare, read at most every 10 s) and /healthz (200\n" +
 			"when every controller is ready, else 503 saying which is not). It listens on loopback\n" +
 			"unless --listen says otherwise. The controller label is the PCI address (or the\n" +
-			"tcp://HOST:PORT/NQN of a controller reached over NVMe/TCP).",
+			"tcp://HOST:PORT/NQN of a controller reached over NVMe/TCP).\n\n" +
+			"--mode poll (the default) polls; its idle policy (--idle) is adaptive (park when nothing\n" +
+			"is in flight) or busy (spin always, one CPU per poller). --mode interrupt gives each queue\n" +
+			"pair its own MSI-X vector and sleeps on the vectors' eventfds whenever there is nothing to\n" +
+			"reap or submit; --mode hybrid spins while busy and sleeps after 50 µs without work. The\n" +
+			"interrupt modes also let the admin queue's interrupt wake the controller's watcher.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, _, err := net.SplitHostPort(o.listen); err != nil {
@@ -55,6 +62,9 @@ func serveCmd(a app, g *globals) *cobra.Command {
 			}
 			if o.pollers < 0 {
 				return usagef("--pollers must not be negative")
+			}
+			if _, _, err := o.pollerMode(); err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -64,6 +74,8 @@ func serveCmd(a app, g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", o.listen, "address to serve /metrics and /healthz on (host:port)")
 	f.IntVar(&o.pollers, "pollers", 1, "pollers to run, on the first CPUs this process may use (0: one per CPU)")
+	f.StringVar(&o.mode, "mode", o.mode, "how the pollers wait: poll, interrupt (sleep on MSI-X eventfds when idle) or hybrid (spin, then sleep)")
+	f.StringVar(&o.idle, "idle", o.idle, "idle policy of --mode poll: adaptive (park with nothing in flight) or busy (spin always)")
 	addNVMfFlags(f, &o.nvmf)
 	return cmd
 }
@@ -107,7 +119,12 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 	if nq == 0 {
 		nq = 16
 	}
-	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq + o.nvmf.ioQueues(), OnEvent: o.nvmf.onEvent})
+	mode, idle, err := o.pollerMode()
+	if err != nil {
+		return err
+	}
+	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq + o.nvmf.ioQueues(), OnEvent: o.nvmf.onEvent,
+		Interrupts: mode != poller.ModePoll})
 	if err != nil {
 		return err
 	}
@@ -116,7 +133,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 			err = devicef("close: %w", cerr)
 		}
 	}()
-	grp, err := poller.New(ctrls, &poller.Options{CPUs: cpus, Idle: poller.IdleAdaptive})
+	grp, err := poller.New(ctrls, &poller.Options{CPUs: cpus, Idle: idle, Mode: mode})
 	if err != nil {
 		return deviceError{fmt.Errorf("start pollers: %w", err)}
 	}
@@ -137,10 +154,31 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 	if err := metrics.RegisterWith(reg, grp, &metrics.Options{Names: addrs}, ctrls...); err != nil {
 		return deviceError{err}
 	}
-	fmt.Fprintf(stdout, "Serving metrics of %d controller(s) on http://%s/metrics and /healthz (%d poller(s)); Ctrl-C to stop.\n",
-		len(ctrls), ln.Addr(), len(grp.Pollers()))
+	fmt.Fprintf(stdout, "Serving metrics of %d controller(s) on http://%s/metrics and /healthz (%d poller(s), %v mode); Ctrl-C to stop.\n",
+		len(ctrls), ln.Addr(), len(grp.Pollers()), mode)
 	if err := metrics.ServeListener(ctx, ln, reg, metrics.Healthy(addrs, ctrls...)); err != nil {
 		return deviceError{err}
 	}
 	return nil
+}
+
+// pollerMode validates --mode and --idle.
+func (o serveOpts) pollerMode() (poller.Mode, poller.IdlePolicy, error) {
+	m, err := poller.ParseMode(o.mode)
+	if err != nil {
+		return 0, 0, usagef("--mode %q: want poll, interrupt or hybrid", o.mode)
+	}
+	var idle poller.IdlePolicy
+	switch o.idle {
+	case "adaptive":
+		idle = poller.IdleAdaptive
+	case "busy":
+		idle = poller.IdleBusy
+	default:
+		return 0, 0, usagef("--idle %q: want adaptive or busy", o.idle)
+	}
+	if o.idle != "adaptive" && m != poller.ModePoll {
+		return 0, 0, usagef("--idle %s applies to --mode poll, not %v", o.idle, m)
+	}
+	return m, idle, nil
 }

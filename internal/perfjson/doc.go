@@ -16,13 +16,15 @@
 // counts do not add up, or whose latencies are out of order. A renamed key
 // therefore fails a test instead of printing 0 µs in the bench table.
 //
-// # Schema, version 2
+// # Schema, version 3
 //
 //	{
 //	  "schema_version": 3,
 //	  "workload": "randread", "io_size": 4096, "queue_depth": 32, "rwmixread": 100,
 //	  "pollers": 1, "cpus": [0], "seconds": 5.001, "warmup_seconds": 1,
 //	  "seed": 12345,             the random offsets' (and --verify's) seed: --seed replays a run
+//	  "mode": "poll",            how the pollers waited: "poll", "interrupt" or "hybrid"
+//	  "rate_iops": 0,            --rate's IOPS cap (open-loop pacing), 0 without
 //	  "run": {"nvmectl_version", "go_version", "start_time" (RFC 3339, UTC), "kernel",
 //	          "cpu_model", "dma_memory" ("2MiB hugepages", "4KiB pages" or "mixed"),
 //	          "hugepage_fallback", "hugepage_fallback_reason" (only with a fallback),

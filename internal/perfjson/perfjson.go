@@ -26,7 +26,9 @@ type Report struct {
 	CPUs          []int    `json:"cpus"` // the pollers' CPUs
 	Seconds       float64  `json:"seconds"`
 	WarmupSeconds float64  `json:"warmup_seconds"`
-	Seed          uint64   `json:"seed"` // of the random offsets (and --verify's pattern): --seed replays them
+	Seed          uint64   `json:"seed"`      // of the random offsets (and --verify's pattern): --seed replays them
+	Mode          string   `json:"mode"`      // how the pollers waited: poll, interrupt or hybrid
+	RateIOPS      float64  `json:"rate_iops"` // --rate: the IOPS cap (open-loop pacing), 0 for none
 	Run           Run      `json:"run"`
 	Results       []Result `json:"results"` // one per namespace
 	Total         Result   `json:"total"`
@@ -232,6 +234,14 @@ func (r *Report) Check() error {
 	}
 	if len(r.Results) == 0 {
 		return fmt.Errorf("%w: no results", ErrSchema)
+	}
+	switch r.Mode {
+	case "poll", "interrupt", "hybrid":
+	default:
+		return fmt.Errorf("%w: mode %q, want poll, interrupt or hybrid", ErrSchema, r.Mode)
+	}
+	if r.RateIOPS < 0 || math.IsNaN(r.RateIOPS) || math.IsInf(r.RateIOPS, 0) {
+		return fmt.Errorf("%w: rate_iops %v", ErrSchema, r.RateIOPS)
 	}
 	if r.Pollers < 1 || r.Pollers != len(r.CPUs) {
 		return fmt.Errorf("%w: %d pollers on cpus %v", ErrSchema, r.Pollers, r.CPUs)

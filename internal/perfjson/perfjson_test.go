@@ -29,7 +29,7 @@ func sample() *Report {
 	tot.Errors = 2
 	return &Report{
 		Workload: "randrw", IOSize: 4096, QueueDepth: 8, RWMixRead: 75, Pollers: 2, CPUs: []int{0, 1},
-		Seconds: 2, WarmupSeconds: 1, Seed: 7,
+		Seconds: 2, WarmupSeconds: 1, Seed: 7, Mode: "hybrid", RateIOPS: 1000,
 		Run: Run{NvmectlVersion: "(devel) 0123abcd", GoVersion: "go1.26.8", StartTime: "2026-12-02T04:00:00Z", Kernel: "6.1.0-57-amd64",
 			CPUModel: "QEMU Virtual CPU", DMAMemory: "2MiB hugepages", Controllers: []Controller{{Address: "0000:00:04.0", Model: "QEMU NVMe Ctrl", Serial: "gonvme0", Firmware: "7.2.22", ShadowDoorbells: true}}},
 		Samples: []Sample{{Second: 1, IOs: 1500, IOPS: 1500, MiBps: 5.859}, {Second: 2, IOs: 1500, IOPS: 1500, MiBps: 5.859}},
@@ -240,6 +240,9 @@ func TestDecodeErrors(t *testing.T) {
 		"null latency":   string(edit(t, b, []any{"total", "latency_us"}, func(o map[string]any, k string) { o[k] = nil })),
 		"null results":   string(edit(t, b, []any{"results"}, func(o map[string]any, k string) { o[k] = nil })),
 		"unknown nested": strings.Replace(string(b), `"p50": 35,`, `"p50": 35, "p75": 50,`, 1),
+		"unknown mode":   strings.Replace(string(b), `"mode": "hybrid"`, `"mode": "adaptive"`, 1),
+		"negative rate":  strings.Replace(string(b), `"rate_iops": 1000`, `"rate_iops": -1`, 1),
+		"no mode":        strings.Replace(string(b), `"mode": "hybrid",`, ``, 1),
 	} {
 		if r, err := Decode([]byte(in)); err == nil {
 			t.Errorf("%s: decoded %+v", name, r)

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/seedb8fa28ef/gonvme/poller"
+)
+
+// perf --mode and --rate.
+//
+// With --rate the jobs' Done callbacks do not resubmit: they hand their
+// slot to the job's idle channel, and one pacer goroutine starts I/O k at
+// start + k/rate (open loop: on a schedule, not when an earlier one
+// completes), taking the jobs in turn, preparing the slot's next command
+// and submitting it with Handle.SubmitTo through the poller's ring. The
+// channel hand-off orders the pacer's prepare after the poller's last use
+// of the slot; the job's offsets (cursor, random state) are then the
+// pacer's alone, its counters still the poller's.
+
+// modeConfig validates --mode and --rate into c.
+func (f *perfFlags) modeConfig(c *perfConfig) error {
+	m, err := poller.ParseMode(f.mode)
+	if err != nil {
+		return usagef("--mode %q: want poll, interrupt or hybrid", f.mode)
+	}
+	c.mode = m
+	if math.IsNaN(f.rate) || math.IsInf(f.rate, 0) || f.rate < 0 || f.rate > 1e9 {
+		return usagef("--rate %v: want a number of I/Os per second above 0 (or 0 for no cap)", f.rate)
+	}
+	c.rate = f.rate
+	return nil
+}
+
+// pacer is the state of a --rate run's pacer goroutine.
+type pacer struct {
+	stop   chan struct{} // closed when the run stops
+	done   chan struct{} // closed when the pacer has ended
+	failed uint64        // submissions the pacer could not make (read after done)
+	first  string
+}
+
+// seedPaced starts the workload of a --rate run: every slot waits in its
+// job's idle channel and the pacer starts them on schedule.
+func (r *perfRun) seedPaced() error {
+	n := 0
+	for _, j := range r.jobs {
+		n += len(j.slots)
+	}
+	select {
+	case <-r.drained:
+	default:
+	}
+	r.active.Store(int64(n))
+	for _, j := range r.jobs {
+		for i := range j.slots {
+			j.idle <- &j.slots[i]
+		}
+	}
+	r.pace = &pacer{stop: make(chan struct{}), done: make(chan struct{})}
+	go r.runPacer(r.pace)
+	return nil
+}
+
+// runPacer is the pacer goroutine.
+func (r *perfRun) runPacer(pc *pacer) {
+	defer close(pc.done)
+	interval := float64(time.Second) / r.cfg.rate
+	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+pace:
+	for k := 0; ; k++ {
+		if d := time.Until(start.Add(time.Duration(float64(k) * interval))); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-pc.stop:
+				break pace
+			}
+		}
+		j := r.jobs[k%len(r.jobs)]
+		var s *perfSlot
+		select {
+		case s = <-j.idle:
+		case <-pc.stop:
+			break pace
+		}
+		ph := r.phase.Load()
+		if ph == phaseStop {
+			r.slotStopped()
+			break
+		}
+		err := j.prepare(s, ph)
+		if err == nil {
+			s.stamp = perfNow()
+			err = j.h.SubmitTo(j.p, &s.req)
+		}
+		if err != nil {
+			pc.failed++
+			if pc.first == "" {
+				pc.first = fmt.Sprintf("submit to namespace %d at lba %d: %v", j.nsid, s.lba, err)
+			}
+			r.slotStopped()
+		}
+	}
+	// The run is over: the slots that wait (and those whose Done was
+	// past its phase check when the run stopped) stop here.
+	for r.active.Load() > 0 {
+		for _, j := range r.jobs {
+			for drained := false; !drained; {
+				select {
+				case <-j.idle:
+					r.slotStopped()
+				default:
+					drained = true
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stopPacer tells the pacer the run is over (after phaseStop).
+func (r *perfRun) stopPacer() {
+	if r.pace != nil {
+		close(r.pace.stop)
+	}
+}
+
+// waitPacer waits for the pacer to end (it ends once every slot has
+// stopped) and adds its failures to the report's.
+func (r *perfRun) waitPacer() {
+	if r.pace == nil {
+		return
+	}
+	select {
+	case <-r.pace.done:
+	case <-time.After(perfDrainWait):
+	}
+}
