@@ -265,6 +265,7 @@ func Open(bus Bus, mem *dma.Allocator, opts *Options) (*Controller, error) {
 			return nil, fmt.Errorf("nvme: bring-up: bus master enable: %w", err)
 		}
 	}
+	c.enableIRQs() // irq.go: before the admin queue is created
 	if err := c.bringUp(bringup); err != nil {
 		return nil, err
 	}

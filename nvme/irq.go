@@ -187,6 +187,22 @@ func (q *QueuePair) CheckDeadlines() {
 	}
 }
 
+// enableIRQs, with Options.Interrupts, has the bus enable its vectors
+// before the controller is enabled: a controller may bind a vector to a
+// completion queue when it creates the queue, so vector 0 must be on when
+// the admin queue comes up (QEMU's nvme ignores the admin queue's
+// interrupts otherwise). A failure leaves the watcher polling.
+func (c *Controller) enableIRQs() {
+	if !c.opts.Interrupts {
+		return
+	}
+	if ib, ok := c.bus.(InterruptBus); ok && ib.InterruptVectors() > 0 {
+		if _, err := ib.InterruptEventfd(0); err != nil {
+			c.logf("nvme: %s: enable interrupts: %v", c.name(), err)
+		}
+	}
+}
+
 // startAdminIRQ, with Options.Interrupts and a bus that delivers
 // interrupts, makes the admin queue's vector (0) wake the watcher, so
 // asynchronous events and the answers to aborts are reaped when they
