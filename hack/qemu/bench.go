@@ -36,11 +36,12 @@ type benchOptions struct {
 	CPUProfile string // host file for the guest nvmectl perf CPU profile, "" for none
 	Timeout    time.Duration
 	Keep       bool
-	Append     string // extra guest kernel command line
-	Smoke      bool   // --smoke: benchSmoke's fixed options, a pass/fail verdict
-	NoIRQ      bool   // no fio rows on the kernel's interrupt-driven queues (the smoke)
-	TCP        bool   // --tcp: only the NVMe/TCP rows (bench_tcp.go)
-	NVMfTarget bool   // --nvmf-target: only the NVMe/TCP target rows (bench_target.go)
+	Append     string    // extra guest kernel command line
+	Smoke      bool      // --smoke: benchSmoke's fixed options, a pass/fail verdict
+	NoIRQ      bool      // no fio rows on the kernel's interrupt-driven queues (the smoke)
+	TCP        bool      // --tcp: only the NVMe/TCP rows (bench_tcp.go)
+	NVMfTarget bool      // --nvmf-target: only the NVMe/TCP target rows (bench_target.go)
+	Modes      modeFlags // poller mode rows and CPU (bench_modes.go)
 }
 
 // The host-side benchmark printed under the table (poller/bench_test.go).
@@ -63,6 +64,7 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	fs.StringVar(&o.Append, "append", "", "extra guest kernel command line (e.g. \"clocksource=tsc tsc=reliable\")")
 	fs.BoolVar(&o.TCP, "tcp", false, "only the NVMe/TCP rows: the kernel's nvme-tcp initiator (fio io_uring) and gonvme's host (nvmectl perf tcp://) against one nvmet target in the guest, exporting the controller's namespace; adds nvmf to the profile, no qemu-img or host rows")
 	fs.BoolVar(&o.NVMfTarget, "nvmf-target", false, "only the NVMe/TCP target rows: the guest kernel's initiator and fio on Linux's nvmet and on gonvme's target (bench_target.go)")
+	o.Modes.add(fs)
 	fs.BoolVar(&o.Smoke, "smoke", false, "the check ci runs: 1 repetition of 1 s runs, randread at QD1 and QD32, no qemu-img or host rows; fails on a failed run, a missing key or a zero IOPS or latency (takes no other flag)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -81,6 +83,9 @@ func parseBenchFlags(args []string) (*benchOptions, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	if err := o.Modes.parse(); err != nil {
+		return nil, err
 	}
 	if o.Reps < 1 {
 		return nil, fmt.Errorf("bench: --reps %d: want at least 1", o.Reps)
@@ -171,7 +176,7 @@ func (o *benchOptions) timeLimit() time.Duration {
 	if o.CPUProfile != "" {
 		d += o.Time + o.Warmup + time.Minute
 	}
-	return d
+	return d + o.Modes.time(o)
 }
 
 // guestArgs is the guestbench command line.
@@ -197,12 +202,12 @@ func (o *benchOptions) guestArgs() []string {
 		a = append(a, "-irq=false")
 	}
 	if o.TCP {
-		a = append(a, "-tcp")
+		return append(a, "-tcp")
 	}
 	if o.NVMfTarget {
-		a = append(a, "-nvmf-target")
+		return append(a, "-nvmf-target")
 	}
-	return a
+	return append(a, o.Modes.guestArgs()...)
 }
 
 func benchVerb(args []string) error {
@@ -256,6 +261,7 @@ func benchVerb(args []string) error {
 		fmt.Print(renderNVMfTargetTable(h, res.Samples))
 	} else {
 		fmt.Print(renderTable(h, res.Samples))
+		fmt.Print(renderModes(o, res.Samples, b.lines))
 	}
 	if o.HostBench {
 		fmt.Println()
@@ -308,7 +314,8 @@ type benchBoot struct {
 	v       verdict
 	elapsed time.Duration // from QEMU's start to the verdict
 	res     benchOutput
-	perr    error // from parseBenchOutput
+	perr    error    // from parseBenchOutput
+	lines   []string // the console's lines (bench_modes.go reads its own)
 	cleanup func()
 }
 
@@ -390,7 +397,8 @@ func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
 		return nil, err
 	}
 	fmt.Fprintf(out, "boot %s: %.1fs from start to verdict\n", o.Profile, b.elapsed.Seconds())
-	b.res, b.perr = parseBenchOutput(tap.Lines())
+	b.lines = tap.Lines()
+	b.res, b.perr = parseBenchOutput(b.lines)
 	ok = true
 	return b, nil
 }

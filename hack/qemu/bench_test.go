@@ -211,7 +211,7 @@ func TestParseBenchFlags(t *testing.T) {
 	if !(short.timeLimit() < o.timeLimit()) || o.timeLimit() < time.Duration(o.runs())*(o.Time+o.Warmup) {
 		t.Errorf("time limits: %v (1 rep, 2s) vs %v (defaults)", short.timeLimit(), o.timeLimit())
 	}
-	if g := strings.Join(o.guestArgs(), " "); g != "/gonvme/bin/guestbench -reps 3 -time 5 -warmup 1 -depths 1,32 -workloads randread,randwrite -qemu-img randread" {
+	if g := strings.Join(o.guestArgs(), " "); g != "/gonvme/bin/guestbench -reps 3 -time 5 -warmup 1 -depths 1,32 -workloads randread,randwrite -qemu-img randread -modes interrupt,hybrid -cpu-seconds 10 -cpu-rate 1000" {
 		t.Errorf("guest args %q", g)
 	}
 	n, err := parseBenchFlags([]string{"--qemu-img", "none", "--profile", "4k+null", "--workloads", "randread"})
@@ -221,6 +221,7 @@ func TestParseBenchFlags(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--time", "1500ms"}, {"--time", "0s"}, {"--reps", "0"}, {"--depths", "1,x"},
 		{"--workloads", "seqread"}, {"--profile", "two-ctrl"}, {"--profile", "media-errors"}, {"extra"},
+		{"--modes", "adaptive"}, {"--mode-cpu", "1500ms"}, {"--mode-rate", "0"},
 	} {
 		if _, err := parseBenchFlags(bad); err == nil {
 			t.Errorf("%v: no error", bad)
@@ -386,5 +387,54 @@ func TestBenchResultLines(t *testing.T) {
 	r := renderHostBench(got, nil)
 	if !strings.Contains(r, "go test -run XXX -bench Overhead -benchtime 200000x ./poller") || !strings.Contains(r, "1.30 ddi-ratio") {
 		t.Errorf("rendered %q", r)
+	}
+}
+
+// The mode rows and CPU records of a console make their tables and the
+// idle and hybrid target lines; --modes none --mode-cpu 0 asks the guest
+// for none.
+func TestRenderModes(t *testing.T) {
+	o, err := parseBenchFlags([]string{"--workloads", "randread", "--depths", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lat := func(p50 float64) *bench.Latency {
+		return &bench.Latency{Avg: p50, Min: p50 / 2, Max: 3 * p50, P50: p50, P90: p50, P99: 2 * p50, P999: 2 * p50}
+	}
+	samples := []bench.Sample{
+		{Engine: bench.EngineGonvme, Workload: "randread", Depth: 1, IOPS: 20000, Lat: lat(40)},
+		{Engine: "gonvme-interrupt", Workload: "randread", Depth: 1, IOPS: 10000, Lat: lat(80)},
+		{Engine: "gonvme-hybrid", Workload: "randread", Depth: 1, IOPS: 19000, Lat: lat(42)},
+	}
+	lines := []string{
+		bench.CPU{Run: bench.RunServeIdle, Mode: "poll", Idle: "busy", Seconds: 10, CPUPct: 99.5}.Line(),
+		bench.CPU{Run: bench.RunServeIdle, Mode: "interrupt", Seconds: 10, CPUPct: 0.4}.Line(),
+		"guestbench: something else",
+		bench.CPU{Run: bench.RunServeIdle, Mode: "hybrid", Seconds: 10, CPUPct: 3.5}.Line(),
+		bench.CPU{Run: bench.RunPerfRate, Mode: "poll", Rate: 1000, Seconds: 4, CPUPct: 100, IOPS: 1000, P50: 40, P99: 90}.Line(),
+		bench.CPU{Run: bench.RunPerfRate, Mode: "hybrid", Rate: 1000, Err: "boom"}.Line(),
+	}
+	out := renderModes(o, samples, lines)
+	for _, want := range []string{
+		"| randread | 1 | hybrid | 19000 | 42.0 | 42.0 | 84.0 | 84.0 | 0.95× | 1.05× |",
+		"| idle `nvmectl serve`, 1 poller | poll (--idle busy) | 99.50 | 10.0 |",
+		"- idle serve, interrupt mode: 0.40% of a CPU (want ≤ 2%): met",
+		"- idle serve, hybrid mode: 3.50% of a CPU (want ≤ 2%): missed",
+		"- QD1 randread p50, hybrid ÷ poll = 1.05× (want ≤ 1.1×): met",
+		"- cpu perf-qd1-rate hybrid: boom",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("renderModes lacks %q:\n%s", want, out)
+		}
+	}
+	none, err := parseBenchFlags([]string{"--workloads", "randread", "--depths", "1", "--modes", "none", "--mode-cpu", "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := strings.Join(none.guestArgs(), " "); strings.Contains(g, "-modes") || strings.Contains(g, "-cpu-seconds") {
+		t.Errorf("--modes none --mode-cpu 0: guest args %q", g)
+	}
+	if none.timeLimit() >= o.timeLimit() {
+		t.Errorf("time limit without modes %v, with %v", none.timeLimit(), o.timeLimit())
 	}
 }

@@ -98,7 +98,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.tcp, "tcp", false, "only the NVMe/TCP rows: the kernel's initiator and gonvme's host against nvmet (needs the nvmf profile)")
 	doorbellFlags(fs, o) // bare.go
 	fs.BoolVar(&o.nvmfTarget, "nvmf-target", false, "run only the NVMe/TCP target rows: the kernel initiator on Linux's nvmet and on nvmectl serve --nvmf (nvmf.go)")
+	addModeFlags(fs) // modes.go
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := parseModeFlags(); err != nil {
 		return nil, err
 	}
 	if o.reps < 1 || o.seconds < 1 || o.warmup < 0 {
@@ -214,6 +218,7 @@ func run(o *options) (failed int, err error) {
 				r.doorbellRows(rep, wl, qd) // bare.go
 			}
 		}
+		r.modeRows(rep) // modes.go
 		if len(o.qemuImg) > 0 {
 			for _, wl := range o.qemuImg {
 				for _, qd := range o.depths {
@@ -222,6 +227,7 @@ func run(o *options) (failed int, err error) {
 			}
 		}
 	}
+	r.modeCPU() // modes.go
 	if o.cpuprofile {
 		if err := r.profile(); err != nil {
 			fmt.Printf("guestbench: cpu profile: %v\n", err)
