@@ -66,6 +66,15 @@
 // ErrNoNamespace, and the device fails its commands in flight), calls
 // Options.OnEvent and arms the request again.
 //
+// Interrupts (irq.go): a Bus that is also an InterruptBus delivers the
+// controller's MSI-X vectors as eventfds. NewInterruptQueuePair creates
+// queue i's completion queue with interrupts on vector i, whose eventfd
+// (QueuePair.InterruptFD) its owner may sleep on; Options.Interrupts
+// enables the vectors before the admin queue comes up and lets vector 0
+// wake the watcher, so events are reaped when they come (the watcher's
+// ticker stays for CSTS and deadlines); Options.InterruptCoalescing sets
+// Feature 08h at bring-up and after each reset.
+//
 // Goroutines: Controller methods may be called from any goroutine;
 // QueuePair methods only by its owner; Namespace methods from any
 // goroutine on Requests the caller owns. Nothing on the I/O path takes a

@@ -89,6 +89,29 @@
 // (20 µs to 1 ms), which a submission ends early. While it spins it holds
 // its P, as a busy poller does (BenchmarkAdaptiveQD1 compares the two).
 //
+// # Modes: poll, interrupt, hybrid
+//
+// Options.Mode ModePoll (the default) is the above. ModeInterrupt and
+// ModeHybrid give every queue pair its own MSI-X vector
+// (nvme.Controller.NewInterruptQueuePair: vector i for queue i, an
+// eventfd through VFIO) and let the poller sleep in ppoll(2) on those
+// eventfds and on a wake-up eventfd of its own: ModeInterrupt whenever a
+// pass found nothing to reap or submit, ModeHybrid once passes have found
+// nothing for SpinTime. Nothing is lost between deciding to sleep and
+// sleeping (irq.go, Poller.sleep): the poller announces the sleep with a
+// sequentially consistent store, then looks at its ring, its state and
+// every completion queue's head again; a submitter pushes, then loads the
+// flag (the one atomic load kick always did), and writes the wake-up
+// eventfd only if it finds the poller asleep. An eventfd counts, so a
+// signal that comes before ppoll does not get lost either; the counts are
+// read when the poller wakes, before it reaps. With requests in flight a
+// sleep lasts at most 10 ms, and the deadlines are scanned on waking, so
+// a command the device drops is still aborted and the controller reset.
+// Stop and a controller's removal wake it as a submission does. The
+// counters say how many times the poller slept, the interrupts it took
+// (the vectors' signals), the sleeps a submission ended and the time
+// asleep (PollerStats.Sleeps, Interrupts, Wakeups, Asleep).
+//
 // # Counters
 //
 // Each poller counts its passes, idle passes, submissions (from its ring,
