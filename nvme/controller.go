@@ -219,6 +219,7 @@ type Controller struct {
 
 	ka        keepAlive     // fabrics: Keep Alive commands (fabric.go), adminMu
 	adminIRQs atomic.Uint64 // admin interrupts that woke the watcher (irq.go)
+	adminIRQ  bool          // the admin queue's interrupt wakes the watcher; set before it starts
 }
 
 // RecoveryStats count the controller's recoveries. Controller.RecoveryStats
@@ -301,10 +302,10 @@ func (c *Controller) bringUp(steps []step) error {
 	c.setState(StateReady)
 	c.wake = make(chan struct{}, 1)
 	c.stop = make(chan struct{})
+	c.startAdminIRQ() // irq.go: before the watcher picks its interval
 	c.watchWG.Add(2)
 	go c.watch()
 	go c.eventLoop()
-	c.startAdminIRQ()
 	return nil
 }
 
@@ -576,7 +577,7 @@ func (c *Controller) setNumQueues() error {
 // never wait behind one.
 func (c *Controller) watch() {
 	defer c.watchWG.Done()
-	t := time.NewTicker(c.opts.WatchInterval)
+	t := time.NewTicker(c.watchInterval()) // irq.go
 	defer t.Stop()
 	for {
 		select {

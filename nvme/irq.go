@@ -206,8 +206,9 @@ func (c *Controller) enableIRQs() {
 // startAdminIRQ, with Options.Interrupts and a bus that delivers
 // interrupts, makes the admin queue's vector (0) wake the watcher, so
 // asynchronous events and the answers to aborts are reaped when they
-// come rather than at the next WatchInterval tick. The ticker stays: the
-// CSTS checks (removal, fatal status) and the abort deadlines need it.
+// come rather than at the next WatchInterval tick. The ticker stays, slower
+// (watchInterval): the CSTS checks (removal, fatal status) and the abort
+// deadlines need it.
 // The eventfd is read through a duplicate of it in the runtime's
 // network poller (no thread blocked), by a goroutine that ends at Close.
 func (c *Controller) startAdminIRQ() {
@@ -229,6 +230,7 @@ func (c *Controller) startAdminIRQ() {
 	}
 	syscall.CloseOnExec(fd)
 	f := os.NewFile(uintptr(fd), "nvme-admin-irq")
+	c.adminIRQ = true
 	c.watchWG.Add(2)
 	go func() {
 		defer c.watchWG.Done()
@@ -246,6 +248,19 @@ func (c *Controller) startAdminIRQ() {
 			c.kick()
 		}
 	}()
+}
+
+// watchInterval is the watcher's tick: Options.WatchInterval, or, when
+// the admin queue's interrupt wakes the watcher, a slower fallback (at
+// most 1 s, and at most half of AbortTimeout, so that an abort without
+// an answer still resets the controller in time): the tick is left only
+// for the CSTS checks (removal, fatal status) and the abort deadlines.
+func (c *Controller) watchInterval() time.Duration {
+	d := c.opts.WatchInterval
+	if c.adminIRQ {
+		d = max(d, min(time.Second, c.opts.AbortTimeout/2))
+	}
+	return d
 }
 
 // AdminInterrupts returns how many times the admin queue's interrupt

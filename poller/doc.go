@@ -97,7 +97,7 @@
 // eventfd through VFIO) and let the poller sleep in ppoll(2) on those
 // eventfds and on a wake-up eventfd of its own: ModeInterrupt whenever a
 // pass found nothing to reap or submit, ModeHybrid once passes have found
-// nothing for SpinTime. Nothing is lost between deciding to sleep and
+// nothing for SpinTime (SpinTime+YieldTime with requests in flight). Nothing is lost between deciding to sleep and
 // sleeping (irq.go, Poller.sleep): the poller announces the sleep with a
 // sequentially consistent store, then looks at its ring, its state and
 // every completion queue's head again; a submitter pushes, then loads the

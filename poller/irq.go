@@ -24,8 +24,9 @@ const (
 	// nothing.
 	ModeInterrupt
 	// ModeHybrid polls while there is work, and sleeps as ModeInterrupt
-	// does once a pass has found nothing for SpinTime: the latency of
-	// polling under load, the idle cost of interrupts. The queues raise
+	// does once passes have found nothing for SpinTime (with nothing in
+	// flight) or SpinTime+YieldTime (with requests in flight): the
+	// latency of polling under load, the idle cost of interrupts. The queues raise
 	// interrupts all along (a vector cannot be switched off without a
 	// system call); the poller reads the count only when it wakes.
 	ModeHybrid
@@ -168,8 +169,12 @@ func (p *Poller) hasWork() bool {
 }
 
 // idleIRQ runs after a pass that did nothing, in ModeInterrupt (sleep at
-// once) and ModeHybrid (sleep once SpinTime has passed without work; the
-// clock is read every 16 idle passes).
+// once) and ModeHybrid: there, with nothing in flight the poller sleeps
+// once SpinTime has passed without work; with requests in flight it
+// spins SpinTime+YieldTime (1.05 ms, longer than most device reads, as
+// IdleAdaptive does before it naps), so that a completion is seen by
+// polling, and only a slow device puts it to sleep. The clock is read
+// every 16 idle passes.
 func (p *Poller) idleIRQ() {
 	if p.g.opts.Mode == ModeInterrupt {
 		p.sleep(monotonic())
@@ -183,7 +188,11 @@ func (p *Poller) idleIRQ() {
 	if p.idleSince == 0 {
 		p.idleSince = now
 	}
-	if now-p.idleSince >= int64(p.g.opts.SpinTime) {
+	spin := int64(p.g.opts.SpinTime)
+	if p.inflight > 0 {
+		spin += int64(p.g.opts.YieldTime)
+	}
+	if now-p.idleSince >= spin {
 		p.sleep(now)
 	}
 }

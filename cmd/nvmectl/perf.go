@@ -184,7 +184,7 @@ a port that cannot be listened on is a usage error. Off by default.
 --mode poll (the default) spins the pollers, one CPU each, all the time; --mode interrupt
 gives every queue pair its own MSI-X vector and lets a poller sleep on the vectors' eventfds
 whenever a pass finds nothing to reap or submit; --mode hybrid spins while there is work and
-sleeps after 50 µs without any. The header and the JSON ("mode") say which.
+sleeps after 50 µs without any (1.05 ms with I/O in flight). The header and the JSON ("mode") say which.
 
 --rate N caps the total at N I/Os per second, to measure latency and CPU at a fixed load. The
 pacing is open-loop: one pacer goroutine starts I/O k at time k/N from the start of the
@@ -232,7 +232,7 @@ status 2 when any I/O failed or any read mismatched, after printing the results.
 	fl.BoolVar(&f.verify, "verify", false, "write a tagged pattern first, then check every read against it")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve /metrics and /healthz here during the run")
 	fl.BoolVar(&f.noShadow, "no-shadow-doorbells", false, "write every doorbell to its register, even on a controller that offers shadow doorbells (Doorbell Buffer Config)")
-	fl.StringVar(&f.mode, "mode", "poll", "how the pollers wait: poll (spin), interrupt (sleep on the queues' MSI-X eventfds whenever idle) or hybrid (spin, sleep after 50 µs without work)")
+	fl.StringVar(&f.mode, "mode", "poll", "how the pollers wait: poll (spin), interrupt (sleep on the queues' MSI-X eventfds whenever idle) or hybrid (spin, sleep after 50 µs without work, 1.05 ms with I/O in flight)")
 	fl.Float64Var(&f.rate, "rate", 0, "cap the total IOPS at N (open-loop pacing, see below; 0: as fast as the queue depth allows)")
 	return cmd
 }

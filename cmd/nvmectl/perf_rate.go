@@ -84,9 +84,13 @@ pace:
 		j := r.jobs[k%len(r.jobs)]
 		var s *perfSlot
 		select {
-		case s = <-j.idle:
-		case <-pc.stop:
-			break pace
+		case s = <-j.idle: // the usual case: no wake-up for the poller's send
+		default:
+			select {
+			case s = <-j.idle:
+			case <-pc.stop:
+				break pace
+			}
 		}
 		ph := r.phase.Load()
 		if ph == phaseStop {

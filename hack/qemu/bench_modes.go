@@ -111,7 +111,7 @@ func renderModes(o *benchOptions, samples []bench.Sample, lines []string) string
 	var failures []string
 	if len(m.modes) > 0 {
 		fmt.Fprintf(&b, "\n#### gonvme per poller mode (nvmectl perf --mode, 1 poller, same boot)\n\n")
-		b.WriteString("poll spins; interrupt sleeps on the queue pair's MSI-X eventfd whenever a pass finds nothing; hybrid spins, then sleeps after 50 µs without work. Medians as above.\n\n")
+		b.WriteString("poll spins; interrupt sleeps on the queue pair's MSI-X eventfd whenever a pass finds nothing; hybrid spins, then sleeps after 50 µs without work (1.05 ms with I/O in flight). Medians as above.\n\n")
 		b.WriteString("| workload | QD | mode | IOPS | avg µs | p50 µs | p99 µs | p99.9 µs | IOPS ÷ poll | p50 ÷ poll |\n")
 		b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, wl := range o.Workloads {
