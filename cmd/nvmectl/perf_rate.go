@@ -33,6 +33,10 @@ func (f *perfFlags) modeConfig(c *perfConfig) error {
 	return nil
 }
 
+// pacerRetry is how long the pacer waits before it looks again for a
+// request of a job whose requests are all in flight.
+const pacerRetry = 20 * time.Microsecond
+
 // pacer is the state of a --rate run's pacer goroutine.
 type pacer struct {
 	stop   chan struct{} // closed when the run stops
@@ -83,11 +87,20 @@ pace:
 		}
 		j := r.jobs[k%len(r.jobs)]
 		var s *perfSlot
-		select {
-		case s = <-j.idle: // the usual case: no wake-up for the poller's send
-		default:
+		for s == nil {
 			select {
 			case s = <-j.idle:
+				continue
+			default:
+			}
+			// Every request of the job is in flight: look again
+			// shortly. The pacer never blocks on the channel: a
+			// poller's Done that sent to a waiting pacer would make
+			// it runnable on the poller's own P, which a spinning
+			// poller does not give up.
+			t.Reset(pacerRetry)
+			select {
+			case <-t.C:
 			case <-pc.stop:
 				break pace
 			}

@@ -63,6 +63,7 @@ func TestPerfModesRate(t *testing.T) {
 			if p.Total.IOPS > 500*1.1 || p.Total.IOs == 0 {
 				t.Errorf("%v IOPS (%d I/Os) with --rate 500", p.Total.IOPS, p.Total.IOs)
 			}
+			t.Logf("%s --rate 500: %.0f IOPS, p50 %.1f µs", mode, p.Total.IOPS, p.Total.Latency.P50)
 			got := r.fakes[0].InterruptsRaised() - raised
 			if mode == "poll" && got != 0 {
 				t.Errorf("poll mode: the fake raised %d interrupts", got)
