@@ -191,8 +191,8 @@ pacing is open-loop: one pacer goroutine starts I/O k at time k/N from the start
 workload, whether or not earlier ones completed, taking the jobs in turn; between starts it
 sleeps, and when late (the Go timer woke it late) it starts what is due at once. Each I/O goes
 through its poller's submission ring, as a submission from another goroutine does, so a
-sleeping poller is woken for it. A job with all its QD requests in flight makes the pacer wait
-for one: the rate is then not met, and the IOPS printed say so. Latency counts from the
+sleeping poller is woken for it. A job with all its QD requests in flight makes the pacer look
+again one interval later: the rate is then not met, and the IOPS printed say so. Latency counts from the
 submission. --rate does not apply to --verify's write phase.
 
 A live line on standard error shows IOPS, MiB/s and the time left, once a second (rewritten in

@@ -33,8 +33,9 @@ func (f *perfFlags) modeConfig(c *perfConfig) error {
 	return nil
 }
 
-// pacerRetry is how long the pacer waits before it looks again for a
-// request of a job whose requests are all in flight.
+// pacerRetry is the shortest wait before the pacer looks again for a
+// request of a job whose requests are all in flight (the wait is one
+// pacing interval).
 const pacerRetry = 20 * time.Microsecond
 
 // pacer is the state of a --rate run's pacer goroutine.
@@ -71,6 +72,7 @@ func (r *perfRun) seedPaced() error {
 func (r *perfRun) runPacer(pc *pacer) {
 	defer close(pc.done)
 	interval := float64(time.Second) / r.cfg.rate
+	retry := max(pacerRetry, time.Duration(interval))
 	start := time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -93,12 +95,14 @@ pace:
 				continue
 			default:
 			}
-			// Every request of the job is in flight: look again
-			// shortly. The pacer never blocks on the channel: a
+			// Every request of the job is in flight (the device is
+			// slower than the rate): look again one interval later,
+			// so that a late pacer costs no more wake-ups than the
+			// rate itself. The pacer never blocks on the channel: a
 			// poller's Done that sent to a waiting pacer would make
 			// it runnable on the poller's own P, which a spinning
 			// poller does not give up.
-			t.Reset(pacerRetry)
+			t.Reset(retry)
 			select {
 			case <-t.C:
 			case <-pc.stop:
