@@ -3,8 +3,13 @@ package main
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
@@ -68,9 +73,25 @@ func (r *perfRun) seedPaced() error {
 	return nil
 }
 
-// runPacer is the pacer goroutine.
+// runPacer is the pacer goroutine. Its thread keeps off the pollers'
+// CPUs when the process may run elsewhere: a pacer thread that the kernel
+// put on a busy poller's CPU would share it in time slices of
+// milliseconds. The thread ends with the goroutine (locked, never
+// unlocked).
 func (r *perfRun) runPacer(pc *pacer) {
 	defer close(pc.done)
+	runtime.LockOSThread()
+	if allowed, err := cpuset.Allowed(); err == nil {
+		var set unix.CPUSet
+		for _, c := range allowed {
+			if !slices.Contains(r.cfg.cpus, c) {
+				set.Set(c)
+			}
+		}
+		if set.Count() > 0 {
+			_ = unix.SchedSetaffinity(0, &set)
+		}
+	}
 	interval := float64(time.Second) / r.cfg.rate
 	retry := max(pacerRetry, time.Duration(interval))
 	start := time.Now()
