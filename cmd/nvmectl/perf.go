@@ -1410,8 +1410,8 @@ func (rep *perfReport) writeTable(w io.Writer) {
 	if rep.RateIOPS > 0 {
 		rate = fmt.Sprintf(", capped at %g IOPS", rep.RateIOPS)
 	}
-	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d, %s, %s mode%s\n",
-		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed, doorbellNote(rep.Run.Controllers), rep.Mode, rate)
+	fmt.Fprintf(w, "perf: %s%s, %d-byte I/O, queue depth %d per namespace and poller, %d poller(s) on CPU %s%s, %.2f s measured (%.2f s warmup), seed %d, %s mode%s, %s\n",
+		rep.Workload, mix, rep.IOSize, rep.QueueDepth, rep.Pollers, cpuset.Format(rep.CPUs), where, rep.Seconds, rep.WarmupSeconds, rep.seed, rep.Mode, rate, doorbellNote(rep.Run.Controllers))
 	// The controller column fits the longest name: a PCI address is 12
 	// characters, a tcp:// name many more.
 	cw := 12

@@ -76,7 +76,7 @@ func TestPerfModesRate(t *testing.T) {
 	// The table's header names the mode and the cap.
 	r := newPerfRig(t, nvmetest.Config{})
 	code, out, errs := r.run("perf", r.addrs[0], "-q", "1", "-t", "0.3", "--mode", "hybrid", "--rate", "200")
-	if code != exitOK || !strings.Contains(out, ", hybrid mode, capped at 200 IOPS\n") {
+	if code != exitOK || !strings.Contains(out, ", hybrid mode, capped at 200 IOPS, ") {
 		t.Errorf("perf --mode hybrid --rate 200: exit %d, stderr %q, stdout:\n%s", code, errs, out)
 	}
 }
