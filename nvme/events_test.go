@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -142,4 +143,51 @@ func TestEventsReadTheirLog(t *testing.T) {
 		t.Fatalf("event %v, log error %v", e.Event, e.LogErr)
 	}
 	r.fake.ClearHostErrors()
+}
+
+// TestStaleChangedNamespaceList: a Changed Namespace List that an earlier
+// user of the controller left unread (a process that attached a
+// namespace and exited before the notice came) is read at bring-up, so
+// the next change raises a notice. The fake, like QEMU's controller,
+// raises no notice for a namespace already on the unread list: without
+// the read, the detach below goes unnoticed.
+func TestStaleChangedNamespaceList(t *testing.T) {
+	fake, err := nvmetest.New(nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1024}, {Blocks: 2048, Detached: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fake.AttachNamespace(2) { // before the driver: the list now holds 2, unread
+		t.Fatal("attach namespace 2")
+	}
+	mem, err := dma.NewAllocator(fake.Mapper())
+	if err != nil {
+		fake.Close()
+		t.Fatal(err)
+	}
+	evs := make(chan nvme.AsyncEvent, 4)
+	opts := faultOpts
+	opts.OnEvent = func(e nvme.AsyncEvent) { evs <- e }
+	c, err := nvme.Open(fake, mem, &opts)
+	if err != nil {
+		fake.Close()
+		mem.Close()
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		fake.Close()
+		if err := mem.Close(); err != nil {
+			t.Errorf("dma memory leaked: %v", err)
+		}
+	}()
+	if got := c.Namespaces(); !slices.Equal(got, []uint32{1, 2}) {
+		t.Fatalf("namespaces at bring-up %v, want [1 2]", got)
+	}
+	fake.DetachNamespace(2)
+	e := nextEvent(t, evs)
+	if !slices.Equal(e.Detached, []uint32{2}) {
+		t.Fatalf("event %v: detached %v, want [2]", e.Event, e.Detached)
+	}
 }

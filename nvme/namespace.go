@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -72,8 +73,42 @@ func (c *Controller) newNamespace(nsid uint32, id *spec.IdentifyNamespace) (*Nam
 // scanNamespaces identifies the active namespaces: a bring-up step,
 // adminMu held.
 func (c *Controller) scanNamespaces() error {
+	if err := c.clearChangedNamespaces(); err != nil {
+		return err
+	}
 	_, err := c.scan(true)
 	return err
+}
+
+// clearChangedNamespaces reads the Changed Namespace List log with RAE
+// cleared, before the bring-up's scan, when the controller sends
+// namespace notices (OAES bit 8). An earlier user of the controller (a
+// process that attached a namespace and exited before its notice came)
+// may have left that log unread, and a controller raises no further
+// notice until it is read: QEMU's marks each changed namespace and
+// raises a notice only when it marks a new one (NVMe Base 2.0, 5.14.1.4:
+// the event stays retained until the log is read). Reading it before the
+// scan loses nothing: a change after the read raises a notice, and one
+// before it is what the scan finds. adminMu held.
+func (c *Controller) clearChangedNamespaces() error {
+	if c.ident == nil || c.ident.OAES&spec.AECNamespaceAttribute == 0 || c.opts.AsyncEvents < 0 {
+		return nil
+	}
+	n := min(4096, c.adminXfer())
+	numd := uint32(n/4 - 1)
+	buf := make([]byte, n)
+	_, err := c.adminExec(spec.Command{
+		Opcode: uint8(spec.AdminGetLogPage),
+		CDW10:  uint32(spec.LogChangedNamespaces) | (numd&0xffff)<<16, CDW11: numd >> 16,
+	}, nil, buf, c.opts.AdminTimeout, true)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRemoved) || errors.Is(err, ErrTimeout):
+		return err
+	default:
+		c.logf("nvme: read the changed namespace list: %v", err)
+	}
+	return nil
 }
 
 // scan identifies the active namespaces and replaces the namespace set;
