@@ -118,6 +118,15 @@ func (s *session) logPage(b []byte, off uint64) error {
 // 5.16.1.23): the header, the entries, then the header again; a changed
 // generation counter starts over. Any goroutine.
 func Discover(a Address, opts *Options) ([]fabrics.DiscoveryLogEntry, error) {
+	log, err := DiscoverLog(a, opts)
+	return log.Entries, err
+}
+
+// DiscoverLog is Discover returning the whole log: the generation counter
+// (GENCTR, as nvme discover prints it), the number of records and the
+// record format with the entries. Any goroutine.
+func DiscoverLog(a Address, opts *Options) (fabrics.DiscoveryLog, error) {
+	var none fabrics.DiscoveryLog
 	o := opts.withDefaults()
 	if a.NQN == "" {
 		a.NQN = fabrics.DiscoveryNQN
@@ -128,7 +137,7 @@ func Discover(a Address, opts *Options) ([]fabrics.DiscoveryLogEntry, error) {
 	// (nvme-cli and Linux do the same).
 	q, err := f.connectQueue(nvme.QueueParams{QID: 0, Depth: discoveryDepth, SlotBits: 5})
 	if err != nil {
-		return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+		return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 	}
 	defer q.close()
 	timeout := 30 * time.Second
@@ -137,36 +146,36 @@ func Discover(a Address, opts *Options) ([]fabrics.DiscoveryLogEntry, error) {
 	}
 	s := &session{q: q, timeout: timeout}
 	if err := s.enable(); err != nil {
-		return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+		return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 	}
 	hdr := make([]byte, fabrics.DiscoveryLogEntrySize)
 	for try := 0; try < genRetries; try++ {
 		if err := s.logPage(hdr, 0); err != nil {
-			return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+			return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 		}
 		h, size, err := fabrics.ParseDiscoveryLogHeader(hdr)
 		if err != nil {
-			return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+			return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 		}
 		page := make([]byte, size)
 		copy(page, hdr)
 		if err := s.logPage(page[len(hdr):], uint64(len(hdr))); err != nil {
-			return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+			return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 		}
 		if err := s.logPage(hdr, 0); err != nil {
-			return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+			return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 		}
 		if binary.LittleEndian.Uint64(hdr) != h.GenCtr {
 			continue // the log changed while it was read
 		}
 		log, err := fabrics.ParseDiscoveryLog(page)
 		if err != nil {
-			return nil, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
+			return none, fmt.Errorf("nvme/tcp: discover %s: %w", a, err)
 		}
 		// A normal shutdown ends the association politely; closing the
 		// connection would too.
 		_ = s.propertySet(spec.RegCC, uint32(spec.CC(0).WithIOSQES(6).WithIOCQES(4).WithEN(true).WithSHN(spec.SHNNormal)))
-		return log.Entries, nil
+		return log, nil
 	}
-	return nil, fmt.Errorf("nvme/tcp: discover %s: the log's generation counter changed %d times while it was read", a, genRetries)
+	return none, fmt.Errorf("nvme/tcp: discover %s: the log's generation counter changed %d times while it was read", a, genRetries)
 }

@@ -71,12 +71,12 @@ func TestDiscover(t *testing.T) {
 	}
 
 	tg, b := fakeTarget(t, tcptestConfig())
-	es, err = tcp.Discover(tcp.Address{Host: b.Host, Port: b.Port}, quick(t))
+	log, err := tcp.DiscoverLog(tcp.Address{Host: b.Host, Port: b.Port}, quick(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(es) != 1 || es[0].SubNQNString() != tg.Config().SubNQN {
-		t.Errorf("test target: %d entries", len(es))
+	if len(log.Entries) != 1 || log.NumRec != 1 || log.GenCtr != 1 || log.Entries[0].SubNQNString() != tg.Config().SubNQN {
+		t.Errorf("test target: genctr %d, %d records, %d entries", log.GenCtr, log.NumRec, len(log.Entries))
 	}
 }
 
