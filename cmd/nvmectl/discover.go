@@ -44,14 +44,10 @@ func discoverCmd(a app, g *globals) *cobra.Command {
 	}
 }
 
-// discoverTCP is app.discover: tcp.Discover, whose result carries the
-// entries but not the log's generation counter, which is printed as 0.
+// discoverTCP is app.discover: the whole Discovery Log, generation
+// counter included.
 func discoverTCP(a tcp.Address, o *tcp.Options) (fabrics.DiscoveryLog, error) {
-	es, err := tcp.Discover(a, o)
-	if err != nil {
-		return fabrics.DiscoveryLog{}, err
-	}
-	return fabrics.DiscoveryLog{NumRec: uint64(len(es)), Entries: es}, nil
+	return tcp.DiscoverLog(a, o)
 }
 
 // eflagsName describes EFLAGS as libnvme's nvmf_eflags_str does.
