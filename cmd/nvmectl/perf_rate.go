@@ -39,8 +39,9 @@ func (f *perfFlags) modeConfig(c *perfConfig) error {
 }
 
 // pacerRetry is the shortest wait before the pacer looks again for a
-// request of a job whose requests are all in flight (the wait is one
-// pacing interval).
+// request of a job whose requests are all in flight (the wait is a tenth
+// of the pacing interval: a whole interval lost the tick of every I/O
+// that completed a little late, 800 of 1000 IOPS at QD1 in the guest).
 const pacerRetry = 20 * time.Microsecond
 
 // pacer is the state of a --rate run's pacer goroutine.
@@ -93,7 +94,7 @@ func (r *perfRun) runPacer(pc *pacer) {
 		}
 	}
 	interval := float64(time.Second) / r.cfg.rate
-	retry := max(pacerRetry, time.Duration(interval))
+	retry := max(pacerRetry, time.Duration(interval/10))
 	start := time.Now()
 pace:
 	for k := 0; ; k++ {
@@ -109,9 +110,9 @@ pace:
 			default:
 			}
 			// Every request of the job is in flight (the device is
-			// slower than the rate): look again one interval later,
-			// so that a late pacer costs no more wake-ups than the
-			// rate itself. The pacer never blocks on the channel: a
+			// slower than the rate): look again a tenth of an
+			// interval later; the schedule is open loop, so a late
+			// I/O is caught up as soon as a request is free. The pacer never blocks on the channel: a
 			// poller's Done that sent to a waiting pacer would make
 			// it runnable on the poller's own P, which a spinning
 			// poller does not give up.
