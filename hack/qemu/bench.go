@@ -668,6 +668,25 @@ type cellKey struct {
 	engine   string
 }
 
+// groupSamples groups samples by workload, depth and engine.
+func groupSamples(samples []bench.Sample) map[cellKey][]bench.Sample {
+	groups := map[cellKey][]bench.Sample{}
+	for _, s := range samples {
+		k := cellKey{s.Workload, s.Depth, s.Engine}
+		groups[k] = append(groups[k], s)
+	}
+	return groups
+}
+
+// summarizeCells summarizes each group of samples into a table cell.
+func summarizeCells(groups map[cellKey][]bench.Sample) map[cellKey]cell {
+	cells := map[cellKey]cell{}
+	for k, ss := range groups {
+		cells[k] = summarize(ss)
+	}
+	return cells
+}
+
 func fmtIOPS(v float64) string {
 	if v == 0 || math.IsNaN(v) {
 		return "–"
@@ -697,15 +716,8 @@ func fmtRatio(r float64) string {
 // failed runs.
 func renderTable(h tableHeader, samples []bench.Sample) string {
 	o := h.Opts
-	groups := map[cellKey][]bench.Sample{}
-	for _, s := range samples {
-		k := cellKey{s.Workload, s.Depth, s.Engine}
-		groups[k] = append(groups[k], s)
-	}
-	cells := map[cellKey]cell{}
-	for k, ss := range groups {
-		cells[k] = summarize(ss)
-	}
+	groups := groupSamples(samples)
+	cells := summarizeCells(groups)
 	var b strings.Builder
 	fmt.Fprintf(&b, "### gonvme vs the guest kernel's nvme driver: 4 KiB random I/O, one controller (profile %s)\n\n", o.Profile)
 	fmt.Fprintf(&b, "`%s`, %s\n\n", h.Command, h.Date.UTC().Format("2006-01-02 15:04 UTC"))

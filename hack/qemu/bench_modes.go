@@ -95,10 +95,7 @@ func renderModes(o *benchOptions, samples []bench.Sample, lines []string) string
 	if len(m.modes) == 0 && len(cpus) == 0 && len(bad) == 0 {
 		return ""
 	}
-	groups := map[cellKey][]bench.Sample{}
-	for _, s := range samples {
-		groups[cellKey{s.Workload, s.Depth, s.Engine}] = append(groups[cellKey{s.Workload, s.Depth, s.Engine}], s)
-	}
+	groups := groupSamples(samples)
 	cellOf := func(wl string, qd int, mode string) cell {
 		e := bench.EngineGonvme
 		if mode != "poll" {

@@ -44,15 +44,8 @@ var nvmfTargetRows = []struct{ engine, label string }{
 // (QD32 randread IOPS at least 1.0× nvmet's).
 func renderNVMfTargetTable(h tableHeader, samples []bench.Sample) string {
 	o := h.Opts
-	groups := map[cellKey][]bench.Sample{}
-	for _, s := range samples {
-		k := cellKey{s.Workload, s.Depth, s.Engine}
-		groups[k] = append(groups[k], s)
-	}
-	cells := map[cellKey]cell{}
-	for k, ss := range groups {
-		cells[k] = summarize(ss)
-	}
+	groups := groupSamples(samples)
+	cells := summarizeCells(groups)
 	var b strings.Builder
 	fmt.Fprintf(&b, "### NVMe/TCP target: gonvme vs Linux's nvmet, the guest kernel's initiator as the client (profile %s)\n\n", o.Profile)
 	fmt.Fprintf(&b, "`%s`, %s\n\n", h.Command, h.Date.UTC().Format("2006-01-02 15:04 UTC"))

@@ -34,23 +34,13 @@ var tcpEngineRows = []struct{ engine, label string }{
 // DESIGN.md's target (QD32 at least 1.2x) is checked at the deepest depth.
 func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	o := h.Opts
-	groups := map[cellKey][]bench.Sample{}
-	for _, s := range samples {
-		k := cellKey{s.Workload, s.Depth, s.Engine}
-		groups[k] = append(groups[k], s)
-	}
-	cells := map[cellKey]cell{}
-	for k, ss := range groups {
-		cells[k] = summarize(ss)
-	}
-	kernelBest := func(wl string, qd int) float64 {
-		best := math.NaN()
-		for _, e := range []string{bench.EngineTCPKernelIRQ} {
-			if c, ok := cells[cellKey{wl, qd, e}]; ok && c.IOPS.N > 0 && !(c.IOPS.Median <= best) {
-				best = c.IOPS.Median
-			}
+	groups := groupSamples(samples)
+	cells := summarizeCells(groups)
+	kernelIOPS := func(wl string, qd int) float64 {
+		if c, ok := cells[cellKey{wl, qd, bench.EngineTCPKernelIRQ}]; ok && c.IOPS.N > 0 {
+			return c.IOPS.Median
 		}
-		return best
+		return math.NaN()
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "### gonvme's NVMe/TCP host vs the guest kernel's initiator: 4 KiB random I/O, one nvmet target (profile %s)\n\n", o.Profile)
@@ -94,7 +84,7 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 				}
 				ratio := ""
 				if er.engine == bench.EngineTCPGonvme {
-					ratio = fmtRatio(bench.Ratio(c.IOPS.Median, kernelBest(wl, qd)))
+					ratio = fmtRatio(bench.Ratio(c.IOPS.Median, kernelIOPS(wl, qd)))
 				}
 				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 					wl, qd, er.label, fmtIOPS(c.IOPS.Median), rng,
@@ -113,7 +103,7 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 		if wl != bench.RandRead {
 			continue
 		}
-		r := bench.Ratio(cells[cellKey{wl, deepest, bench.EngineTCPGonvme}].IOPS.Median, kernelBest(wl, deepest))
+		r := bench.Ratio(cells[cellKey{wl, deepest, bench.EngineTCPGonvme}].IOPS.Median, kernelIOPS(wl, deepest))
 		verdict := "missed"
 		switch {
 		case math.IsNaN(r):
