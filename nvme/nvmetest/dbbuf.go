@@ -124,18 +124,8 @@ func (d *device) shadowTail(q *sqState) {
 	db := &d.db
 	regs := d.c.regs
 	off := q.tailR - spec.RegDoorbellBase
-	if db.sqSleep[q.id] {
-		raw := regs.Read32(q.tailR)
-		if raw == doorbellIdle {
-			return
-		}
-		db.sqSleep[q.id] = false
-		d.c.cnt.dbWakes.Add(1)
-		if raw >= q.size {
-			d.c.cnt.badDB.Add(1)
-			d.hostError("submission queue %d tail doorbell %#x is outside the %d-entry queue", q.id, raw, q.size)
-			d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
-		}
+	if !d.wakeDoorbell(&db.sqSleep[q.id], q.tailR, q.size, "submission queue %d tail", q.id) {
+		return
 	}
 	db.ei.Write32(off, q.lastTail)
 	mmio.Fence()
@@ -156,6 +146,29 @@ func (d *device) shadowTail(q *sqState) {
 	}
 }
 
+// wakeDoorbell checks a queue that sleeps until its doorbell register is
+// written (*asleep): it reports false while the register still holds
+// doorbellIdle, else wakes the queue, reporting a written value outside
+// the queue's size as a host error. what names the doorbell ("submission
+// queue %d tail"). A queue that does not sleep is awake.
+func (d *device) wakeDoorbell(asleep *bool, reg uintptr, size uint32, what string, qid uint16) bool {
+	if !*asleep {
+		return true
+	}
+	raw := d.c.regs.Read32(reg)
+	if raw == doorbellIdle {
+		return false
+	}
+	*asleep = false
+	d.c.cnt.dbWakes.Add(1)
+	if raw >= size {
+		d.c.cnt.badDB.Add(1)
+		d.hostError(what+" doorbell %#x is outside the %d-entry queue", qid, raw, size)
+		d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
+	}
+	return true
+}
+
 // takeShadowTail takes a shadow tail value (rawTail keeps the last one
 // read, so a bad value is reported once).
 func (d *device) takeShadowTail(q *sqState, t uint32) {
@@ -174,18 +187,8 @@ func (d *device) shadowHead(q *cqState) {
 	db := &d.db
 	regs := d.c.regs
 	off := q.headR - spec.RegDoorbellBase
-	if db.cqSleep[q.id] {
-		raw := regs.Read32(q.headR)
-		if raw == doorbellIdle {
-			return
-		}
-		db.cqSleep[q.id] = false
-		d.c.cnt.dbWakes.Add(1)
-		if raw >= q.size {
-			d.c.cnt.badDB.Add(1)
-			d.hostError("completion queue %d head doorbell %#x is outside the %d-entry queue", q.id, raw, q.size)
-			d.errorEvent(spec.AEVErrorInvalidDoorbellValue)
-		}
+	if !d.wakeDoorbell(&db.cqSleep[q.id], q.headR, q.size, "completion queue %d head", q.id) {
+		return
 	}
 	db.ei.Write32(off, q.head)
 	mmio.Fence()
