@@ -66,28 +66,7 @@ func (r *runner) modeRows(rep int) {
 }
 
 func (r *runner) perfMode(rep int, wl string, qd int, mode string) {
-	s := bench.Sample{Engine: engineMode(mode), Workload: wl, Depth: qd, Rep: rep}
-	t0 := time.Now()
-	out, err := output(r.o.nvmectl, r.limit(), r.perfArgs(wl, qd, "--mode", mode)...)
-	took := time.Since(t0)
-	printPerf(out)
-	p, perr := bench.ParsePerf(out)
-	switch {
-	case perr != nil && err != nil:
-		s.Err = err.Error()
-	case perr != nil:
-		s.Err = perr.Error()
-	case p.Errors > 0:
-		s.Err = fmt.Sprintf("%d of %d I/Os failed", p.Errors, p.IOs)
-	case err != nil:
-		s.Err = err.Error()
-	case p.IOPS <= 0:
-		s.Err = "nvmectl perf measured no I/O"
-	default:
-		lat := p.Lat
-		s.IOPS, s.MiBps, s.IOs, s.Seconds, s.Lat = p.IOPS, p.MiBps, p.IOs, p.Seconds, &lat
-	}
-	r.emit(s, took)
+	r.perfAs(engineMode(mode), rep, wl, qd, "--mode", mode)
 }
 
 // modeCPU measures, once per boot, the CPU of an idle serve and of a QD1
