@@ -48,8 +48,8 @@ type Conn struct {
 }
 
 // New wraps nc, which must be a *net.TCPConn or *net.UnixConn (anything
-// with a SyscallConn). nc stays usable for Close, addresses and
-// deadlines; do not read or write it directly any more. Any goroutine.
+// with a SyscallConn). Keep nc for its addresses and options; do not read
+// or write it directly any more. Any goroutine.
 func New(nc net.Conn) (*Conn, error) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -72,10 +72,6 @@ func New(nc net.Conn) (*Conn, error) {
 	}
 	return c, nil
 }
-
-// NetConn returns the wrapped connection (for its addresses, Close and
-// SetNoDelay).
-func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Read reads what the socket holds, up to len(p) bytes, without waiting.
 // It returns (0, nil) when there is nothing to read, io.EOF once the peer
@@ -136,20 +132,6 @@ func (c *Conn) Writev(bufs [][]byte) (int, error) {
 		return 0, fmt.Errorf("nbsock: write: %w", err)
 	}
 	return n, nil
-}
-
-// Advance drops the first n bytes from bufs (after a partial Writev) and
-// returns what is left to write, reusing bufs' backing array.
-func Advance(bufs [][]byte, n int) [][]byte {
-	for len(bufs) > 0 && n >= len(bufs[0]) {
-		n -= len(bufs[0])
-		bufs[0] = nil
-		bufs = bufs[1:]
-	}
-	if len(bufs) > 0 {
-		bufs[0] = bufs[0][n:]
-	}
-	return bufs
 }
 
 // Close closes the connection. Any goroutine.
