@@ -615,6 +615,20 @@ type tableHeader struct {
 	NoTargets bool // leave out DESIGN.md's targets (runs too short to judge them)
 }
 
+// facts begins a table's description line: the guest kernel, QEMU, the
+// host's CPUs and fio's version, as far as the boot reported them.
+func (h tableHeader) facts() []string {
+	var facts []string
+	if v := h.Info["kernel"]; v != "" {
+		facts = append(facts, "guest kernel "+v)
+	}
+	facts = append(facts, h.QEMU+" (TCG, -smp 2)", fmt.Sprintf("host: %d CPUs", h.HostCPUs))
+	if v := h.Info["fio"]; v != "" {
+		facts = append(facts, v)
+	}
+	return facts
+}
+
 // engineRows is the order and the label of the table's rows.
 var engineRows = []struct{ engine, label string }{
 	{bench.EngineIRQ, "kernel nvme, fio io_uring, interrupts (hipri=0)"},
@@ -721,14 +735,7 @@ func renderTable(h tableHeader, samples []bench.Sample) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### gonvme vs the guest kernel's nvme driver: 4 KiB random I/O, one controller (profile %s)\n\n", o.Profile)
 	fmt.Fprintf(&b, "`%s`, %s\n\n", h.Command, h.Date.UTC().Format("2006-01-02 15:04 UTC"))
-	var facts []string
-	if v := h.Info["kernel"]; v != "" {
-		facts = append(facts, "guest kernel "+v)
-	}
-	facts = append(facts, h.QEMU+" (TCG, -smp 2)", fmt.Sprintf("host: %d CPUs", h.HostCPUs))
-	if v := h.Info["fio"]; v != "" {
-		facts = append(facts, v)
-	}
+	facts := h.facts()
 	if v := h.Info["clocksource"]; v != "" {
 		facts = append(facts, "clocksource "+v)
 	}

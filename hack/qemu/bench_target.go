@@ -49,14 +49,7 @@ func renderNVMfTargetTable(h tableHeader, samples []bench.Sample) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### NVMe/TCP target: gonvme vs Linux's nvmet, the guest kernel's initiator as the client (profile %s)\n\n", o.Profile)
 	fmt.Fprintf(&b, "`%s`, %s\n\n", h.Command, h.Date.UTC().Format("2006-01-02 15:04 UTC"))
-	var facts []string
-	if v := h.Info["kernel"]; v != "" {
-		facts = append(facts, "guest kernel "+v)
-	}
-	facts = append(facts, h.QEMU+" (TCG, -smp 2)", fmt.Sprintf("host: %d CPUs", h.HostCPUs))
-	if v := h.Info["fio"]; v != "" {
-		facts = append(facts, v)
-	}
+	facts := h.facts()
 	if v := h.Info["clocksource"]; v != "" {
 		facts = append(facts, "clocksource "+v)
 	}

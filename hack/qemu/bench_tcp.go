@@ -45,15 +45,9 @@ func renderTCPTable(h tableHeader, samples []bench.Sample) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### gonvme's NVMe/TCP host vs the guest kernel's initiator: 4 KiB random I/O, one nvmet target (profile %s)\n\n", o.Profile)
 	fmt.Fprintf(&b, "`%s`, %s\n\n", h.Command, h.Date.UTC().Format("2006-01-02 15:04 UTC"))
-	facts := []string{}
-	if v := h.Info["kernel"]; v != "" {
-		facts = append(facts, "guest kernel "+v)
-	}
-	facts = append(facts, h.QEMU+" (TCG, -smp 2)", fmt.Sprintf("host: %d CPUs", h.HostCPUs))
-	for _, k := range []string{"fio", "tcp_target"} {
-		if v := h.Info[k]; v != "" {
-			facts = append(facts, v)
-		}
+	facts := h.facts()
+	if v := h.Info["tcp_target"]; v != "" {
+		facts = append(facts, v)
 	}
 	if v := h.Info["clocksource"]; v != "" {
 		facts = append(facts, "clocksource "+v)
