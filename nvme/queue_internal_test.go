@@ -31,13 +31,16 @@ func TestTimedOutAdminKeepsItsBuffer(t *testing.T) {
 			t.Errorf("leak: %v", err)
 		}
 	}()
-	c, err := Open(fake, mem, &Options{AdminTimeout: 50 * time.Millisecond, WatchInterval: time.Millisecond, Logf: t.Logf})
+	// The timeout leaves room for the reset's own admin commands on a
+	// loaded -race host (at 50 ms one of them timed out at load 6 and
+	// the reset failed); the slow command outlasts it five times.
+	c, err := Open(fake, mem, &Options{AdminTimeout: 250 * time.Millisecond, WatchInterval: time.Millisecond, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	fake.Slow(nvmetest.Admin(spec.AdminIdentify), 300*time.Millisecond, 1)
+	fake.Slow(nvmetest.Admin(spec.AdminIdentify), 1250*time.Millisecond, 1)
 	c.resetMu.Lock() // hold off the reset the timeout asks for
 	_, err = c.IdentifyRaw(spec.CNSController, 0)
 	if !errors.Is(err, ErrTimeout) {
