@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,8 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/hack/qemu/internal/guest"
@@ -175,6 +180,31 @@ func goBuild(out io.Writer, args ...string) error {
 	return nil
 }
 
+// buildTestBinaries builds the guest test binaries of pkgs into dir, as
+// many at once as the host has CPUs: each go command compiles in parallel
+// but links alone, and the links of a dozen binaries were most of the
+// build. Each build's output is written to out in one piece; the first
+// error (in pkgs' order) is returned.
+func buildTestBinaries(out io.Writer, dir string, pkgs []string) error {
+	logs := make([]bytes.Buffer, len(pkgs))
+	errs := make([]error, len(pkgs))
+	sem := make(chan struct{}, max(1, runtime.NumCPU()))
+	var wg sync.WaitGroup
+	for i, p := range pkgs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = goBuild(&logs[i], "test", "-c", "-o", filepath.Join(dir, binName(p)), p)
+		}()
+	}
+	wg.Wait()
+	for i := range pkgs {
+		out.Write(logs[i].Bytes())
+	}
+	return errors.Join(errs...)
+}
+
 func runVMTests(o *testOptions) (testSummary, error) {
 	var s testSummary
 	if len(o.Patterns) == 0 {
@@ -221,19 +251,18 @@ func runVMTests(o *testOptions) (testSummary, error) {
 	if err := goBuild(o.Out, "build", "-o", filepath.Join(work, "init"), modulePath+"/hack/qemu/guestinit"); err != nil {
 		return s, err
 	}
-	built := map[string]bool{}
+	var paths []string
 	for _, ps := range groups {
 		for _, p := range ps {
-			if built[p.ImportPath] {
-				continue
-			}
-			built[p.ImportPath] = true
-			if err := goBuild(o.Out, "test", "-c", "-o", filepath.Join(bin, binName(p.ImportPath)), p.ImportPath); err != nil {
-				return s, err
+			if !slices.Contains(paths, p.ImportPath) {
+				paths = append(paths, p.ImportPath)
 			}
 		}
 	}
-	fmt.Fprintf(o.Out, "hack/qemu: built guest init and %d test binaries in %.1fs\n", len(built), time.Since(t0).Seconds())
+	if err := buildTestBinaries(o.Out, bin, paths); err != nil {
+		return s, err
+	}
+	fmt.Fprintf(o.Out, "hack/qemu: built guest init and %d test binaries in %.1fs\n", len(paths), time.Since(t0).Seconds())
 
 	profiles := make([]string, 0, len(groups))
 	for p := range groups {
