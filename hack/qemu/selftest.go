@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,38 +65,61 @@ func selftestVerb(args []string) error {
 	return nil
 }
 
-// selftest runs the fixtures; it returns the cases that behaved and not.
+// selftest runs the fixtures, two at a time on a machine with two CPUs
+// or more (each case is a short boot and its build; the hang case mostly
+// waits), and returns the cases that behaved and not. Each case's output
+// is written in one piece when it ends.
 func selftest(out io.Writer) (passed, failed int, err error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return 0, 0, err
 	}
-	var lines []string
-	for _, c := range selfCases {
+	// One setup before the cases, so two of them never install at once.
+	if _, err := setup(out); err != nil {
+		return 0, 0, err
+	}
+	lines := make([]string, len(selfCases))
+	oks := make([]bool, len(selfCases))
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, min(2, max(1, runtime.NumCPU())))
+	)
+	for i, c := range selfCases {
 		var buf bytes.Buffer
-		o := &testOptions{Out: io.MultiWriter(out, &buf)}
+		o := &testOptions{Out: &buf}
 		fs := newTestFlagSet(o)
 		if err := fs.Parse(c.flags); err != nil {
 			return 0, 0, err
 		}
 		o.Patterns = []string{filepath.Join(root, "hack/qemu/testdata", c.fixture)}
-		fmt.Fprintf(out, "=== selftest: %s\n", c.name)
-		t0 := time.Now()
-		s, runErr := runVMTests(o)
-		ok, why := judgeSelf(c, s, runErr, buf.String())
-		line := fmt.Sprintf("%s (%.1fs): %s", c.name, time.Since(t0).Seconds(), why)
-		if ok {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			s, runErr := runVMTests(o)
+			ok, why := judgeSelf(c, s, runErr, buf.String())
+			status := "FAIL "
+			if ok {
+				status = "ok   "
+			}
+			line := fmt.Sprintf("%s%s (%.1fs): %s", status, c.name, time.Since(t0).Seconds(), why)
+			mu.Lock()
+			defer mu.Unlock()
+			lines[i], oks[i] = line, ok
+			fmt.Fprintf(out, "=== selftest: %s\n%s", c.name, buf.Bytes())
+			fmt.Fprintln(out, "selftest:", line)
+		}()
+	}
+	wg.Wait()
+	fmt.Fprintln(out, "--- selftest summary")
+	for i, l := range lines {
+		if oks[i] {
 			passed++
-			line = "ok   " + line
 		} else {
 			failed++
-			line = "FAIL " + line
 		}
-		lines = append(lines, line)
-		fmt.Fprintln(out, "selftest:", line)
-	}
-	fmt.Fprintln(out, "--- selftest summary")
-	for _, l := range lines {
 		fmt.Fprintln(out, l)
 	}
 	return passed, failed, nil
