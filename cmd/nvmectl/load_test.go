@@ -94,9 +94,11 @@ func randomReads(ctx context.Context, g *poller.Group, ctrl *nvme.Controller, n,
 
 // TestHelperLoad is the load process of TestVMTracePID: with
 // GONVME_TEST_LOAD=ADDR it opens that controller (bound to vfio-pci),
-// prints "ready", then follows commands on stdin: "run N QD" does N random
-// 4 KiB reads at depth QD and prints "done N errors E ms T"; "quit" stops
-// and prints "bye". Without the variable it skips.
+// prints "ready", then follows commands on stdin: "run N QD" starts N
+// random 4 KiB reads at depth QD and prints "done N errors E ms T" when
+// they completed; "stop" ends the run under way early (its "done" line
+// then counts what completed); "quit" stops and prints "bye". Without the
+// variable it skips.
 func TestHelperLoad(t *testing.T) {
 	addr := os.Getenv("GONVME_TEST_LOAD")
 	if addr == "" {
@@ -113,29 +115,54 @@ func TestHelperLoad(t *testing.T) {
 	}
 	defer g.Close()
 	fmt.Printf("ready pid %d\n", os.Getpid())
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		f := strings.Fields(in.Text())
+	lines := make(chan string)
+	go func() {
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			lines <- in.Text()
+		}
+		close(lines)
+	}()
+	stop := func() {}
+	running := make(chan struct{})
+	close(running) // no run under way
+	for line := range lines {
+		f := strings.Fields(line)
 		switch {
 		case len(f) == 3 && f[0] == "run":
+			<-running
 			n, _ := strconv.Atoi(f[1])
 			qd, _ := strconv.Atoi(f[2])
-			var c loadCounts
-			start := time.Now()
-			if err := randomReads(context.Background(), g, ctrl, n, qd, &c); err != nil {
-				t.Errorf("load: %v", err)
-			}
-			fmt.Printf("done %d errors %d ms %d\n", c.completed.Load(), c.errors.Load(), time.Since(start).Milliseconds())
+			ctx, cancel := context.WithCancel(context.Background())
+			stop = cancel
+			running = make(chan struct{})
+			go func(done chan<- struct{}) {
+				defer close(done)
+				var c loadCounts
+				start := time.Now()
+				if err := randomReads(ctx, g, ctrl, n, qd, &c); err != nil && ctx.Err() == nil {
+					t.Errorf("load: %v", err)
+				}
+				fmt.Printf("done %d errors %d ms %d\n", c.completed.Load(), c.errors.Load(), time.Since(start).Milliseconds())
+			}(running)
+		case len(f) == 1 && f[0] == "stop":
+			stop()
 		case len(f) == 1 && f[0] == "quit":
+			stop()
+			<-running
 			if err := g.Close(); err != nil {
 				t.Error(err)
 			}
 			fmt.Println("bye")
 			return
 		default:
-			t.Fatalf("unknown command %q", in.Text())
+			stop()
+			<-running
+			t.Fatalf("unknown command %q", line)
 		}
 	}
+	stop()
+	<-running
 	t.Fatal("stdin closed without quit")
 }
 
