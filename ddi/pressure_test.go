@@ -466,8 +466,8 @@ func TestSplitStorm(t *testing.T) {
 		rounds             int
 		wantParked, wantBW bool
 	}{
-		{"headers scarce", 8, 3, 16, 64, 25, true, false},
-		{"room scarce", 256, 16, 4, 8, 8, false, true},
+		{"headers scarce", 8, 3, 16, 64, 12, true, false},
+		{"room scarce", 256, 16, 4, 8, 5, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, nvmetest.Config{MDTS: 2})
