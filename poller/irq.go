@@ -2,6 +2,7 @@ package poller
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +22,9 @@ const (
 	// nothing to submit: on the eventfds of its queue pairs' interrupt
 	// vectors and on its own wake-up eventfd, which a submission or Stop
 	// writes. Every completion costs an interrupt; an idle poller costs
-	// nothing.
+	// nothing. A sleeping poller keeps its Go P in the system call: give
+	// the process GOMAXPROCS above the number of threads that sleep so
+	// (pollers, a pacer), or the runtime retakes a P in every sleep.
 	ModeInterrupt
 	// ModeHybrid polls while there is work, and sleeps as ModeInterrupt
 	// does once passes have found nothing for SpinTime (with nothing in
@@ -51,6 +54,19 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("poller: %w: mode %q: want poll, interrupt or hybrid", nvme.ErrInvalid, s)
 }
 
+// schedEvery is the longest a poller that sleeps goes without passing
+// through the Go scheduler (runtime.Gosched before a sleep). The
+// runtime's monitor (sysmon) takes a goroutine that has held its P for
+// 10 ms without being scheduled (forcePreemptNS) for one that runs too
+// long, and then retakes its P in every blocking system call it makes:
+// each sleep would cost a P hand-off, a wake-up of the monitor and often
+// of a spinning thread, and a preemption signal (measured in a QEMU guest:
+// a paced QD1 run at 1000 IOPS used more than a CPU in interrupt mode,
+// most of it in the monitor's and the scheduler's threads). A Gosched on
+// a locked thread costs two thread hand-offs, so it is paid at most once
+// per schedEvery, and only by a poller about to sleep.
+const schedEvery = 5 * time.Millisecond
+
 // sleepBound bounds a sleep with requests in flight, so that command
 // deadlines (aborts, resets) and a controller's reset or removal are
 // acted on while no interrupt comes.
@@ -65,6 +81,8 @@ type irqWait struct {
 	ts        timespec
 	buf       [8]byte
 	lastScan  int64  // monotonic ns of the last deadline scan after a sleep
+	lastSched int64  // monotonic ns of the last runtime.Gosched before a sleep
+	scheds    uint64 // those Gosched calls
 	pubWork   uint64 // completed+taken+local at the last publication before a sleep
 	published bool   // published before a sleep at least once
 }
@@ -110,6 +128,12 @@ var testHookBeforeArm func(*Poller)
 // when the poller wakes.
 func (p *Poller) sleep(now int64) {
 	w := p.irq
+	if now-w.lastSched >= int64(schedEvery) {
+		runtime.Gosched()
+		now = monotonic()
+		w.lastSched = now
+		w.scheds++
+	}
 	if testHookBeforeArm != nil {
 		testHookBeforeArm(p)
 	}

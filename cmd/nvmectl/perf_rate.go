@@ -44,12 +44,20 @@ func (f *perfFlags) modeConfig(c *perfConfig) error {
 // that completed a little late, 800 of 1000 IOPS at QD1 in the guest).
 const pacerRetry = 20 * time.Microsecond
 
+// pacerSchedEvery is the longest the pacer goes without passing through
+// the Go scheduler: see poller's schedEvery (a goroutine that makes
+// blocking system calls for 10 ms without being scheduled has its P
+// retaken in every one of them).
+const pacerSchedEvery = 5 * time.Millisecond
+
 // pacer is the state of a --rate run's pacer goroutine.
 type pacer struct {
 	stop   chan struct{} // closed when the run stops
 	done   chan struct{} // closed when the pacer has ended
 	failed uint64        // submissions the pacer could not make (read after done)
 	first  string
+	procs  int   // GOMAXPROCS before the run raised it, 0 if it did not
+	sched  int64 // perfNow of the pacer's last runtime.Gosched
 }
 
 // seedPaced starts the workload of a --rate run: every slot waits in its
@@ -70,6 +78,14 @@ func (r *perfRun) seedPaced() error {
 		}
 	}
 	r.pace = &pacer{stop: make(chan struct{}), done: make(chan struct{})}
+	// The pacer and (in the interrupt modes) each poller sleep in
+	// system calls, holding a P each: with no P left idle, the runtime's
+	// monitor retakes one in every sleep (a hand-off and a spinning thread
+	// per I/O). One P more than the pollers and the pacer keeps one idle.
+	if prev, want := runtime.GOMAXPROCS(0), len(r.cfg.cpus)+2; prev < want {
+		r.pace.procs = prev
+		runtime.GOMAXPROCS(want)
+	}
 	go r.runPacer(r.pace)
 	return nil
 }
@@ -174,6 +190,10 @@ func (pc *pacer) sleepUntil(t time.Time) bool {
 		if d <= 0 {
 			return true
 		}
+		if now := perfNow(); now-pc.sched >= int64(pacerSchedEvery) {
+			runtime.Gosched()
+			pc.sched = now
+		}
 		d = min(d, 10*time.Millisecond)
 		ts := unix.NsecToTimespec(int64(d))
 		_ = unix.ClockNanosleep(unix.CLOCK_MONOTONIC, 0, &ts, nil) // EINTR: the loop looks again
@@ -196,5 +216,9 @@ func (r *perfRun) waitPacer() {
 	select {
 	case <-r.pace.done:
 	case <-time.After(perfDrainWait):
+	}
+	if r.pace.procs > 0 {
+		runtime.GOMAXPROCS(r.pace.procs)
+		r.pace.procs = 0
 	}
 }

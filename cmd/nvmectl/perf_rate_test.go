@@ -1,10 +1,20 @@
 package main
 
 import (
+	"context"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // Bad --mode and --rate values are usage errors, before any device work.
@@ -79,4 +89,112 @@ func TestPerfModesRate(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, ", hybrid mode, capped at 200 IOPS, ") {
 		t.Errorf("perf --mode hybrid --rate 200: exit %d, stderr %q, stdout:\n%s", code, errs, out)
 	}
+}
+
+// TestPerfRateQuietRuntime paces a QD1 run at 1000 IOPS in interrupt
+// mode, where the pacer and the poller sleep in system calls between
+// I/Os, and counts the wake-ups of the Go runtime's threads that sleep in
+// nanosleep(2) (the monitor, sysmon, and spinning threads). A pacer (or
+// poller) that never passes through the scheduler has its P retaken in
+// every sleep once it has run 10 ms, and with no P left idle the monitor
+// retakes one in every sleep anyway: more than a CPU in a QEMU guest at
+// this rate. The pacer's Gosched (pacerSchedEvery) keeps those wake-ups
+// well under one per I/O (0.1 to 0.2 on the host under -race; 3.5 to 4.7
+// without the pacer's Gosched, 5.2 without the poller's too). The test
+// gives the process its own P headroom for the fake device's goroutine,
+// so it does not check perf's (without which a quiet host showed 3.5).
+func TestPerfRateQuietRuntime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timed")
+	}
+	// The fake's device goroutine holds a P while it spins, which a
+	// real device does not: two more keep one idle besides perf's.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 2))
+	r := newPerfRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 12}}})
+	ctrls, closeAll, err := perfOpen(r.a, r.addrs, &nvme.Options{IOQueues: 1, AsyncEvents: -1, Interrupts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	var sleepers map[string]bool
+	var before, after map[string]uint64
+	cfg := &perfConfig{
+		addrs: r.addrs, qd: 1, ioSize: 4096, wl: perfWorkloads[2], readPct: 100,
+		dur: 600 * time.Millisecond, warmup: 100 * time.Millisecond, cpus: []int{0},
+		mode: poller.ModeInterrupt, rate: 1000,
+		onMeasure: func() {
+			sleepers = nanosleepThreads(t)
+			before = threadSwitches(t)
+		},
+		onMeasureEnd: func() { after = threadSwitches(t) },
+	}
+	targets, err := perfTargets(cfg, ctrls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := perfExec(context.Background(), cfg, targets, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sleepers) == 0 {
+		t.Fatal("no thread sleeps in nanosleep(2): the runtime's monitor was not found")
+	}
+	var sw uint64
+	for tid := range sleepers {
+		sw += after[tid] - before[tid]
+	}
+	ios := rep.Total.IOs
+	t.Logf("%d I/Os at --rate 1000: %d wake-ups of %d nanosleep threads (%.2f per I/O)", ios, sw, len(sleepers), float64(sw)/float64(max(ios, 1)))
+	if ios < 200 {
+		t.Fatalf("%d I/Os in %v at --rate 1000", ios, cfg.dur)
+	}
+	if per := float64(sw) / float64(ios); per > 2 {
+		t.Errorf("%.2f wake-ups of the runtime's monitor and spinning threads per I/O (want at most 2): a sleeping pacer or poller has its P retaken in every sleep", per)
+	}
+}
+
+// threadSwitches returns the voluntary context switches of each thread of
+// the process (/proc/self/task/TID/status), by thread ID.
+func threadSwitches(t *testing.T) map[string]uint64 {
+	m := map[string]uint64{}
+	e, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Error(err)
+		return m
+	}
+	for _, x := range e {
+		b, err := os.ReadFile("/proc/self/task/" + x.Name() + "/status")
+		if err != nil {
+			continue // ended meanwhile
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+				m[x.Name()], _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			}
+		}
+	}
+	return m
+}
+
+// nanosleepThreads returns the threads seen in nanosleep(2) over 50
+// looks a millisecond apart (/proc/self/task/TID/syscall): among the Go
+// runtime's threads the monitor sleeps there, and spinning threads
+// briefly.
+func nanosleepThreads(t *testing.T) map[string]bool {
+	m := map[string]bool{}
+	for range 50 {
+		e, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Error(err)
+			return m
+		}
+		for _, x := range e {
+			b, _ := os.ReadFile("/proc/self/task/" + x.Name() + "/syscall")
+			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_NANOSLEEP) {
+				m[x.Name()] = true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return m
 }
