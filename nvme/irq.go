@@ -47,6 +47,19 @@ type InterruptBus interface {
 	InterruptEventfd(i int) (int, error)
 }
 
+// InterruptSwitch is implemented by an InterruptBus that can disconnect
+// a vector from its eventfd and connect it again without disabling the
+// others (VFIO_DEVICE_SET_IRQS for one MSI-X vector; nvmetest): an owner
+// that polls a queue for a while spares the interrupts it would not wait
+// for. A disconnected vector is masked: what the controller signals
+// meanwhile stays pending and is delivered when the vector is connected
+// again. Any goroutine may call it.
+type InterruptSwitch interface {
+	// SetInterrupt connects vector i (on) or disconnects it; it does
+	// nothing when the vector already is as asked.
+	SetInterrupt(i int, on bool) error
+}
+
 // Coalescing is the Interrupt Coalescing feature (Set Features 08h, NVMe
 // Base 2.0, 5.27.1.8): the controller may hold an I/O completion queue's
 // interrupt until Threshold completions are waiting or Time has passed
@@ -90,8 +103,10 @@ func (c *Controller) setCoalescing() error {
 
 // queueIRQ is a queue pair's interrupt vector, fixed at creation.
 type queueIRQ struct {
-	vector int // -1: created without interrupts
-	fd     int // the vector's eventfd, -1 without
+	vector int             // -1: created without interrupts
+	fd     int             // the vector's eventfd, -1 without
+	sw     InterruptSwitch // the bus's, nil if it has none
+	off    bool            // disconnected (SetInterrupts(false)); owner goroutine
 }
 
 // cdw11 returns the Create I/O Completion Queue dword 11 bits for the
@@ -122,7 +137,15 @@ func (c *Controller) attachVector(q *QueuePair) error {
 	if err != nil {
 		return fmt.Errorf("queue %d: interrupt vector: %w", q.id, err)
 	}
-	q.irq = queueIRQ{vector: int(q.id), fd: fd}
+	sw, _ := c.bus.(InterruptSwitch)
+	if sw != nil {
+		// A queue pair closed while its owner polled may have left the
+		// vector disconnected.
+		if err := sw.SetInterrupt(int(q.id), true); err != nil {
+			return fmt.Errorf("queue %d: interrupt vector: %w", q.id, err)
+		}
+	}
+	q.irq = queueIRQ{vector: int(q.id), fd: fd, sw: sw}
 	return nil
 }
 
@@ -145,6 +168,35 @@ func (q *QueuePair) InterruptFD() int {
 		return -1
 	}
 	return q.irq.fd
+}
+
+// SetInterrupts connects the queue pair's interrupt vector to its
+// eventfd (on, as created) or disconnects it, for an owner that polls the
+// queue for a while and wants no interrupt per completion meanwhile (the
+// poller's ModeHybrid). While disconnected the vector is masked and what
+// it signals stays pending, delivered when it is connected again; an
+// owner that connects it before it sleeps, then looks at the queue
+// (HasWork), misses nothing. Nothing happens when the vector already is
+// as asked. Errors wrap ErrNoInterrupts for a queue pair without a vector
+// or a transport that cannot switch one. Owner goroutine only.
+func (q *QueuePair) SetInterrupts(on bool) error {
+	if q.admin || q.irq.vector < 0 || q.irq.sw == nil {
+		return fmt.Errorf("queue %d: %w: no vector that can be switched", q.id, ErrNoInterrupts)
+	}
+	if q.irq.off == !on {
+		return nil
+	}
+	if err := q.irq.sw.SetInterrupt(q.irq.vector, on); err != nil {
+		return fmt.Errorf("queue %d: %w", q.id, err)
+	}
+	q.irq.off = !on
+	return nil
+}
+
+// CanSwitchInterrupts reports whether SetInterrupts can work on the
+// queue pair. Any goroutine (it does not change).
+func (q *QueuePair) CanSwitchInterrupts() bool {
+	return !q.admin && q.irq.vector >= 0 && q.irq.sw != nil
 }
 
 // Vector returns the queue pair's interrupt vector, or -1 for a polled

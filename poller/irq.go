@@ -29,9 +29,12 @@ const (
 	// ModeHybrid polls while there is work, and sleeps as ModeInterrupt
 	// does once passes have found nothing for SpinTime (with nothing in
 	// flight) or SpinTime+YieldTime (with requests in flight): the
-	// latency of polling under load, the idle cost of interrupts. The queues raise
-	// interrupts all along (a vector cannot be switched off without a
-	// system call); the poller reads the count only when it wakes.
+	// latency of polling under load, the idle cost of interrupts. Once it
+	// has reaped quietAfter (16) completions by polling without sleeping,
+	// it disconnects its queue pairs' vectors (one system call each, where
+	// the transport can: nvme.QueuePair.SetInterrupts), so a busy poller
+	// takes no interrupt per completion; it connects them again just
+	// before it sleeps.
 	ModeHybrid
 )
 
@@ -85,7 +88,25 @@ type irqWait struct {
 	scheds    uint64 // those Gosched calls
 	pubWork   uint64 // completed+taken+local at the last publication before a sleep
 	published bool   // published before a sleep at least once
+
+	// ModeHybrid: the vectors are disconnected while the poller reaps
+	// by polling (quietAfter).
+	canQuiet bool   // every queue pair's vector can be switched
+	quiet    bool   // the vectors are disconnected
+	wokeDone uint64 // p.c.completed when the poller last woke (or went quiet)
+	quiets   uint64 // times the vectors were disconnected
 }
+
+// quietAfter is how many completions a ModeHybrid poller reaps by polling
+// without sleeping before it disconnects its queue pairs' interrupt
+// vectors (nvme.QueuePair.SetInterrupts): a busy poller then takes no
+// interrupt per completion (under QEMU's TCG each one cost the poller's
+// vCPU the delivery and the other vCPU's time, and doubled the QD1
+// latency). The vectors are connected again just before the poller
+// sleeps. A poller that sleeps between I/Os (a paced load) never reaches
+// the count, and keeps its vectors and the interrupts it sleeps on,
+// without two system calls per sleep.
+const quietAfter = 16
 
 // newIRQWait makes the wake-up eventfd and the poll set of p's queue
 // pairs, which must all have interrupt vectors.
@@ -96,8 +117,10 @@ func newIRQWait(p *Poller) (*irqWait, error) {
 	}
 	w := &irqWait{wakeFD: fd, pfds: make([]pollFd, 1+len(p.qps))}
 	w.pfds[0] = pollIn(fd)
+	w.canQuiet = p.g.opts.Mode == ModeHybrid
 	for i, q := range p.qps {
 		w.pfds[1+i] = pollIn(q.qp.InterruptFD())
+		w.canQuiet = w.canQuiet && q.qp.CanSwitchInterrupts()
 	}
 	return w, nil
 }
@@ -134,6 +157,12 @@ func (p *Poller) sleep(now int64) {
 		w.lastSched = now
 		w.scheds++
 	}
+	if w.quiet {
+		// Connect the vectors before the announcement: a completion
+		// posted while they were off is pending and signals now, and
+		// one posted before is seen by the re-check.
+		p.setVectors(true)
+	}
 	if testHookBeforeArm != nil {
 		testHookBeforeArm(p)
 	}
@@ -157,6 +186,7 @@ func (p *Poller) sleep(now int64) {
 	ppoll(w.pfds, ts)
 	atomic.StoreUint32(&p.sleeping, 0)
 	woke := monotonic()
+	w.wokeDone = p.c.completed
 	p.c.asleep += uint64(woke - now)
 	// Drain the counts before the next pass reaps: a completion posted
 	// after the read signals again.
@@ -181,6 +211,33 @@ func (p *Poller) sleep(now int64) {
 	p.idleRun, p.idleSince = 0, 0
 }
 
+// setVectors connects (on) or disconnects the interrupt vectors of the
+// poller's queue pairs (ModeHybrid). A queue pair that fails to switch
+// ends the attempts: the poller keeps its vectors connected from then on.
+func (p *Poller) setVectors(on bool) {
+	w := p.irq
+	for _, q := range p.qps {
+		if q.done {
+			continue
+		}
+		if err := q.qp.SetInterrupts(on); err != nil && !on {
+			w.canQuiet = false
+			on = true // connect the ones switched off so far
+			for _, r := range p.qps {
+				if !r.done {
+					_ = r.qp.SetInterrupts(true)
+				}
+			}
+			break
+		}
+	}
+	w.quiet = !on
+	if !on {
+		w.quiets++
+	}
+	w.wokeDone = p.c.completed
+}
+
 // hasWork reports whether a queue pair has something to reap or issue
 // (or must catch up with a reset).
 func (p *Poller) hasWork() bool {
@@ -203,6 +260,9 @@ func (p *Poller) idleIRQ() {
 	if p.g.opts.Mode == ModeInterrupt {
 		p.sleep(monotonic())
 		return
+	}
+	if w := p.irq; w.canQuiet && !w.quiet && p.c.completed-w.wokeDone >= quietAfter {
+		p.setVectors(false)
 	}
 	p.idleRun++
 	if p.idleRun&15 != 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,4 +240,74 @@ func waitAsleep(t *testing.T, p *poller.Poller) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// A hybrid poller that reaps by polling (QD1, each Done resubmitting its
+// request) disconnects its vector after a few completions: the fake
+// raises almost no interrupt for a thousand I/Os (one per I/O without the
+// switch). Once idle it sleeps with the vector connected again, and a
+// request submitted then completes.
+func TestHybridQuietVectors(t *testing.T) {
+	r := newRig(t, nvmetest.Config{Latency: nvmetest.Fixed(5 * time.Microsecond)}, nil)
+	g := r.group(&poller.Options{CPUs: []int{0}, Mode: poller.ModeHybrid})
+	h := g.Handle(r.ctrl)
+	x := r.ios(1, nil)[0]
+	const n = 1000
+	var left atomic.Int32
+	var masked atomic.Bool
+	done := make(chan error, 1)
+	x.req.Done = func(req *nvme.Request) {
+		if req.Err != nil {
+			done <- req.Err
+			return
+		}
+		if r.fake.InterruptsMasked() > 0 {
+			masked.Store(true)
+		}
+		if left.Add(-1) <= 0 {
+			done <- nil
+			return
+		}
+		if err := r.ns.Read(req, uint64(left.Load()%64), x.buf, 0); err == nil {
+			err = h.Submit(req)
+			if err != nil {
+				done <- err
+			}
+		}
+	}
+	run := func(k int32) {
+		t.Helper()
+		left.Store(k)
+		if err := r.ns.Read(&x.req, 0, x.buf, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Submit(&x.req); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d I/Os left after 20 s", left.Load(), k)
+		}
+	}
+	raised := r.fake.InterruptsRaised()
+	run(n)
+	got := r.fake.InterruptsRaised() - raised
+	st := g.Stats()[0]
+	t.Logf("%d I/Os, each resubmitted from Done, in hybrid mode: %d interrupts raised, %d sleeps, vector masked: %v", n, got, st.Sleeps, masked.Load())
+	if !masked.Load() || got > n/10 {
+		t.Errorf("%d interrupts for %d I/Os reaped by polling (vector ever masked: %v): want the vector off while the poller polls", got, n, masked.Load())
+	}
+	// Idle: after SpinTime the poller sleeps, its vector connected.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.fake.InterruptsMasked() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle hybrid poller: %d vectors still masked after 10 s: want it asleep with its vector on", r.fake.InterruptsMasked())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	run(1)
 }

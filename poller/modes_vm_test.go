@@ -2,6 +2,11 @@ package poller_test
 
 import (
 	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,4 +156,115 @@ func issue(t *testing.T, h *poller.Handle, ns *nvme.Namespace, r *nvme.Request, 
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestVMHybridQuietVector drives QEMU's controller through VFIO in
+// ModeHybrid at QD1, each Done resubmitting its read, so the poller reaps
+// by polling: after a few completions it disconnects its queue's MSI-X
+// vector (VFIO_DEVICE_SET_IRQS, fd -1), and the guest kernel counts
+// almost no interrupt on it (/proc/interrupts, vfio-msix[1]) where it
+// counted one per completion before. When the poller falls asleep the
+// vector is connected again, and a read submitted then completes.
+func TestVMHybridQuietVector(t *testing.T) {
+	env := vmtest.Require(t, "default")
+	cs := env.Controllers()
+	addr := env.BindVFIO(t, cs[0])
+	c, err := pcie.Open(addr, &nvme.Options{Interrupts: true})
+	if err != nil {
+		t.Fatalf("open %s: %v", addr, err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	ns, err := c.Namespace(cs[0].Namespaces[0].NSID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := poller.New([]*nvme.Controller{c}, &poller.Options{CPUs: []int{0}, Mode: poller.ModeHybrid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	h := g.Handle(c)
+	mem, err := c.Memory().Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Memory().Free(mem)
+	var req nvme.Request
+	var left atomic.Int32
+	done := make(chan error, 1)
+	req.Done = func(r *nvme.Request) {
+		if r.Err != nil || left.Add(-1) <= 0 {
+			done <- r.Err
+			return
+		}
+		err := ns.Read(r, uint64(left.Load()%256)*8, mem.Bytes, 0)
+		if err == nil {
+			err = h.Submit(r)
+		}
+		if err != nil {
+			done <- err
+		}
+	}
+	run := func(n int32) {
+		t.Helper()
+		left.Store(n)
+		if err := ns.Read(&req, 0, mem.Bytes, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Submit(&req); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%d of %d reads left after 60 s", left.Load(), n)
+		}
+	}
+	const n = 2000
+	before := msixCount(t, addr, 1)
+	run(n)
+	got := msixCount(t, addr, 1) - before
+	t.Logf("%d reads back to back in hybrid mode: %d interrupts on vector 1 (guest kernel's count)", n, got)
+	if got > n/4 {
+		t.Errorf("%d interrupts on the queue's vector for %d reads reaped by polling: want the vector disconnected while the poller polls", got, n)
+	}
+	time.Sleep(50 * time.Millisecond) // the poller falls asleep, its vector connected
+	before = msixCount(t, addr, 1)
+	run(1)
+	t.Logf("one read after a sleep: %d interrupts on vector 1", msixCount(t, addr, 1)-before)
+}
+
+// msixCount sums the guest kernel's interrupt counts (/proc/interrupts)
+// of MSI-X vector v of the vfio-pci device at addr.
+func msixCount(t *testing.T, addr string, v int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("vfio-msix[%d](%s)", v, addr)
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, name) {
+			continue
+		}
+		f := strings.Fields(l)
+		var sum uint64
+		for _, x := range f[1:] {
+			n, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				break
+			}
+			sum += n
+		}
+		return sum
+	}
+	t.Fatalf("/proc/interrupts has no line for %s", name)
+	return 0
 }

@@ -26,9 +26,12 @@ const DefaultVectors = 65
 // irqState is the fake's interrupt vectors. fds is shared with the
 // controller's callers (atomics); the rest is the device goroutine's.
 type irqState struct {
-	mu     sync.Mutex     // creating eventfds
+	mu     sync.Mutex     // creating eventfds; masking and unmasking
 	fds    []atomic.Int32 // eventfd of each vector, -1 until asked for
 	raised atomic.Uint64  // signals written to eventfds
+	masked []bool         // vectors the host disconnected (SetInterrupt); mu
+	held   []bool         // a masked vector signalled: pending; mu
+	nmask  atomic.Int32   // vectors masked (a fast check for signal)
 
 	pend  []int   // completions posted since the vector last signalled
 	first []int64 // when the first of them was posted (monotonic ns)
@@ -42,6 +45,8 @@ func (s *irqState) init(n int) {
 	}
 	s.pend = make([]int, n)
 	s.first = make([]int64, n)
+	s.masked = make([]bool, n)
+	s.held = make([]bool, n)
 }
 
 // InterruptVectors returns how many interrupt vectors the fake offers
@@ -78,6 +83,38 @@ func (c *Controller) InterruptEventfd(i int) (int, error) {
 // InterruptsRaised returns how many times the fake signalled an interrupt
 // vector's eventfd. Any goroutine.
 func (c *Controller) InterruptsRaised() uint64 { return c.dev.irq.raised.Load() }
+
+// SetInterrupt connects vector i to its eventfd (on) or disconnects it,
+// as VFIO does for one MSI-X vector: a disconnected vector is masked, a
+// signal meanwhile is held pending and written when the vector is
+// connected again (MSI-X's pending bit). Part of package nvme's
+// InterruptSwitch. Any goroutine.
+func (c *Controller) SetInterrupt(i int, on bool) error {
+	s := &c.dev.irq
+	if i < 0 || i >= len(s.fds) {
+		return fmt.Errorf("nvmetest: interrupt vector %d: the controller has %d", i, len(s.fds))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.masked[i] == !on {
+		return nil
+	}
+	s.masked[i] = !on
+	if !on {
+		s.nmask.Add(1)
+		return nil
+	}
+	s.nmask.Add(-1)
+	if s.held[i] {
+		s.held[i] = false
+		s.write(i)
+	}
+	return nil
+}
+
+// InterruptsMasked returns how many vectors are disconnected
+// (SetInterrupt). Any goroutine.
+func (c *Controller) InterruptsMasked() int { return int(c.dev.irq.nmask.Load()) }
 
 // closeIRQs closes the eventfds, after the device goroutine stopped.
 func (c *Controller) closeIRQs() {
@@ -147,6 +184,19 @@ func (d *device) signal(v int) {
 		s.pend[v] = 0
 		s.npend--
 	}
+	if s.nmask.Load() != 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.masked[v] {
+			s.held[v] = true
+			return
+		}
+	}
+	s.write(v)
+}
+
+// write signals vector v's eventfd, if the host asked for it.
+func (s *irqState) write(v int) {
 	fd := s.fds[v].Load()
 	if fd < 0 {
 		return

@@ -17,7 +17,8 @@ const maxVectors = 257
 // busIRQ holds the function's MSI-X eventfds once enabled.
 type busIRQ struct {
 	mu  sync.Mutex
-	fds []int // eventfd of each vector, nil until enabled
+	fds []int  // eventfd of each vector, nil until enabled
+	off []bool // vectors disconnected from their eventfd (SetInterrupt)
 }
 
 var _ nvme.InterruptBus = (*bus)(nil)
@@ -50,9 +51,33 @@ func (b *bus) InterruptEventfd(i int) (int, error) {
 			return -1, fmt.Errorf("pcie: %s: %w", b.dev.Addr(), err)
 		}
 		b.irq.fds = fds
+		b.irq.off = make([]bool, len(fds))
 	}
 	if i < 0 || i >= len(b.irq.fds) {
 		return -1, fmt.Errorf("pcie: %s: msi-x vector %d: %d enabled", b.dev.Addr(), i, len(b.irq.fds))
 	}
 	return b.irq.fds[i], nil
+}
+
+var _ nvme.InterruptSwitch = (*bus)(nil)
+
+// SetInterrupt connects MSI-X vector i to its eventfd (on) or disconnects
+// it (VFIO_DEVICE_SET_IRQS with fd -1: the kernel masks the vector, and
+// the device holds what it signals meanwhile as pending). Nothing
+// happens, no system call, when the vector already is as asked. Part of
+// nvme.InterruptSwitch. Any goroutine.
+func (b *bus) SetInterrupt(i int, on bool) error {
+	b.irq.mu.Lock()
+	defer b.irq.mu.Unlock()
+	if i < 0 || i >= len(b.irq.fds) {
+		return fmt.Errorf("pcie: %s: msi-x vector %d: %d enabled", b.dev.Addr(), i, len(b.irq.fds))
+	}
+	if b.irq.off[i] != on {
+		return nil
+	}
+	if err := b.dev.SetMSIXVector(i, on); err != nil {
+		return fmt.Errorf("pcie: %s: %w", b.dev.Addr(), err)
+	}
+	b.irq.off[i] = !on
+	return nil
 }
