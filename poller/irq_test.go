@@ -298,8 +298,13 @@ func TestHybridQuietVectors(t *testing.T) {
 	got := r.fake.InterruptsRaised() - raised
 	st := g.Stats()[0]
 	t.Logf("%d I/Os, each resubmitted from Done, in hybrid mode: %d interrupts raised, %d sleeps, vector masked: %v", n, got, st.Sleeps, masked.Load())
-	if !masked.Load() || got > n/10 {
-		t.Errorf("%d interrupts for %d I/Os reaped by polling (vector ever masked: %v): want the vector off while the poller polls", got, n, masked.Load())
+	// Each sleep connects the vector again, and the poller polls 16
+	// completions (quietAfter) before it disconnects it: a loaded host
+	// that makes the poller sleep now and then (23 sleeps, 132
+	// interrupts seen) stays within 17 per sleep; without the switch
+	// every I/O raises one.
+	if !masked.Load() || got > 17*(st.Sleeps+1) || got >= n/2 {
+		t.Errorf("%d interrupts for %d I/Os reaped by polling, %d sleeps (vector ever masked: %v): want the vector off while the poller polls", got, n, st.Sleeps, masked.Load())
 	}
 	// Idle: after SpinTime the poller sleeps, its vector connected.
 	deadline := time.Now().Add(10 * time.Second)

@@ -909,6 +909,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	if err := run.waitDrained(); err != nil {
 		return nil, err
 	}
+	run.waitPacer() // its counts go into the report
 	writeDoorbells(live, g) // perf_doorbells.go
 	stopped = true
 	if err := g.Close(); err != nil {
@@ -1298,8 +1299,11 @@ type perfReport struct {
 	seed       uint64 // the run's seed (--seed, or the one picked)
 	placement  string // how the pollers' CPUs were chosen
 	latency    int    // -L count
-	rows       []perfRow
-	total      perfRow
+	// pacerScheds counts the --rate pacer's passes through the Go
+	// scheduler (pacerSchedEvery); tests read it.
+	pacerScheds uint64
+	rows        []perfRow
+	total       perfRow
 }
 
 func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfReport {
@@ -1334,6 +1338,7 @@ func (r *perfRun) report(targets []perfTarget, elapsed time.Duration) *perfRepor
 		}
 		if r.pace != nil && j == r.jobs[0] {
 			rep.failedIOs += r.pace.failed
+			rep.pacerScheds = r.pace.scheds
 			if rep.firstError == "" {
 				rep.firstError = r.pace.first
 			}

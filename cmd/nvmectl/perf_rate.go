@@ -56,8 +56,9 @@ type pacer struct {
 	done   chan struct{} // closed when the pacer has ended
 	failed uint64        // submissions the pacer could not make (read after done)
 	first  string
-	procs  int   // GOMAXPROCS before the run raised it, 0 if it did not
-	sched  int64 // perfNow of the pacer's last runtime.Gosched
+	procs  int    // GOMAXPROCS before the run raised it, 0 if it did not
+	sched  int64  // perfNow of the pacer's last runtime.Gosched
+	scheds uint64 // those Gosched calls (read after done)
 }
 
 // seedPaced starts the workload of a --rate run: every slot waits in its
@@ -193,6 +194,7 @@ func (pc *pacer) sleepUntil(t time.Time) bool {
 		if now := perfNow(); now-pc.sched >= int64(pacerSchedEvery) {
 			runtime.Gosched()
 			pc.sched = now
+			pc.scheds++
 		}
 		d = min(d, 10*time.Millisecond)
 		ts := unix.NsecToTimespec(int64(d))
