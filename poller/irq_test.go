@@ -103,7 +103,7 @@ func TestNoLostWakeups(t *testing.T) {
 			r := newRig(t, nvmetest.Config{Latency: nvmetest.Fixed(0)}, nil)
 			g := r.group(&poller.Options{CPUs: []int{0}, Mode: mode, SpinTime: time.Microsecond})
 			h := g.Handle(r.ctrl)
-			const rounds = 3000
+			const rounds = 1000 // without the second look it failed at rounds 206 and 102; TestSubmitBeforeArm fails deterministically
 			xs := r.ios(1, nil)
 			x := xs[0]
 			rng := rand.New(rand.NewPCG(1, 2))
