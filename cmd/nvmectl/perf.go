@@ -909,7 +909,7 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	if err := run.waitDrained(); err != nil {
 		return nil, err
 	}
-	run.waitPacer() // its counts go into the report
+	run.waitPacer()         // its counts go into the report
 	writeDoorbells(live, g) // perf_doorbells.go
 	stopped = true
 	if err := g.Close(); err != nil {
