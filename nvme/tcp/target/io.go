@@ -56,8 +56,8 @@ type ioConn struct {
 	wantOut bool     // EPOLLOUT is registered
 
 	state   connState
-	closeBy int64 // closing: monotonic ns after which the socket closes
-	quit    bool  // close once everything queued is sent (Disconnect)
+	closeBy int64 // closing, or quit: monotonic ns after which the socket closes
+	quit    bool  // close once everything queued is sent (Disconnect), or at closeBy
 	freed   bool
 	term    []byte
 }
@@ -212,8 +212,18 @@ func (c *ioConn) poll(now int64) int {
 				c.fail(err)
 			}
 		}
-		if c.state != connOpen || c.quit {
+		if c.state != connOpen {
 			return work + 1
+		}
+		if c.quit {
+			// Disconnect: the queue ends once its answer is out
+			// (flush), or when a host that does not read lets
+			// closeGrace pass.
+			if now > c.closeBy {
+				c.end(errDisconnect)
+				return work + 1
+			}
+			return work
 		}
 		n, err := c.sk.Read(c.r.ReadBuffer())
 		if n > 0 {
@@ -326,7 +336,8 @@ func (c *ioConn) command(s *slot, cmd *spec.Command, icd []byte) {
 		case fabrics.FCTypeDisconnect:
 			c.forget() // the QID is free once the host reads the answer
 			c.answer(s, cmd.CID, 0)
-			c.quit = true // close once the answer is out
+			c.quit = true // close once the answer is out, or after closeGrace
+			c.closeBy = monotonic() + int64(closeGrace)
 		case fabrics.FCTypeConnect, fabrics.FCTypePropertyGet, fabrics.FCTypePropertySet:
 			c.answer(s, cmd.CID, status(spec.SCTGeneric, spec.SCCommandSequenceError))
 		default:
