@@ -17,13 +17,19 @@
 //	   ┌──────────────────────────────────────────────────────────────┐
 //	   │ its ring: other users' submissions (ddi, metrics, perf)      │
 //	   │ poll group i, a poller.Source:                               │
-//	   │   each host I/O queue: writev(2) of the answers (nbsock)     │
-//	   │   each host I/O queue: read(2) (nbsock, never waits) → PDUs  │
+//	   │   each host I/O queue: writev(2) of the answers (sock.go)    │
+//	   │   each host I/O queue: read(2) (sock.go, never waits) → PDUs │
 //	   │     → ddi Strategy ──► Poller.SubmitLocal ──► its queue pair │
 //	   │ each queue pair: doorbell, reap → Iodone → answer queued     │
 //	   │ idle: the poller's policy; asleep, the group's epoll set     │
 //	   │   (its sockets) is in the poller's sleep set                 │
 //	   └──────────────────────────────────────────────────────────────┘
+//
+// At the hand-off the queue's socket leaves Go's network poller (a
+// duplicate of its descriptor, the net.Conn closed: sock.go), so that
+// the host's segments wake no runtime thread, and the poller reads and
+// writes it with raw system calls that never block, which the runtime
+// does not see either.
 //
 // A poll group is the target's share of one of gonvme's pollers: like an
 // SPDK nvmf poll group on its thread, it uses that poller's queue pair on
