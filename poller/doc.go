@@ -112,6 +112,25 @@
 // (the vectors' signals), the sleeps a submission ended and the time
 // asleep (PollerStats.Sleeps, Interrupts, Wakeups, Asleep).
 //
+// # Work sources
+//
+// A poller can also serve work that does not come through its ring: a
+// Source (source.go), such as the sockets of the NVMe/TCP target's host
+// queues (package nvme/tcp/target), added with Poller.AddSource. Each
+// pass polls the sources after taking from the ring and before the queue
+// pairs, so what a source submits (Poller.SubmitLocal) goes out with that
+// pass's doorbell; the completions' Done callbacks run in the same pass.
+// The idle policy is the poller's own, for sources too: a pass counts as
+// work if a source did some; a source that waits for something no file
+// descriptor announces (Source.Pending) counts as a request in flight
+// (spin, then nap, never park); and a source's file descriptor (an epoll
+// set, an eventfd) joins the poller's sleep set, so that it ends a park,
+// a nap or, in the interrupt modes, a sleep: ModePoll then parks and naps
+// in ppoll(2) on the descriptors and a wake-up eventfd instead of
+// futex(2), and the interrupt modes add them after the vectors' eventfds.
+// The same announce-then-look-again rule applies; Poller.Wake is the kick
+// of a source without a descriptor.
+//
 // # Counters
 //
 // Each poller counts its passes, idle passes, submissions (from its ring,

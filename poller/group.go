@@ -234,6 +234,7 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 			p.byCtrl[j] = -1
 		}
 		p.onDone = p.complete
+		p.src.wakeFD = -1
 		p.marks = make([]nvme.Request, len(ctrls))
 		p.owned.Store(-1)
 		g.pollers = append(g.pollers, p)

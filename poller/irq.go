@@ -172,7 +172,7 @@ func (p *Poller) sleep(now int64) {
 		return
 	}
 	var ts *timespec
-	if p.inflight > 0 {
+	if p.waiting() {
 		w.ts = nsToTimespec(int64(sleepBound))
 		ts = &w.ts
 	}
@@ -191,7 +191,7 @@ func (p *Poller) sleep(now int64) {
 	// Drain the counts before the next pass reaps: a completion posted
 	// after the read signals again.
 	for i := range w.pfds {
-		if w.pfds[i].Revents == 0 {
+		if w.pfds[i].Revents == 0 || i > len(p.qps) { // (after the vectors: sources' fds, source.go)
 			continue
 		}
 		n := readEventfd(int(w.pfds[i].Fd), &w.buf)
@@ -241,6 +241,9 @@ func (p *Poller) setVectors(on bool) {
 // hasWork reports whether a queue pair has something to reap or issue
 // (or must catch up with a reset).
 func (p *Poller) hasWork() bool {
+	if p.sourceWork() {
+		return true
+	}
 	for _, q := range p.qps {
 		if !q.done && q.qp.HasWork() {
 			return true
@@ -273,7 +276,7 @@ func (p *Poller) idleIRQ() {
 		p.idleSince = now
 	}
 	spin := int64(p.g.opts.SpinTime)
-	if p.inflight > 0 {
+	if p.waiting() {
 		spin += int64(p.g.opts.YieldTime)
 	}
 	if now-p.idleSince >= spin {

@@ -57,8 +57,9 @@ type Poller struct {
 
 	tid      atomic.Int32  // kernel thread ID while the poller runs, else 0
 	state    atomic.Uint32 // stateRunning, stateDraining, stateAborting
-	sleeping uint32        // 1 while parked, napping or asleep, or about to (atomic; a futex word)
+	sleeping uint32        // 1 (sleepFDs in fdSleep) while parked, napping or asleep, or about to (atomic; a futex word)
 	irq      *irqWait      // ModeInterrupt, ModeHybrid: the eventfds it sleeps on (irq.go)
+	src      sources       // work polled besides the queue pairs (source.go)
 	kickers  atomic.Int32  // submitters about to write irq.wakeFD
 	done     chan struct{} // closed when the goroutine has finished
 	owned    atomic.Int64  // requests on the device while stopping (-1: not counted yet)
@@ -104,12 +105,14 @@ func (p *Poller) onPoller() bool {
 // kick wakes the poller if it is parked or asleep: one atomic load when
 // it is not. Any goroutine.
 func (p *Poller) kick() {
-	if atomic.LoadUint32(&p.sleeping) == 0 {
-		return
-	}
-	if p.irq != nil {
+	s := atomic.LoadUint32(&p.sleeping)
+	switch {
+	case s == 0:
+	case p.irq != nil:
 		p.wakeIRQ()
-	} else if atomic.CompareAndSwapUint32(&p.sleeping, 1, 0) {
+	case s == sleepFDs:
+		p.wakeFDs()
+	case atomic.CompareAndSwapUint32(&p.sleeping, 1, 0):
 		futexWake(&p.sleeping)
 	}
 }
@@ -271,6 +274,7 @@ func (p *Poller) run(started chan<- error) {
 	p.loop(int64(p.g.opts.StatsInterval))
 
 	p.closeQueues()
+	p.closeSources()
 	p.closeIRQ()
 	p.publish(monotonic())
 	p.tid.Store(0)
@@ -293,6 +297,9 @@ func (p *Poller) loop(interval int64) {
 			}
 		}
 		n := p.take()
+		// Sources before the queue pairs: what they submit goes out
+		// with this pass's doorbell.
+		n += p.pollSources()
 		for _, q := range p.qps {
 			// Poll rings the doorbell for this pass's submissions
 			// first (one write per queue pair), then reaps.
@@ -343,7 +350,7 @@ func (p *Poller) idle() {
 	idleFor := now - p.idleSince
 	spin := int64(p.g.opts.SpinTime)
 	switch {
-	case p.inflight == 0:
+	case !p.waiting():
 		if idleFor >= spin {
 			p.park(now)
 		}
@@ -363,8 +370,14 @@ func (p *Poller) park(now int64) {
 	// Re-check after announcing the sleep: a submitter that pushed before
 	// it saw sleeping == 1 is seen here, one that pushed after wakes us
 	// (and FUTEX_WAIT returns at once if the word is already 0).
-	if !p.in.empty() || p.state.Load() != stateRunning {
+	if !p.in.empty() || p.state.Load() != stateRunning || p.sourceWork() {
 		atomic.StoreUint32(&p.sleeping, 0)
+		return
+	}
+	if len(p.src.pfds) > 0 {
+		atomic.StoreUint32(&p.sleeping, 0)
+		p.fdSleep(-1)
+		p.idleRun, p.idleSince = 0, 0
 		return
 	}
 	for atomic.LoadUint32(&p.sleeping) == 1 {
@@ -378,8 +391,12 @@ func (p *Poller) park(now int64) {
 // waiting. A submitter or Stop ends the nap early, as they end a park.
 func (p *Poller) nap(d time.Duration) {
 	p.c.yields++
+	if len(p.src.pfds) > 0 {
+		p.fdSleep(d)
+		return
+	}
 	atomic.StoreUint32(&p.sleeping, 1)
-	if p.in.empty() && p.state.Load() == stateRunning {
+	if p.in.empty() && p.state.Load() == stateRunning && !p.sourceWork() {
 		futexWaitTimeout(&p.sleeping, 1, d)
 	}
 	atomic.StoreUint32(&p.sleeping, 0)

@@ -14,6 +14,7 @@ import (
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/target"
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // nvmectl serve --nvmf: export the controllers' namespaces over NVMe/TCP.
@@ -25,8 +26,8 @@ type nvmfOpts struct {
 	allowHosts []string      // host NQNs let in; empty: any host
 	discPort   int           // discovery controller port; 0: none
 	oneSub     bool          // one subsystem for all the controllers
-	groups     int           // poll groups of the target
-	spin       time.Duration // poll groups' spin before sleeping
+	groups     int           // deprecated --nvmf-pollers: the target runs on serve's pollers
+	spin       time.Duration // the pollers' spin before sleeping, with --nvmf
 
 	// tgt is the running target, for the controllers' OnEvent (set
 	// before the controllers open, the target starts after).
@@ -44,13 +45,14 @@ func (o *nvmfOpts) onEvent(ev nvme.AsyncEvent) {
 	}
 }
 
-// ioQueues is how many I/O queues the target takes on each controller
-// (one per poll group).
-func (o *nvmfOpts) ioQueues() int {
+// spinTime is poller.Options.SpinTime for serve's pollers: --nvmf-spin
+// with --nvmf (the target's host queues run on those pollers), else 0 (the
+// default).
+func (o *nvmfOpts) spinTime() time.Duration {
 	if o.listen == "" {
 		return 0
 	}
-	return max(o.groups, 1)
+	return o.spin
 }
 
 // defaultNQNPrefix is the start of the default subsystem NQN; the
@@ -66,8 +68,9 @@ func addNVMfFlags(f *pflag.FlagSet, o *nvmfOpts) {
 	f.StringSliceVar(&o.allowHosts, "allow-host", nil, "host NQN allowed to connect (repeatable; default: any host)")
 	f.IntVar(&o.discPort, "discovery-port", 8009, "port of the NVMe/TCP discovery controller, on the --nvmf host (0: none)")
 	f.BoolVar(&o.oneSub, "one-subsystem", false, "export all the controllers as one subsystem (namespace IDs numbered across them: the N-th controller's NSIDs follow the NN of those before)")
-	f.IntVar(&o.groups, "nvmf-pollers", 1, "poll groups serving the hosts' I/O queues, each on its own thread with a queue pair on every controller")
-	f.DurationVar(&o.spin, "nvmf-spin", 50*time.Microsecond, "how long an idle poll group keeps polling its sockets before it sleeps in epoll_wait (longer: lower latency at low depth, more CPU)")
+	f.IntVar(&o.groups, "nvmf-pollers", 1, "ignored: the hosts' I/O queues run on serve's pollers (--pollers)")
+	_ = f.MarkDeprecated("nvmf-pollers", "the hosts' I/O queues run on serve's pollers: use --pollers")
+	f.DurationVar(&o.spin, "nvmf-spin", 50*time.Microsecond, "with --nvmf: how long an idle poller keeps polling its queue pairs and the hosts' sockets before it sleeps (longer: lower latency at low depth, more CPU)")
 }
 
 // nvmfAddr parses --nvmf.
@@ -108,15 +111,12 @@ func subsystemNQN(o nvmfOpts, c *nvme.Controller, i, n int) string {
 }
 
 // startNVMf runs the NVMe/TCP target over ctrls, if --nvmf was given,
-// and returns a function that stops it. The target's poll groups take an
-// I/O queue of each controller (o.ioQueues) and are not pinned: the
-// scheduler places them beside serve's pollers, which park when idle.
-func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop func(), err error) {
+// and returns a function that stops it (before grp stops). The hosts'
+// I/O queues run on grp's pollers, one poll group on each, with those
+// pollers' queue pairs on the controllers.
+func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, grp *poller.Group, stdout io.Writer) (stop func(), err error) {
 	if o.listen == "" {
 		return func() {}, nil
-	}
-	if o.groups < 1 {
-		return nil, usagef("--nvmf-pollers must be at least 1")
 	}
 	if o.spin < 0 {
 		return nil, usagef("--nvmf-spin must not be negative")
@@ -173,7 +173,7 @@ func startNVMf(o *nvmfOpts, ctrls []*nvme.Controller, stdout io.Writer) (stop fu
 		subs = append(subs, target.Subsystem{NQN: subsystemNQN(*o, c, i, n), Backings: []target.Backing{b}})
 	}
 	addrs := []target.Address{{Host: host, Port: port}}
-	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs, PollGroups: o.groups, SpinTime: o.spin,
+	tgt, err = target.New(target.Config{AllowHosts: o.allowHosts, Advertise: addrs, Pollers: grp,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) }}, subs...)
 	if err != nil {
 		return nil, deviceError{err}

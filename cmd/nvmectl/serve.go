@@ -123,7 +123,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 	if err != nil {
 		return err
 	}
-	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq + o.nvmf.ioQueues(), OnEvent: o.nvmf.onEvent,
+	ctrls, closeAll, err := serveOpen(a, addrs, &nvme.Options{IOQueues: nq, OnEvent: o.nvmf.onEvent,
 		Interrupts: mode != poller.ModePoll})
 	if err != nil {
 		return err
@@ -133,7 +133,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 			err = devicef("close: %w", cerr)
 		}
 	}()
-	grp, err := poller.New(ctrls, &poller.Options{CPUs: cpus, Idle: idle, Mode: mode})
+	grp, err := poller.New(ctrls, &poller.Options{CPUs: cpus, Idle: idle, Mode: mode, SpinTime: o.nvmf.spinTime()})
 	if err != nil {
 		return deviceError{fmt.Errorf("start pollers: %w", err)}
 	}
@@ -144,7 +144,7 @@ func serveMain(ctx context.Context, a app, args []string, o serveOpts, stdout io
 			err = devicef("stop pollers: %w", serr)
 		}
 	}()
-	stopNVMf, err := startNVMf(&o.nvmf, ctrls, stdout)
+	stopNVMf, err := startNVMf(&o.nvmf, ctrls, grp, stdout)
 	if err != nil {
 		return err
 	}

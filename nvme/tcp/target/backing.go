@@ -3,18 +3,21 @@ package target
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // Backing is a controller whose namespaces a subsystem exports: its
 // identity, its namespaces, the DMA memory its data passes through, and
-// queue pairs for the target's poll groups. DeviceBacking builds one from
-// a controller opened by package nvme.
+// the controller itself, whose queue pairs are those of the pollers the
+// target runs on. DeviceBacking builds one from a controller opened by
+// package nvme.
 type Backing interface {
 	// IdentifyController returns the backing controller's Identify
 	// Controller data (4096 bytes). The target copies its serial, model,
@@ -31,10 +34,12 @@ type Backing interface {
 	SMARTLog(b []byte) error
 	// Memory is the allocator of the DMA memory I/O buffers come from.
 	Memory() *dma.Allocator
-	// NewQueue opens an I/O queue pair of depth entries on the backing
-	// controller for one poll group, which becomes its owner. Called by
-	// New, once per poll group.
-	NewQueue(depth int) (Queue, error)
+	// Controller is the backing controller: every poller the target
+	// runs on must own a queue pair on it (poller.Poller.Serves).
+	Controller() *nvme.Controller
+	// NewQueue returns the queue of poller p on the backing controller:
+	// p's queue pair on it. Called by New, once per poll group.
+	NewQueue(p *poller.Poller) (Queue, error)
 }
 
 // Namespace is one namespace of a Backing. Any goroutine may call its
@@ -50,20 +55,19 @@ type Namespace interface {
 	IdentifyNamespace() []byte
 }
 
-// Queue is a queue pair on a backing controller, owned by one poll group
-// goroutine, with the ddi devices that submit to it.
+// Queue is a poller's queue pair on a backing controller, with the ddi
+// devices that submit to it.
 type Queue interface {
 	// Attach registers ns with ddi on this queue: the device's Strategy
-	// submits to the queue, so only the queue's owner may call it, and
-	// its Iodones run inside the owner's Poll. Any goroutine.
+	// submits to the poller's queue pair (Poller.SubmitLocal), so only
+	// the poller goroutine may call it, and its Iodones run inside the
+	// poller's pass. Any goroutine.
 	Attach(ns Namespace) (*ddi.Device, error)
-	// Poll reaps completions (running their Iodones) and rings the
-	// doorbells of what was submitted since the last Poll. Owner only.
-	Poll() int
-	// InFlight is the number of requests on the queue. Owner only.
-	InFlight() int
-	// Close deletes the queue pair and unregisters its devices. Owner
-	// only, with nothing in flight.
+	// Detach unregisters a device Attach returned (its namespace left
+	// the subsystem). Any goroutine.
+	Detach(d *ddi.Device) error
+	// Close unregisters the queue's devices; the queue pair stays the
+	// poller's. Any goroutine, with nothing in flight.
 	Close() error
 }
 
@@ -82,9 +86,10 @@ type devBacking struct {
 	id   []byte
 }
 
-func (b *devBacking) IdentifyController() []byte { return b.id }
-func (b *devBacking) MaxTransfer() int           { return b.ctrl.MaxTransfer() }
-func (b *devBacking) Memory() *dma.Allocator     { return b.ctrl.Memory() }
+func (b *devBacking) IdentifyController() []byte   { return b.id }
+func (b *devBacking) Controller() *nvme.Controller { return b.ctrl }
+func (b *devBacking) MaxTransfer() int             { return b.ctrl.MaxTransfer() }
+func (b *devBacking) Memory() *dma.Allocator       { return b.ctrl.Memory() }
 func (b *devBacking) SMARTLog(buf []byte) error {
 	return b.ctrl.GetLogPage(spec.LogSMART, 0xffffffff, 0, false, 0, buf)
 }
@@ -108,12 +113,11 @@ func (b *devBacking) Namespaces() ([]Namespace, error) {
 	return nss, nil
 }
 
-func (b *devBacking) NewQueue(depth int) (Queue, error) {
-	qp, err := b.ctrl.NewQueuePair(depth)
-	if err != nil {
-		return nil, err
+func (b *devBacking) NewQueue(p *poller.Poller) (Queue, error) {
+	if !p.Serves(b.ctrl) {
+		return nil, fmt.Errorf("poller %d has no queue pair on the controller", p.ID())
 	}
-	return &devQueue{qp: qp}, nil
+	return &devQueue{p: p, ctrl: b.ctrl}, nil
 }
 
 type devNamespace struct {
@@ -126,22 +130,22 @@ func (n *devNamespace) BlockSize() int            { return n.ns.BlockSize() }
 func (n *devNamespace) Blocks() uint64            { return n.ns.Blocks() }
 func (n *devNamespace) IdentifyNamespace() []byte { return n.id }
 
-// devQueue is a queue pair on a backing controller and the ddi devices
-// registered over it. It is the ddi.Submitter of those devices: Submit
-// goes straight to the queue pair, which is right because only the owner
-// calls Strategy (the target never lets ddi split: see slot.start) and
-// Iodones run inside the owner's Poll.
+// devQueue is a poller's queue pair on a backing controller and the ddi
+// devices registered over it. It is the ddi.Submitter of those devices:
+// Submit goes straight to the poller's queue pair (SubmitLocal), which is
+// right because only the poller goroutine calls Strategy (the target
+// never lets ddi split: see ioConn.start) and Iodones run inside the
+// poller's pass.
 type devQueue struct {
-	qp *nvme.QueuePair
+	p    *poller.Poller
+	ctrl *nvme.Controller
 
 	mu    sync.Mutex
 	edevs []ddi.Edev
 }
 
-func (q *devQueue) Submit(r *nvme.Request) error { return q.qp.Submit(r) }
-func (q *devQueue) MaxTransfer() int             { return q.qp.MaxTransfer() }
-func (q *devQueue) Poll() int                    { return q.qp.Poll() }
-func (q *devQueue) InFlight() int                { return q.qp.InFlight() + q.qp.Waiting() }
+func (q *devQueue) Submit(r *nvme.Request) error { return q.p.SubmitLocal(q.ctrl, r) }
+func (q *devQueue) MaxTransfer() int             { return q.ctrl.MaxTransfer() }
 
 func (q *devQueue) Attach(ns Namespace) (*ddi.Device, error) {
 	dn, ok := ns.(*devNamespace)
@@ -158,12 +162,25 @@ func (q *devQueue) Attach(ns Namespace) (*ddi.Device, error) {
 	return d, nil
 }
 
+func (q *devQueue) Detach(d *ddi.Device) error {
+	e := d.Edev()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.edevs, e)
+	if i < 0 {
+		return fmt.Errorf("device %v is not attached to this queue", e)
+	}
+	q.edevs = slices.Delete(q.edevs, i, i+1)
+	return ddi.Unregister(e)
+}
+
 func (q *devQueue) Close() error {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	var errs []error
 	for _, e := range q.edevs {
-		_ = ddi.Unregister(e)
+		errs = append(errs, ddi.Unregister(e))
 	}
 	q.edevs = nil
-	q.mu.Unlock()
-	return q.qp.Close()
+	return errors.Join(errs...)
 }

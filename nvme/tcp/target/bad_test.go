@@ -193,3 +193,51 @@ func TestKeepAliveTimeout(t *testing.T) {
 		t.Errorf("%d controllers after keep-alive expiry", n)
 	}
 }
+
+// A host that sends Disconnect on an I/O queue and never reads its
+// answer (the answer stuck behind megabytes of read data the host does
+// not read either) loses the queue after closeGrace: the queue's DMA
+// memory is freed (and its socket closed), rather than held until the
+// target closes. (Before the bound, the queue waited for its answer to
+// go out for good: the memory stayed allocated, as this test saw.)
+func TestDisconnectUnread(t *testing.T) {
+	old := closeGrace
+	closeGrace = 200 * time.Millisecond
+	t.Cleanup(func() { closeGrace = old })
+	r := newRig(t, Config{MaxTransfer: 1 << 20}, nvmetest.Config{MDTS: 8, Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 17}}})
+	_, cntlid := r.bringUp(t, false, false)
+	before := r.tr.Mem.Stats().Bytes
+	q := r.ioQueue(t, cntlid, 1, false, false, fabrics.CAttrDisableSQFlow)
+	held := r.tr.Mem.Stats().Bytes
+	if held < before+32<<20 {
+		t.Fatalf("DMA memory %d bytes after the I/O queue's Connect, %d before: the queue's memory is not where the test looks", held, before)
+	}
+	// 30 reads of 1 MiB (more than the host's small receive buffer and
+	// the target's send buffer, at most 4 MiB, hold), time for their
+	// answers to fill the buffers, then Disconnect; nothing read.
+	if err := q.c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := q.submit(rw(spec.IORead, uint64(i*2048), 2048), nil, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	q.cid++
+	dc := fabrics.DisconnectCommand{CID: q.cid}
+	sqe := dc.SQE()
+	sqe.Flags = spec.FlagPSDTSGL
+	sqe.SetSGL1(fabrics.TransportSGL(0))
+	if err := q.send(q.w.AppendCapsuleCmd(q.out[:0], &sqe, 0)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(closeGrace + 5*time.Second)
+	for r.tr.Mem.Stats().Bytes > held-32<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue memory still held %v after an unread Disconnect (%d bytes of DMA memory, %d before the queue)",
+				closeGrace+5*time.Second, r.tr.Mem.Stats().Bytes, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

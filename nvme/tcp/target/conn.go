@@ -389,6 +389,12 @@ func (c *conn) connect(cmd *spec.Command, icd []byte) error {
 		err = c.sendLocked(c.w.AppendCapsuleResp(c.head[:0], &spec.Completion{DW0: uint32(fabrics.ConnectSuccess(ctrl.id, 0)), SQHead: 1, SQID: cc.QID, CID: cmd.CID}))
 		c.wbroke = true // nothing more from this goroutine
 		c.wmu.Unlock()
+		if err == nil {
+			err = io.takeSocket(c.c) // closes c.c: teardown must not
+			if err != nil {
+				c.t.logf("nvmf: %v: i/o queue %d: %v", io.peer, cc.QID, err)
+			}
+		}
 		if err != nil {
 			c.t.mu.Lock()
 			if ctrl.ioConns[cc.QID] == io {

@@ -13,33 +13,46 @@
 //	             │   CC/CSTS, KATO timer, AEN state, CNTLID
 //	             └ I/O Connect: the socket and its queue go to a poll group
 //
-//	poll group (one goroutine, locked to a thread; Config.PollGroups):
+//	poller i of a poller.Group (Config.Pollers, or the target's own):
 //	   ┌──────────────────────────────────────────────────────────────┐
-//	   │ each host I/O queue: read(2) (nbsock, never waits) → PDUs →  │
-//	   │    ddi Strategy on the group's device ──► backing queue pair │
-//	   │ each backing queue pair: Poll → Iodone → answer queued       │
-//	   │ each host I/O queue: writev(2) of the answers (nbsock)       │
-//	   │ idle, nothing on the backing: epoll_wait(2) on the sockets   │
+//	   │ its ring: other users' submissions (ddi, metrics, perf)      │
+//	   │ poll group i, a poller.Source:                               │
+//	   │   each host I/O queue: writev(2) of the answers (sock.go)    │
+//	   │   each host I/O queue: read(2) (sock.go, never waits) → PDUs │
+//	   │     → ddi Strategy ──► Poller.SubmitLocal ──► its queue pair │
+//	   │ each queue pair: doorbell, reap → Iodone → answer queued     │
+//	   │ idle: the poller's policy; asleep, the group's epoll set     │
+//	   │   (its sockets) is in the poller's sleep set                 │
 //	   └──────────────────────────────────────────────────────────────┘
 //
-// A poll group is the target's poller: like an SPDK nvmf poll group, it
-// owns one queue pair on every backing controller (Backing.NewQueue, with
-// one ddi device per namespace submitting straight to it) and the sockets
-// of the host I/O queues given to it, round-robin at Connect. A command
-// goes from the socket to the device and its completion back to the
-// socket on that one goroutine: no lock, no channel, no goroutine per
-// connection, and no allocation per I/O in steady state
-// (TestSteadyStateAllocs). The group reads a socket only when it polls it,
-// so a host's commands wait in the socket (and TCP's window) while the
-// group is busy, and a host that sends more commands than its queue
-// holds is a fatal error, as in Linux's nvmet. With nothing on the
-// backing and no work for Config.SpinTime, the group sleeps in
-// epoll_wait(2) on its sockets and an eventfd; with requests on the
-// backing it polls 1 ms more, then naps in epoll_pwait2 for a sixteenth
-// of the time waited so far (20 µs to 1 ms), as package poller's adaptive
-// pollers do. (gonvme's package poller has no place for a
-// socket in its pass yet, so the target runs its own pollers over the
-// same queue pairs and ddi.)
+// At the hand-off the queue's socket leaves Go's network poller (a
+// duplicate of its descriptor, the net.Conn closed: sock.go), so that
+// the host's segments wake no runtime thread, and the poller reads and
+// writes it with raw system calls that never block, which the runtime
+// does not see either.
+//
+// A poll group is the target's share of one of gonvme's pollers: like an
+// SPDK nvmf poll group on its thread, it uses that poller's queue pair on
+// every backing controller (Backing.NewQueue, with one ddi device per
+// namespace submitting straight to it through Poller.SubmitLocal) and
+// owns the sockets of the host I/O queues given to it, round-robin at
+// Connect. It is polled as a poller.Source on every pass of the poller,
+// before the queue pairs, so a command read in a pass goes out with that
+// pass's doorbell. A command goes from the socket to the device and its
+// completion back to the socket on that one goroutine: no lock, no
+// channel, no goroutine per connection, and no allocation per I/O in
+// steady state (TestSteadyStateAllocs). The group reads a socket only
+// when it polls it, so a host's commands wait in the socket (and TCP's
+// window) while the poller is busy, and a host that sends more commands
+// than its queue holds is a fatal error, as in Linux's nvmet. The idle
+// policy is the poller's, written once (package poller): with nothing in
+// flight and nothing for SpinTime it sleeps, and a socket with something
+// to read (or room for a blocked answer) wakes it, since the group's
+// epoll set is the source's file descriptor; with requests on the
+// backing it spins, then naps. With Config.Pollers the target shares
+// `nvmectl serve`'s pollers (and their queue pairs) with the metrics and
+// ddi users; without, New starts a poller.Group of Config.PollGroups
+// pollers over the backings' controllers and Close stops it.
 //
 // A Target holds subsystems, each over one backing controller or several
 // (Subsystem.Backings: namespace IDs numbered across them, see
@@ -90,7 +103,7 @@
 // # Goroutines
 //
 // One per connection until its Connect; then one per admin queue (and a
-// timer per controller for KATO); the poll groups for every I/O queue.
+// timer per controller for KATO); the pollers for every I/O queue.
 // The exported methods of Target may be called from any goroutine.
 //
 // # Refusals

@@ -13,7 +13,8 @@ import (
 // Rescan reads the namespaces of every backing again and exports what
 // changed: a namespace attached to a backing appears, a detached one goes
 // (commands already on it complete), one whose size or format changed
-// is described anew. Each host controller of an affected subsystem gets
+// is described anew (the ddi devices of the old ones are unregistered).
+// Each host controller of an affected subsystem gets
 // the changed NSIDs in its Changed Namespace List (log page 04h) and an
 // Asynchronous Event Request completed with a Namespace Attribute Changed
 // notice, when it holds one and enabled the notice (Linux's initiator
@@ -103,6 +104,27 @@ func (s *subsystem) rescan() ([]uint32, error) {
 		}
 	}
 	s.tab.Store(tab)
+	// Namespaces that left the table (detached, or described anew)
+	// leave ddi's registry. A command that found one before the swap
+	// still holds its *ddi.Device, which keeps working without the
+	// registration: its pieces go to the backing, which answers for the
+	// namespace.
+	for _, o := range old.byID {
+		if tab.byID[o.id] != o {
+			errs = append(errs, o.detach())
+		}
+	}
 	slices.Sort(changed)
 	return changed, errors.Join(errs...)
+}
+
+// detach unregisters n's ddi devices.
+func (n *nsInfo) detach() error {
+	var errs []error
+	for i, d := range n.devs {
+		if err := n.part.queues[i].Detach(d); err != nil {
+			errs = append(errs, fmt.Errorf("namespace %d: %w", n.id, err))
+		}
+	}
+	return errors.Join(errs...)
 }

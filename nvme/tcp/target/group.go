@@ -1,141 +1,111 @@
 package target
 
 import (
-	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
-// group is a poll group: one goroutine, locked to an OS thread (pinned to
-// a CPU when Config.CPUs says so), that owns a queue pair on every
-// backing controller and the host I/O queues given to it, as an SPDK
-// nvmf poll group owns its sock group and its bdev channels. Each pass:
+// group is a poll group: the host I/O queues one poller of a
+// poller.Group serves, as a poller.Source on it, as an SPDK nvmf poll
+// group owns its sock group and its bdev channels. Its queues' commands
+// go to the poller's queue pair on each backing controller
+// (Poller.SubmitLocal), whose completions run their Iodones inside the
+// poller's pass. Each pass of the poller:
 //
-//	control: adopt new queues, stop
-//	each queue: read(2) what its socket holds (nbsock, never waits),
-//	            run the PDUs: commands go to the backing queue pair
-//	each backing queue pair: Poll (Iodones queue the answers)
-//	each queue: writev(2) the answers (nbsock)
+//	take: submissions of other users of the Group (ddi, nvmectl perf)
+//	Poll (this source): adopt new queues, stop;
+//	      each queue: writev(2) the answers queued since the last pass,
+//	      read(2) what its socket holds (nbsock, never waits) and run
+//	      the PDUs: commands go to the poller's backing queue pairs
+//	each queue pair: ring the doorbell, reap (Iodones queue answers)
 //
-// With nothing in flight on the backing and no work for Config.SpinTime,
-// the group sleeps in epoll_wait(2) on its sockets and an eventfd (new
-// queues, stop); with requests on the backing it polls 1 ms more, then
-// naps in epoll_pwait2 for a sixteenth of the time it waited (20 µs to
-// 1 ms) until the completion comes (a slow device, or one whose emulation needs the CPU the group
-// would spin on).
+// The poller's idle policy is the target's: with nothing in flight it
+// spins SpinTime, then sleeps until a socket of the group has something
+// (the group's epoll set is the source's file descriptor, in the
+// poller's sleep set in every mode), a queue is adopted (Poller.Wake),
+// or Stop; with requests on the backing it spins, then naps.
 type group struct {
-	t   *Target
-	id  int
-	cpu int // -1: not pinned
-
-	epfd, evfd int
+	t    *Target
+	id   int
+	p    *poller.Poller
+	epfd int
 
 	mu       sync.Mutex
 	pending  []*ioConn
 	stopping bool
 	ctl      atomic.Bool // pending or stopping is set
 
-	// Group goroutine only.
-	conns  []*ioConn
-	queues []Queue
-	events [64]unix.EpollEvent
-	done   chan struct{}
-	err    error // of closing the backing queues, read after done
+	// Poller goroutine only (after stop: stop's caller).
+	conns    []*ioConn
+	finished bool          // control reported the stop done
+	done     chan struct{} // closed when finished
 
-	// Counters, written by the group goroutine, read by Stats.
+	// Counters, written on the poller goroutine, read by Stats.
 	commands  atomic.Uint64 // I/O commands answered
 	backingNS atomic.Uint64 // their time from the first backing request to the last completion
 	answerNS  atomic.Uint64 // their time from the capsule to the answer's last byte sent
-	sleeps    atomic.Uint64 // epoll_wait with nothing on the backing
-	naps      atomic.Uint64 // epoll_wait of 1 ms with requests on the backing
 }
 
-// GroupStats are one poll group's counters.
+// GroupStats are one poll group's counters, with its poller's idle
+// counters.
 type GroupStats struct {
 	Commands uint64        // I/O commands answered
 	Backing  time.Duration // their total time on the backing (first request to last completion)
 	Answer   time.Duration // their total time from capsule received to answer sent
-	Sleeps   uint64        // sleeps in epoll_wait with nothing in flight
-	Naps     uint64        // 1 ms naps with requests on the backing
+	Sleeps   uint64        // the poller's parks and sleeps with nothing in flight (poller.PollerStats Parks+Sleeps)
+	Naps     uint64        // the poller's naps with requests in flight (poller.PollerStats Yields)
 }
 
 // Stats returns the poll groups' counters. Any goroutine.
 func (t *Target) Stats() []GroupStats {
 	out := make([]GroupStats, len(t.groups))
 	for i, g := range t.groups {
+		ps := g.p.Stats()
 		out[i] = GroupStats{Commands: g.commands.Load(), Backing: time.Duration(g.backingNS.Load()),
-			Answer: time.Duration(g.answerNS.Load()), Sleeps: g.sleeps.Load(), Naps: g.naps.Load()}
+			Answer: time.Duration(g.answerNS.Load()), Sleeps: ps.Parks + ps.Sleeps, Naps: ps.Yields}
 	}
 	return out
 }
 
 // closeGrace bounds how long a queue that got a TermReq waits for the
-// host to close.
+// host to close, and how long a Disconnect's answer waits to be read.
 var closeGrace = 2 * time.Second
 
 var clockBase = time.Now()
 
-// processCPUs is the CPU mask of the main thread at start, before any
-// poller pinned a thread.
-var processCPUs = func() unix.CPUSet {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() == 0 {
-		for i := range runtime.NumCPU() {
-			set.Set(i)
-		}
-	}
-	return set
-}()
-
 func monotonic() int64 { return int64(time.Since(clockBase)) }
 
-func newGroup(t *Target, id int) *group {
-	g := &group{t: t, id: id, cpu: -1, epfd: -1, evfd: -1, done: make(chan struct{})}
-	if len(t.cfg.CPUs) > 0 {
-		g.cpu = t.cfg.CPUs[id%len(t.cfg.CPUs)]
-	}
-	return g
+func newGroup(t *Target, id int, p *poller.Poller) *group {
+	return &group{t: t, id: id, p: p, epfd: -1, done: make(chan struct{})}
 }
 
-// start opens the group's epoll and eventfd and starts its goroutine.
-func (g *group) start() error {
+// open makes the group's epoll set.
+func (g *group) open() error {
 	var err error
 	if g.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return fmt.Errorf("poll group %d: epoll_create1: %w", g.id, err)
 	}
-	if g.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		g.closeFDs()
-		return fmt.Errorf("poll group %d: eventfd: %w", g.id, err)
+	return nil
+}
+
+// start puts the group on its poller.
+func (g *group) start() error {
+	if err := g.p.AddSource(g, g.epfd); err != nil {
+		return fmt.Errorf("poll group %d: %w", g.id, err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(g.evfd)}
-	if err := unix.EpollCtl(g.epfd, unix.EPOLL_CTL_ADD, g.evfd, &ev); err != nil {
-		g.closeFDs()
-		return fmt.Errorf("poll group %d: epoll_ctl: %w", g.id, err)
-	}
-	for _, s := range g.t.subs {
-		for _, p := range s.parts {
-			g.queues = append(g.queues, p.queues[g.id])
-		}
-	}
-	started := make(chan error, 1)
-	go g.run(started)
-	return <-started
+	return nil
 }
 
 func (g *group) closeFDs() {
 	if g.epfd >= 0 {
 		unix.Close(g.epfd)
 		g.epfd = -1
-	}
-	if g.evfd >= 0 {
-		unix.Close(g.evfd)
-		g.evfd = -1
 	}
 }
 
@@ -146,30 +116,35 @@ func (g *group) adopt(c *ioConn) {
 	g.pending = append(g.pending, c)
 	g.ctl.Store(true)
 	g.mu.Unlock()
-	g.kick()
+	g.p.Wake()
 }
 
 // stop ends every queue of the group, waits for their commands on the
-// backing, closes the backing queue pairs and ends the goroutine. Any
-// goroutine but the group's.
-func (g *group) stop() error {
+// backing and takes the group off its poller. Any goroutine but the
+// poller's.
+func (g *group) stop() {
 	if g.epfd < 0 {
-		return nil // never started
+		return // never opened
 	}
 	g.mu.Lock()
 	g.stopping = true
 	g.ctl.Store(true)
 	g.mu.Unlock()
-	g.kick()
-	<-g.done
+	g.p.Wake()
+	select {
+	case <-g.done:
+	case <-g.p.Done():
+	}
+	g.p.RemoveSource(g)
+	select {
+	case <-g.done:
+	default:
+		// The poller ended first (its Group was stopped under the
+		// target): its queue pairs are closed, what was on them
+		// completed; the group is ours now.
+		g.control()
+	}
 	g.closeFDs()
-	return g.err
-}
-
-// kick wakes the group if it sleeps in epoll_wait. Any goroutine.
-func (g *group) kick() {
-	var one = [8]byte{1}
-	_, _ = unix.Write(g.evfd, one[:])
 }
 
 // watch adds or removes EPOLLOUT for c (a send queue the socket did not
@@ -187,151 +162,51 @@ func (g *group) unwatch(c *ioConn) {
 	_ = unix.EpollCtl(g.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 }
 
-// run is the group goroutine.
-func (g *group) run(started chan<- error) {
-	runtime.LockOSThread()
-	set := processCPUs
-	if g.cpu >= 0 {
-		set = unix.CPUSet{}
-		set.Set(g.cpu)
+// Poll is the group's pass (poller.Source): answers out, then commands
+// in. Poller goroutine only.
+func (g *group) Poll() int {
+	if g.finished {
+		return 0
 	}
-	// Unpinned, the group may run on any CPU the process may: a new
-	// thread inherits the mask of the thread that made it, which may be
-	// a poller's, pinned to one CPU.
-	if err := unix.SchedSetaffinity(0, &set); err != nil && g.cpu >= 0 {
-		runtime.UnlockOSThread()
-		started <- fmt.Errorf("poll group %d: pin to cpu %d: %w", g.id, g.cpu, err)
-		close(g.done)
-		return
+	if g.ctl.Load() && g.control() {
+		return 1
 	}
-	// Exit locked: the runtime ends the thread, whose mask is ours.
-	started <- nil
-	defer close(g.done)
-	var idleSince int64
-	idle := 0
-	for {
-		if g.ctl.Load() && g.control() {
-			return
-		}
-		work := 0
-		now := int64(0)
-		for _, c := range g.conns {
-			if c.state == connClosing && now == 0 {
-				now = monotonic()
-			}
-			work += c.poll(now)
-		}
-		for _, q := range g.queues {
-			work += q.Poll()
-		}
-		for i := 0; i < len(g.conns); {
-			c := g.conns[i]
-			work += c.flush()
-			if c.gone() {
-				g.conns[i] = g.conns[len(g.conns)-1]
-				g.conns[len(g.conns)-1] = nil
-				g.conns = g.conns[:len(g.conns)-1]
-				continue
-			}
-			i++
-		}
-		if work != 0 {
-			idle, idleSince = 0, 0
+	work := 0
+	for i := 0; i < len(g.conns); {
+		c := g.conns[i]
+		work += c.flush()
+		if c.gone() {
+			g.conns[i] = g.conns[len(g.conns)-1]
+			g.conns[len(g.conns)-1] = nil
+			g.conns = g.conns[:len(g.conns)-1]
 			continue
 		}
-		if idle++; idle&15 != 0 {
-			continue
-		}
-		t := monotonic()
-		if idleSince == 0 {
-			idleSince = t
-		}
-		switch idleFor := t - idleSince; {
-		case idleFor < int64(g.t.cfg.SpinTime):
-		case g.backingIdle():
-			g.sleeps.Add(1)
-			g.sleep(-1)
-			idle, idleSince = 0, 0
-		case idleFor < int64(g.t.cfg.SpinTime+napAfter):
-			// Requests on the backing: keep polling a while longer
-			// (a NAND read, or an emulated device's round trip).
-		default:
-			// The backing is slow: nap a sixteenth of the time waited
-			// so far (20 µs to 1 ms; a host sending something ends the
-			// nap), leaving the CPU to whoever the device's completion
-			// waits for: under TCG on a busy host, QEMU's own threads.
-			g.naps.Add(1)
-			g.sleep(time.Duration(min(max(idleFor/16, int64(napMin)), int64(napMax))))
-		}
+		i++
 	}
-}
-
-// epollWait is epoll_pwait2(2), whose timeout is a timespec, for naps
-// shorter than epoll_wait's millisecond; before Linux 5.11, epoll_wait
-// with the timeout rounded up to a millisecond.
-func (g *group) epollWait(d time.Duration) (int, error) {
-	if d < 0 {
-		return unix.EpollWait(g.epfd, g.events[:], -1)
-	}
-	if !noPwait2.Load() {
-		ts := unix.NsecToTimespec(int64(d))
-		r, _, e := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(g.epfd), uintptr(unsafe.Pointer(&g.events[0])), uintptr(len(g.events)),
-			uintptr(unsafe.Pointer(&ts)), 0, 0)
-		if e != unix.ENOSYS {
-			if e != 0 {
-				return 0, e
-			}
-			return int(r), nil
-		}
-		noPwait2.Store(true)
-	}
-	return unix.EpollWait(g.epfd, g.events[:], int((d+time.Millisecond-1)/time.Millisecond))
-}
-
-var noPwait2 atomic.Bool
-
-// backingIdle reports whether nothing is in flight on the backing queues.
-func (g *group) backingIdle() bool {
-	for _, q := range g.queues {
-		if q.InFlight() != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// A group with requests on the backing polls napAfter beyond SpinTime,
-// then naps, as package poller's adaptive pollers do (their YieldTime).
-const (
-	napAfter = time.Millisecond
-	napMin   = 20 * time.Microsecond
-	napMax   = time.Millisecond
-)
-
-// sleep waits in epoll_wait until a socket has something (or can take
-// what waits to be sent) or the eventfd is kicked, for at most d (<0: no
-// limit); with a queue closing, at most 10 ms.
-func (g *group) sleep(d time.Duration) {
+	now := int64(0)
 	for _, c := range g.conns {
-		if c.state == connClosing && (d < 0 || d > 10*time.Millisecond) {
-			d = 10 * time.Millisecond
+		if c.closeBy != 0 && now == 0 {
+			now = monotonic()
+		}
+		work += c.poll(now)
+	}
+	return work
+}
+
+// Pending reports whether a queue waits for a time to pass (a TermReq or
+// a Disconnect answer left unread: closeBy), which no socket announces
+// (poller.Source). Poller goroutine only.
+func (g *group) Pending() bool {
+	for _, c := range g.conns {
+		if c.closeBy != 0 && c.state != connDead {
+			return true
 		}
 	}
-	n, err := g.epollWait(d)
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return
-	}
-	for i := range n {
-		if g.events[i].Fd == int32(g.evfd) {
-			var b [8]byte
-			_, _ = unix.Read(g.evfd, b[:])
-		}
-	}
+	return false
 }
 
 // control adopts new queues and runs a stop: it reports true when the
-// group stopped (every queue ended and drained, the backing queue pairs
-// closed).
+// group stopped (every queue ended, nothing of theirs on the backing).
 func (g *group) control() bool {
 	g.mu.Lock()
 	pending := g.pending
@@ -363,14 +238,9 @@ func (g *group) control() bool {
 		}
 	}
 	g.conns = g.conns[:0]
-	var errs []error
-	for _, q := range g.queues {
-		if err := q.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		g.err = fmt.Errorf("poll group %d: close backing queues: %w", g.id, errors.Join(errs...))
+	if !g.finished {
+		g.finished = true
+		close(g.done)
 	}
 	return true
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/nvmetest"
@@ -346,4 +347,68 @@ func TestConnectIOStolen(t *testing.T) {
 		t.Errorf("qid 1 twice: %v %v", err, fabrics.StatusName(cqe.StatusField()))
 	}
 	q.ok(rw(spec.IOWrite, 0, 8), pattern(4096, 1), nil)
+}
+
+// A namespace detached from the backing leaves ddi's registry at the
+// rescan, and one attached again gets a new device: no device of a
+// namespace that left stays registered until Close. (Before, every
+// attach registered a device on each poll group's queue and nothing
+// unregistered them until Close: this test found the old ones.)
+func TestDetachUnregistersDevice(t *testing.T) {
+	r := newRig(t, Config{PollGroups: 2}, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1 << 16}, {Blocks: 4096}}})
+	a, cntlid := r.bringUp(t, false, false)
+	q := r.ioQueue(t, cntlid, 1, false, false, 0)
+	sub := r.tgt.subs[testNQN]
+	devsOf := func(id uint32) []*ddi.Device {
+		if n := sub.tab.Load().byID[id]; n != nil {
+			return n.devs
+		}
+		return nil
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	first := devsOf(2)
+	if len(first) != len(r.tgt.groups) {
+		t.Fatalf("namespace 2 has %d devices, want one per poll group (%d)", len(first), len(r.tgt.groups))
+	}
+	for _, d := range first {
+		if ddi.Lookup(d.Edev()) != d {
+			t.Fatalf("device %v of namespace 2 not registered", d.Edev())
+		}
+	}
+	r.tr.Fake.DetachNamespace(2)
+	waitFor("namespace 2 to leave", func() bool { return devsOf(2) == nil })
+	for _, d := range first {
+		if ddi.Lookup(d.Edev()) != nil {
+			t.Errorf("device %v of detached namespace 2 still registered", d.Edev())
+		}
+	}
+	r.tr.Fake.AttachNamespace(2)
+	waitFor("namespace 2 to come back", func() bool { return devsOf(2) != nil })
+	second := devsOf(2)
+	for i, d := range second {
+		if d == first[i] || ddi.Lookup(d.Edev()) != d {
+			t.Errorf("poll group %d: namespace 2 device %v after re-attach: same as before or not registered", i, d.Edev())
+		}
+	}
+	for _, d := range first {
+		if ddi.Lookup(d.Edev()) != nil {
+			t.Errorf("device %v of the first attachment registered again", d.Edev())
+		}
+	}
+	q.ok(spec.Command{Opcode: uint8(spec.IOWrite), NSID: 2, CDW12: 7}, pattern(4096, 5), nil)
+	got := make([]byte, 4096)
+	q.ok(spec.Command{Opcode: uint8(spec.IORead), NSID: 2, CDW12: 7}, nil, got)
+	if !bytes.Equal(got, pattern(4096, 5)) {
+		t.Error("namespace 2 read back differs after re-attach")
+	}
+	_ = a
 }

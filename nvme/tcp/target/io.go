@@ -27,10 +27,9 @@ import (
 type ioConn struct {
 	t    *Target
 	g    *group
-	nc   net.Conn
-	sk   *nbsock.Conn
-	raw  syscall.RawConn
-	fd   int
+	sk   sock   // the socket, from the hand-off to the poll group (sock.go)
+	fd   int    // sk's, for the group's epoll set
+	peer string // the host's address, for logs
 	r    *pdu.Reader
 	w    pdu.Writer
 	ctrl *controller
@@ -56,8 +55,8 @@ type ioConn struct {
 	wantOut bool     // EPOLLOUT is registered
 
 	state   connState
-	closeBy int64 // closing: monotonic ns after which the socket closes
-	quit    bool  // close once everything queued is sent (Disconnect)
+	closeBy int64 // closing, or quit: monotonic ns after which the socket closes
+	quit    bool  // close once everything queued is sent (Disconnect), or at closeBy
 	freed   bool
 	term    []byte
 }
@@ -131,21 +130,11 @@ const maxDSMRanges = 256
 // newIOConn makes the I/O queue qid of ctrl on c's socket: depth slots
 // of the subsystem's transfer size in one DMA buffer.
 func newIOConn(c *conn, ctrl *controller, sub *subsystem, qid, sqsize uint16, noSQFlow bool) (*ioConn, error) {
-	sk, err := nbsock.New(c.c)
-	if err != nil {
-		return nil, err
-	}
-	sc := c.c.(syscall.Conn) // nbsock.New checked
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
-		return nil, err
+	if _, ok := c.c.(syscall.Conn); !ok {
+		return nil, fmt.Errorf("%T has no file descriptor", c.c)
 	}
 	depth := int(sqsize) + 1
-	q := &ioConn{t: c.t, nc: c.c, sk: sk, raw: raw, fd: fd, ctrl: ctrl, sub: sub, qid: qid,
+	q := &ioConn{t: c.t, sk: newSock(), fd: -1, peer: c.c.RemoteAddr().String(), ctrl: ctrl, sub: sub, qid: qid,
 		sqsize: sqsize, noSQFlow: noSQFlow, success: noSQFlow && !c.t.cfg.NoSuccess,
 		slots: make([]slot, depth), free: make([]*slot, 0, depth), busy: make([]uint64, 1<<16/64),
 		outq: make([]*slot, depth), iov: make([][]byte, 0, maxIOV), term: make([]byte, 0, pdu.MaxHeadLen+pdu.MaxHeadLen)}
@@ -187,8 +176,16 @@ func (c *ioConn) freeMemory() {
 
 // shutdown makes the queue end: its socket reads EOF, and the poll group
 // tears it down. Any goroutine.
-func (c *ioConn) shutdown() {
-	_ = c.raw.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+func (c *ioConn) shutdown() { c.sk.Shutdown(unix.SHUT_RDWR) }
+
+// takeSocket moves nc's socket out of Go's network poller into the
+// queue, at the hand-off to the poll group (sock.take).
+func (c *ioConn) takeSocket(nc net.Conn) error {
+	if err := c.sk.take(nc); err != nil {
+		return err
+	}
+	c.fd = c.sk.fd
+	return nil
 }
 
 // poll reads what the socket holds and runs the PDUs in it; it returns
@@ -212,8 +209,18 @@ func (c *ioConn) poll(now int64) int {
 				c.fail(err)
 			}
 		}
-		if c.state != connOpen || c.quit {
+		if c.state != connOpen {
 			return work + 1
+		}
+		if c.quit {
+			// Disconnect: the queue ends once its answer is out
+			// (flush), or when a host that does not read lets
+			// closeGrace pass.
+			if now > c.closeBy {
+				c.end(errDisconnect)
+				return work + 1
+			}
+			return work
 		}
 		n, err := c.sk.Read(c.r.ReadBuffer())
 		if n > 0 {
@@ -326,7 +333,8 @@ func (c *ioConn) command(s *slot, cmd *spec.Command, icd []byte) {
 		case fabrics.FCTypeDisconnect:
 			c.forget() // the QID is free once the host reads the answer
 			c.answer(s, cmd.CID, 0)
-			c.quit = true // close once the answer is out
+			c.quit = true // close once the answer is out, or after closeGrace
+			c.closeBy = monotonic() + int64(closeGrace)
 		case fabrics.FCTypeConnect, fabrics.FCTypePropertyGet, fabrics.FCTypePropertySet:
 			c.answer(s, cmd.CID, status(spec.SCTGeneric, spec.SCCommandSequenceError))
 		default:
@@ -770,14 +778,12 @@ func (c *ioConn) fail(err error) {
 		c.end(err)
 		return
 	}
-	c.t.logf("nvmf: %v: %v", c.nc.RemoteAddr(), err)
+	c.t.logf("nvmf: %v: %v", c.peer, err)
 	c.forget() // first: the host may connect the QID again as soon as it reads the TermReq
 	c.dropQueued()
 	c.term = pdu.AppendTermReqFor(c.term[:0], pdu.Controller, pe)
 	_, _ = c.sk.Write(c.term) // a few bytes into an empty send queue
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
+	c.sk.Shutdown(unix.SHUT_WR)
 	c.state = connClosing
 	c.closeBy = monotonic() + int64(closeGrace)
 }
@@ -816,7 +822,7 @@ func (c *ioConn) end(err error) {
 	case err == nil, errors.Is(err, errDisconnect), errors.Is(err, errHostTerm), errors.Is(err, io.EOF),
 		errors.Is(err, ErrClosed), nbsock.IsClosed(err):
 	default:
-		c.t.logf("nvmf: %v: %v", c.nc.RemoteAddr(), err)
+		c.t.logf("nvmf: %v: %v", c.peer, err)
 	}
 	c.forget() // before the close the host may see
 	if c.state == connOpen {

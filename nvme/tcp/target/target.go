@@ -13,8 +13,11 @@ import (
 
 	"github.com/seedb8fa28ef/gonvme/ddi"
 	"github.com/seedb8fa28ef/gonvme/dma"
+	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
+	"github.com/seedb8fa28ef/gonvme/nvme"
 	"github.com/seedb8fa28ef/gonvme/nvme/fabrics"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
+	"github.com/seedb8fa28ef/gonvme/poller"
 )
 
 // Config describes a Target. Zero fields take the defaults in brackets.
@@ -33,19 +36,29 @@ type Config struct {
 	MaxH2CData uint32
 	// MaxIOQueues is the most I/O queues one host gets [8].
 	MaxIOQueues int
-	// PollGroups is the number of poll groups [1]: goroutines, each
-	// locked to an OS thread, that serve the hosts' I/O queues (each
-	// queue by one group, in turn) and own one queue pair per backing
-	// controller. Each takes an I/O queue of every backing controller.
+	// Pollers, if set, are the pollers the hosts' I/O queues run on:
+	// one poll group on each poller of the Group (each host queue on one
+	// group, in turn), polled as a poller.Source on every pass, whose
+	// commands go to that poller's queue pair on the backing controller.
+	// Every backing's controller must be in the Group, with a queue pair
+	// on every poller. The target never stops the Group: Close the
+	// target first. PollGroups, CPUs, QueueDepth and SpinTime are then
+	// the Group's business and ignored here.
+	Pollers *poller.Group
+	// PollGroups is the number of pollers the target starts for itself
+	// when Pollers is nil [1]: a poller.Group over the backings'
+	// controllers, one poller per CPU (CPUs, else the first PollGroups
+	// CPUs the process may use), stopped by Close. Each takes an I/O
+	// queue of every backing controller.
 	PollGroups int
-	// CPUs, if set, pins poll group i to CPUs[i%len(CPUs)].
+	// CPUs, if set, are the CPUs of the pollers the target starts.
 	CPUs []int
-	// QueueDepth is the depth of each poll group's queue pair on a
-	// backing controller [128].
+	// QueueDepth is the depth of the queue pairs of the pollers the
+	// target starts [128].
 	QueueDepth int
-	// SpinTime is how long a poll group with nothing in flight keeps
-	// polling after its last work before it sleeps in epoll_wait(2)
-	// until a host sends something [50µs].
+	// SpinTime is poller.Options.SpinTime of the pollers the target
+	// starts: how long one with nothing in flight keeps polling after its
+	// last work before it sleeps until a host sends something [50µs].
 	SpinTime time.Duration
 	// NoSuccess turns off the C2HData SUCCESS flag (on by default, used
 	// on queues whose Connect disabled SQ flow control, as Linux's
@@ -84,6 +97,7 @@ type Target struct {
 	subs   map[string]*subsystem
 	groups []*group
 	next   atomic.Uint32 // round-robin of I/O queues over groups
+	own    *poller.Group // the pollers New started (Config.Pollers nil)
 
 	mu     sync.Mutex
 	ctrls  map[uint16]*controller
@@ -116,7 +130,7 @@ type part struct {
 	mem    int     // index in subsystem.mems
 	base   uint32  // added to the backing's NSIDs
 	nn     uint32  // the backing's NN
-	queues []Queue // one per poll group
+	queues []Queue // one per poll group: its poller's queue pair
 }
 
 // nsTable is the set of namespaces a subsystem exports at one time.
@@ -133,7 +147,7 @@ type nsInfo struct {
 	bshift  uint
 	blocks  uint64
 	descrip []byte        // Namespace Identification Descriptor list
-	devs    []*ddi.Device // per poll group
+	devs    []*ddi.Device // per poll group (on its Queue)
 	// Pieces the target sends the backing (so ddi never splits): at most
 	// maxBlocks blocks, never across a multiple of stripe (NOIOB).
 	maxBlocks uint64
@@ -160,8 +174,9 @@ const (
 var ErrClosed = errors.New("target: closed")
 
 // New returns a target exporting subs. It reads each backing's identity
-// and namespaces, opens a queue pair on each backing for each poll group
-// and starts the poll groups.
+// and namespaces, and puts a poll group on every poller of
+// Config.Pollers, or of a poller.Group it starts over the backings'
+// controllers.
 func New(cfg Config, subs ...Subsystem) (_ *Target, err error) {
 	if cfg.MaxTransfer == 0 {
 		cfg.MaxTransfer = 128 << 10
@@ -204,8 +219,15 @@ func New(cfg Config, subs ...Subsystem) (_ *Target, err error) {
 		}
 	}
 	t := &Target{cfg: cfg, subs: map[string]*subsystem{}, ctrls: map[uint16]*controller{}, nextID: 1, conns: map[*conn]struct{}{}}
-	for i := range cfg.PollGroups {
-		t.groups = append(t.groups, newGroup(t, i))
+	pg := cfg.Pollers
+	if pg == nil {
+		if pg, err = t.startPollers(subs); err != nil {
+			return nil, err
+		}
+		t.own = pg
+	}
+	for i, p := range pg.Pollers() {
+		t.groups = append(t.groups, newGroup(t, i, p))
 	}
 	defer func() {
 		if err != nil {
@@ -226,15 +248,55 @@ func New(cfg Config, subs ...Subsystem) (_ *Target, err error) {
 		t.subs[s.NQN] = sub
 	}
 	for _, g := range t.groups {
+		if err := g.open(); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+	}
+	for i, g := range t.groups {
 		if err := g.start(); err != nil {
-			t.Close()
+			for _, g := range t.groups[:i] {
+				g.stop()
+			}
 			return nil, fmt.Errorf("target: %w", err)
 		}
 	}
 	return t, nil
 }
 
-// closeQueues closes the backing queues of a target New did not finish.
+// startPollers starts the target's own pollers over the backings'
+// controllers (Config.Pollers nil).
+func (t *Target) startPollers(subs []Subsystem) (*poller.Group, error) {
+	var ctrls []*nvme.Controller
+	for _, s := range subs {
+		for _, b := range s.Backings {
+			if c := b.Controller(); c != nil && !slices.Contains(ctrls, c) {
+				ctrls = append(ctrls, c)
+			}
+		}
+	}
+	if len(ctrls) == 0 {
+		return nil, errors.New("target: no backing controller")
+	}
+	cpus := t.cfg.CPUs
+	if len(cpus) == 0 {
+		all, err := cpuset.Allowed()
+		if err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		// More pollers than CPUs share them round robin: poller i on
+		// CPU i mod n would pin two to one CPU, which poller.New
+		// refuses; so at most one per CPU.
+		cpus = all[:min(t.cfg.PollGroups, len(all))]
+	}
+	g, err := poller.New(ctrls, &poller.Options{CPUs: cpus, QueueDepth: t.cfg.QueueDepth, SpinTime: t.cfg.SpinTime})
+	if err != nil {
+		return nil, fmt.Errorf("target: start pollers: %w", err)
+	}
+	return g, nil
+}
+
+// closeQueues undoes a New that did not finish: the backing queues'
+// devices, the groups' epoll sets, the target's own pollers.
 func (t *Target) closeQueues() {
 	for _, s := range t.subs {
 		for _, p := range s.parts {
@@ -245,6 +307,9 @@ func (t *Target) closeQueues() {
 	}
 	for _, g := range t.groups {
 		g.closeFDs()
+	}
+	if t.own != nil {
+		_ = t.own.Close()
 	}
 }
 
@@ -280,13 +345,13 @@ func (t *Target) newSubsystem(s Subsystem) (*subsystem, error) {
 		if m := b.MaxTransfer(); m > 0 {
 			x = min(x, m)
 		}
-		for range t.groups {
-			q, err := b.NewQueue(t.cfg.QueueDepth)
+		for _, g := range t.groups {
+			q, err := b.NewQueue(g.p)
 			if err != nil {
 				for _, q := range p.queues {
 					_ = q.Close()
 				}
-				return nil, fmt.Errorf("backing %d: queue pair: %w", i, err)
+				return nil, fmt.Errorf("backing %d: %w", i, err)
 			}
 			p.queues = append(p.queues, q)
 		}
@@ -438,7 +503,8 @@ func (t *Target) ServeConn(c net.Conn) {
 
 // Close stops the listeners, closes every connection, waits until each
 // has released its buffers (in-flight I/O on the backing has completed),
-// and stops the poll groups, which close their backing queue pairs.
+// takes the poll groups off their pollers, unregisters the ddi devices
+// and stops the pollers the target started (not Config.Pollers).
 func (t *Target) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -466,10 +532,22 @@ func (t *Target) Close() error {
 		c.stopKeepAlive()
 	}
 	t.wg.Wait()
-	var errs []error
 	for _, g := range t.groups {
-		if err := g.stop(); err != nil {
-			errs = append(errs, err)
+		g.stop()
+	}
+	var errs []error
+	for _, s := range t.subs {
+		for _, p := range s.parts {
+			for _, q := range p.queues {
+				if err := q.Close(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if t.own != nil {
+		if err := t.own.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("target: stop pollers: %w", err))
 		}
 	}
 	return errors.Join(errs...)
