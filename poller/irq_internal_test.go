@@ -64,7 +64,23 @@ func TestSubmitBeforeArm(t *testing.T) {
 				mu.Lock()
 				pending = true
 				mu.Unlock()
-				g.pollers[0].kick() // a sleeping poller wakes, finds nothing, sleeps again: the hook runs
+				// A sleeping poller wakes, finds nothing and sleeps again:
+				// the hook runs. Kick until it has: a kick that landed
+				// between the hook's last look and the sleep's
+				// announcement woke nobody (that lost the round at load
+				// 4, 1 in 40 runs). Each kick is made under mu while the
+				// submission is still pending, so none comes after it
+				// and hides a lost wake-up.
+				for {
+					mu.Lock()
+					if !pending {
+						mu.Unlock()
+						break
+					}
+					g.pollers[0].kick()
+					mu.Unlock()
+					time.Sleep(time.Millisecond)
+				}
 				select {
 				case <-done:
 				case <-time.After(10 * time.Second):
