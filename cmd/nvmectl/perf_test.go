@@ -423,8 +423,10 @@ func TestPerfNoAllocs(t *testing.T) {
 			mallocs := m1.Mallocs - m0.Mallocs
 			t.Logf("%d I/Os, %d mallocs in the process while measuring", ios, mallocs)
 			// A few fixed allocations (timers, a Stats snapshot); one
-			// per I/O would be thousands.
-			if ios < 200 || mallocs > 32 {
+			// per I/O would be thousands, and at least one per I/O on a
+			// host so loaded that the run made only a few dozen (80
+			// seen at load 5, against the 200 this asked for).
+			if ios < 40 || mallocs > 32 || mallocs > ios/2 {
 				t.Errorf("%d mallocs for %d I/Os: the measuring loop allocates", mallocs, ios)
 			}
 			if rep.Verify.Mismatches != 0 || (verify && rep.Verify.Checked == 0) {
