@@ -637,6 +637,7 @@ var engineRows = []struct{ engine, label string }{
 	{bench.EngineGonvmeMMIO, "gonvme, nvmectl perf, 1 poller, MMIO doorbells (--no-shadow-doorbells)"},
 	{bench.EngineQemuImg, "QEMU nvme:// (qemu-img bench, sequential offsets)"},
 	{bench.EngineBare, "bare VFIO submit/reap loop, 1 queue pair, shadow doorbells (upper bound)"},
+	{bench.EngineBareMMIO, "bare VFIO submit/reap loop, 1 queue pair, MMIO doorbells (-shadow=false)"},
 }
 
 // cell is the summary of one (workload, depth, engine) over its runs.

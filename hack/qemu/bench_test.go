@@ -201,11 +201,11 @@ func TestParseBenchFlags(t *testing.T) {
 		len(o.Workloads) != 2 || strings.Join(o.QemuImg, ",") != "randread" {
 		t.Errorf("defaults: %+v", o)
 	}
-	// 3 reps x 2 depths x (5 engines x 2 workloads + qemu-img x 1): the
+	// 3 reps x 2 depths x (6 engines x 2 workloads + qemu-img x 1): the
 	// engines are io_uring irq and polled, gonvme, gonvme with MMIO
-	// doorbells, the bare loop.
-	if o.runs() != 66 {
-		t.Errorf("runs = %d, want 66", o.runs())
+	// doorbells, the bare loop with shadow and with MMIO doorbells.
+	if o.runs() != 78 {
+		t.Errorf("runs = %d, want 78", o.runs())
 	}
 	short, _ := parseBenchFlags([]string{"--reps", "1", "--time", "2s"})
 	if !(short.timeLimit() < o.timeLimit()) || o.timeLimit() < time.Duration(o.runs())*(o.Time+o.Warmup) {
@@ -215,7 +215,7 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Errorf("guest args %q", g)
 	}
 	n, err := parseBenchFlags([]string{"--qemu-img", "none", "--profile", "4k+null", "--workloads", "randread"})
-	if err != nil || n.QemuImg != nil || n.Profile != "null+4k" || n.runs() != 3*2*5 {
+	if err != nil || n.QemuImg != nil || n.Profile != "null+4k" || n.runs() != 3*2*6 {
 		t.Errorf("--qemu-img none: %+v, %v", n, err)
 	}
 	for _, bad := range [][]string{
