@@ -121,7 +121,7 @@ func smokeSample(name string, s bench.Sample, perf []bench.Perf) []string {
 	switch s.Engine {
 	case bench.EngineGonvme, bench.EngineGonvmeMMIO:
 		tool = "nvmectl perf"
-	case bench.EngineBare:
+	case bench.EngineBare, bench.EngineBareMMIO:
 		tool = "guestbare"
 	}
 	var ps []string

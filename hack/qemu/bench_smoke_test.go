@@ -47,7 +47,7 @@ func doctor(t *testing.T, lines []string, marker, match string, f func(string) s
 func TestSmokeOptions(t *testing.T) {
 	o := smokeOptions()
 	if o.Reps != 1 || o.Time.Seconds() != 1 || o.Warmup != 0 || len(o.Depths) != 2 || o.Depths[0] != 1 || o.Depths[1] != 32 ||
-		len(o.Workloads) != 1 || len(o.QemuImg) != 0 || o.HostBench || o.runs() != 8 {
+		len(o.Workloads) != 1 || len(o.QemuImg) != 0 || o.HostBench || o.runs() != 10 {
 		t.Errorf("smoke options %+v, %d runs", o, o.runs())
 	}
 	if got := strings.Join(o.guestArgs(), " "); !strings.Contains(got, "-reps 1 -time 1 -warmup 0 -depths 1,32 -workloads randread") || !strings.HasSuffix(got, " -irq=false") {

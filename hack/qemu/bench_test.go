@@ -201,11 +201,11 @@ func TestParseBenchFlags(t *testing.T) {
 		len(o.Workloads) != 2 || strings.Join(o.QemuImg, ",") != "randread" {
 		t.Errorf("defaults: %+v", o)
 	}
-	// 3 reps x 2 depths x (5 engines x 2 workloads + qemu-img x 1): the
+	// 3 reps x 2 depths x (6 engines x 2 workloads + qemu-img x 1): the
 	// engines are io_uring irq and polled, gonvme, gonvme with MMIO
-	// doorbells, the bare loop.
-	if o.runs() != 66 {
-		t.Errorf("runs = %d, want 66", o.runs())
+	// doorbells, the bare loop with shadow and with MMIO doorbells.
+	if o.runs() != 78 {
+		t.Errorf("runs = %d, want 78", o.runs())
 	}
 	short, _ := parseBenchFlags([]string{"--reps", "1", "--time", "2s"})
 	if !(short.timeLimit() < o.timeLimit()) || o.timeLimit() < time.Duration(o.runs())*(o.Time+o.Warmup) {
@@ -215,7 +215,7 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Errorf("guest args %q", g)
 	}
 	n, err := parseBenchFlags([]string{"--qemu-img", "none", "--profile", "4k+null", "--workloads", "randread"})
-	if err != nil || n.QemuImg != nil || n.Profile != "null+4k" || n.runs() != 3*2*5 {
+	if err != nil || n.QemuImg != nil || n.Profile != "null+4k" || n.runs() != 3*2*6 {
 		t.Errorf("--qemu-img none: %+v, %v", n, err)
 	}
 	for _, bad := range [][]string{
@@ -309,6 +309,7 @@ func TestRenderTable(t *testing.T) {
 			sample(bench.EngineQemuImg, bench.RandRead, 32, rep, 25000*f, 0),
 			sample(bench.EngineGonvmeMMIO, bench.RandRead, 32, rep, 30000*f, 900),
 			sample(bench.EngineBare, bench.RandRead, 32, rep, 40000*f, 600),
+			sample(bench.EngineBareMMIO, bench.RandRead, 32, rep, 50000*f, 500),
 		)
 		g := sample(bench.EngineGonvme, bench.RandRead, 32, rep, 40000*f, 700)
 		if rep == 2 {
@@ -337,6 +338,9 @@ func TestRenderTable(t *testing.T) {
 		"| randread | 32 | bare VFIO submit/reap loop, 1 queue pair, shadow doorbells (upper bound) | 40000 | 36000–48000 | 660 | 600 | 1800 | 6000 | 2.35× | 2.90× |  |",
 		"- QD32 IOPS gonvme ÷ io_uring polled = 2.24× (want ≥ 5×): missed",
 		"- QD32 IOPS gonvme ÷ bare loop = 0.95× (want ≥ 0.9×): met",
+		"| randread | 32 | bare VFIO submit/reap loop, 1 queue pair, MMIO doorbells (-shadow=false) | 50000 | 45000–60000 | 550 | 500 | 1500 | 5000 | 2.94× | 3.62× | 1.25× |",
+		// 30000 / 50000
+		"- QD32 IOPS gonvme-mmio ÷ bare-mmio = 0.60× (both MMIO doorbells; for reference)",
 		"- QD1 p50 latency gonvme ÷ io_uring polled = 0.50× (want ≤ 0.5×): met",
 		"- randread QD32 gonvme, rep 3: nvmectl: exit status 2: no DMA memory",
 	} {

@@ -16,7 +16,13 @@
 // does; -shadow=false writes every doorbell to its register.
 //
 // It prints one bench.Sample line (engine "bare"): IOPS, and latency from
-// submission to completion in µs. A separate program rather than a hidden
+// submission to completion in µs. Before it, on standard error, what the
+// I/O queue's doorbells cost over the run (warm-up included): the passes
+// that reaped and their completions, and for the SQ tail and the CQ head
+// how many updates were written to the register and how many only to the
+// shadow buffer (EventIdx said the controller did not need them), the
+// counts gonvme's queue pair statistics keep (MMIODoorbells,
+// SavedDoorbells). A separate program rather than a hidden
 // nvmectl verb: it must not share the driver's code it bounds, and it is a
 // bench fixture that users of nvmectl have no use for.
 //
@@ -94,6 +100,15 @@ type ring struct {
 	sqOff, cqOff uintptr
 	lastTail     uint16
 	lastHead     uint16
+	n            counts
+}
+
+// counts is what the doorbells cost over a run, printed on standard error
+// (issue 16: the same counts as gonvme's queue pair statistics).
+type counts struct {
+	passes, reaped  uint64 // loop passes that reaped, completions
+	sqMMIO, sqSaved uint64 // SQ tail updates: register writes, shadow only
+	cqMMIO, cqSaved uint64 // CQ head updates: register writes, shadow only
 }
 
 func (r *ring) put(slot uint16, cmd *[64]byte) {
@@ -105,10 +120,12 @@ func (r *ring) doorbells(reaped bool) {
 	if r.shadow.Len() == 0 {
 		if reaped {
 			r.regs.Write32(r.cqDB, uint32(r.head))
+			r.n.cqMMIO++
 		}
 		if r.tail != r.lastTail {
 			r.regs.Write32(r.sqDB, uint32(r.tail))
 			r.lastTail = r.tail
+			r.n.sqMMIO++
 		}
 		return
 	}
@@ -123,12 +140,18 @@ func (r *ring) doorbells(reaped bool) {
 	if reaped {
 		if ei := uint16(r.ei.Read32(r.cqOff)); r.head-ei-1 < r.head-r.lastHead {
 			r.regs.Write32(r.cqDB, uint32(r.head))
+			r.n.cqMMIO++
+		} else {
+			r.n.cqSaved++
 		}
 		r.lastHead = r.head
 	}
 	if sq {
 		if ei := uint16(r.ei.Read32(r.sqOff)); r.tail-ei-1 < r.tail-r.lastTail {
 			r.regs.Write32(r.sqDB, uint32(r.tail))
+			r.n.sqMMIO++
+		} else {
+			r.n.sqSaved++
 		}
 		r.lastTail = r.tail
 	}
@@ -402,8 +425,13 @@ func run(addr string, qd, secs, warm int, write, useShadow bool, s *bench.Sample
 		}
 		if n > 0 {
 			io.doorbells(true)
+			io.n.passes++
+			io.n.reaped += uint64(n)
 		}
 	}
+	c := io.n
+	fmt.Fprintf(os.Stderr, "guestbare: shadow %v: %d passes, %d completions; SQ tail: %d register writes, %d shadow only; CQ head: %d register writes, %d shadow only\n",
+		io.shadow.Len() > 0, c.passes, c.reaped, c.sqMMIO, c.sqSaved, c.cqMMIO, c.cqSaved)
 	elapsed := time.Duration(end - measureFrom).Seconds()
 	if ios == 0 || len(lats) == 0 {
 		return errors.New("no I/O completed")

@@ -14,7 +14,8 @@ import (
 // doorbells, when the controller offers them), the same workload through
 // nvmectl perf --no-shadow-doorbells (engine gonvme-mmio), and through
 // guestbare, a bare VFIO submit/reap loop on one queue pair (engine bare):
-// the upper bound the table divides by.
+// the upper bound the table divides by; then guestbare -shadow=false
+// (engine bare-mmio), the same loop with MMIO doorbells.
 
 func doorbellFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.bare, "bare", guest.BinDir+"/guestbare", "guestbare binary; \"\" for no MMIO-doorbell and bare rows")
@@ -26,12 +27,14 @@ func (r *runner) doorbellRows(rep int, wl string, qd int) {
 		return
 	}
 	r.perfAs(bench.EngineGonvmeMMIO, rep, wl, qd, "--no-shadow-doorbells")
-	r.bareRun(rep, wl, qd)
+	r.bareRun(bench.EngineBare, rep, wl, qd)
+	r.bareRun(bench.EngineBareMMIO, rep, wl, qd, "-shadow=false")
 }
 
-func (r *runner) bareRun(rep int, wl string, qd int) {
+func (r *runner) bareRun(engine string, rep int, wl string, qd int, extra ...string) {
 	t0 := time.Now()
-	out, err := output(r.o.bare, r.limit(), "-q", itoa(qd), "-t", itoa(r.o.seconds), "-warmup", itoa(r.o.warmup), "-w", wl, r.addr)
+	args := append([]string{"-q", itoa(qd), "-t", itoa(r.o.seconds), "-warmup", itoa(r.o.warmup), "-w", wl}, extra...)
+	out, err := output(r.o.bare, r.limit(), append(args, r.addr)...)
 	took := time.Since(t0)
 	s, perr := bench.ParseLine(lastLine(out))
 	switch {
@@ -42,7 +45,7 @@ func (r *runner) bareRun(rep int, wl string, qd int) {
 	case s.Err == "" && err != nil:
 		s.Err = err.Error()
 	}
-	s.Engine, s.Workload, s.Depth, s.Rep = bench.EngineBare, wl, qd, rep
+	s.Engine, s.Workload, s.Depth, s.Rep = engine, wl, qd, rep
 	r.emit(s, took)
 }
 

@@ -26,6 +26,9 @@ const (
 	// EngineBare is guestbare: a bare VFIO submit/reap loop on one queue
 	// pair, the upper bound of the table.
 	EngineBare = "bare"
+	// EngineBareMMIO is guestbare -shadow=false: the same loop writing
+	// every doorbell to its register, beside gonvme-mmio.
+	EngineBareMMIO = "bare-mmio"
 )
 
 // Workloads the bench runs.
