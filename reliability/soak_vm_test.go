@@ -41,7 +41,7 @@ func vmRig(t *testing.T, addr string) *rig {
 func TestVMSoak(t *testing.T) {
 	env := vmtest.Require(t, "default")
 	c := env.Controllers()[0]
-	dur := 15 * time.Second
+	dur := 10 * time.Second // ci; -reliability.long: 3 minutes
 	if long() {
 		dur = 3 * time.Minute
 	}
