@@ -71,5 +71,13 @@ func TestGonvmeHost(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
+		// The target lets the association go when its connections end,
+		// on their goroutines: wait for it (the next round counted 3
+		// controllers under load without this wait).
+		for deadline := time.Now().Add(5 * time.Second); r.tgt.Controllers() != 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("digests %t: %d controllers 5 s after gonvme's host closed, want 1 (the other host's)", dg, r.tgt.Controllers())
+			}
+		}
 	}
 }
