@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,28 +64,50 @@ func ciVerb(args []string) error {
 	step("setup", t0, 1, 0, nil)
 	steps = append(steps, "versions: "+versions(assets))
 
-	t0 = time.Now()
-	fmtOut, err := exec.Command("gofmt", "-l", ".").CombinedOutput()
-	if err == nil && len(bytes.TrimSpace(fmtOut)) > 0 {
-		err = fmt.Errorf("gofmt would change: %s", strings.Join(strings.Fields(string(fmtOut)), " "))
+	// The static checks run at once, each into its own buffer, printed
+	// and counted in this order: they are mostly type checking and
+	// linking, which one go command does not spread over every CPU.
+	checks := []struct {
+		name string
+		run  func(out io.Writer) error
+	}{
+		{"gofmt", func(io.Writer) error {
+			fmtOut, err := exec.Command("gofmt", "-l", ".").CombinedOutput()
+			if err == nil && len(bytes.TrimSpace(fmtOut)) > 0 {
+				err = fmt.Errorf("gofmt would change: %s", strings.Join(strings.Fields(string(fmtOut)), " "))
+			}
+			return err
+		}},
+		{"vet", func(out io.Writer) error { return runStream(out, "go", "vet", "./...") }},
+		// staticcheck, pinned, from the module proxy (STYLE.md: vet and
+		// staticcheck clean).
+		{"staticcheck", func(out io.Writer) error { return runStream(out, "go", "run", staticcheck, "./...") }},
+		// No register store may be a locked instruction (internal/mmio):
+		// disassemble what would ship and what the tests run.
+		{"lockcheck", lockCheck},
 	}
-	step("gofmt", t0, boolCount(err == nil), boolCount(err != nil), err)
-
-	t0 = time.Now()
-	err = runStream(out, "go", "vet", "./...")
-	step("vet", t0, boolCount(err == nil), boolCount(err != nil), err)
-
-	// staticcheck, pinned, from the module proxy (STYLE.md: vet and
-	// staticcheck clean).
-	t0 = time.Now()
-	err = runStream(out, "go", "run", staticcheck, "./...")
-	step("staticcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
-
-	// No register store may be a locked instruction (internal/mmio):
-	// disassemble what would ship and what the tests run.
-	t0 = time.Now()
-	err = lockCheck(out)
-	step("lockcheck", t0, boolCount(err == nil), boolCount(err != nil), err)
+	type checkResult struct {
+		log bytes.Buffer
+		err error
+		d   time.Duration
+	}
+	results := make([]checkResult, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			results[i].err = c.run(&results[i].log)
+			results[i].d = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	for i, c := range checks {
+		r := &results[i]
+		out.Write(r.log.Bytes())
+		step(c.name, time.Now().Add(-r.d), boolCount(r.err == nil), boolCount(r.err != nil), r.err)
+	}
 
 	t0 = time.Now()
 	hr, err := hostTests(out)
