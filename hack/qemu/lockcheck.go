@@ -33,7 +33,10 @@ package main
 //
 // The binaries are built for the host's architecture and without -race (a
 // race build turns every sync/atomic operation into a call into the race
-// runtime, which would hide the XCHGL). nvmectl holds every package the
+// runtime, which would hide the XCHGL); ci builds them as the guest's
+// binaries are built (linux/amd64 without cgo, guestEnv: the stores are
+// assembly, which cgo does not touch), so that the VM tests' builds reuse
+// the compiles. nvmectl holds every package the
 // driver ships, so a store inlined across packages (into poller, ddi) is
 // seen there; test binaries are built only for the packages that import
 // internal/mmio themselves. The arm64 rules run on the fixtures, and
@@ -125,20 +128,39 @@ func lockVerb(args []string) error {
 // register store in them is a locked instruction or is not internal/mmio's
 // assembly (the list at the top of this file).
 func lockCheck(out io.Writer) error {
-	t0 := time.Now()
+	b, err := lockBuild(nil)
+	if err != nil {
+		return err
+	}
+	defer b.cleanup()
+	return b.check(out)
+}
+
+// lockBinaries is what lockBuild built: the binaries to read and the
+// register package they were built from.
+type lockBinaries struct {
+	t0   time.Time
+	tmp  string
+	ctl  string   // nvmectl
+	bins []string // nvmectl first, then the test binaries
+	rp   *regPkg
+}
+
+func (b *lockBinaries) cleanup() { os.RemoveAll(b.tmp) }
+
+// lockBuild builds the binaries lockcheck reads, with env added to the go
+// commands' environment (ci passes guestEnv, so that the compiles are the
+// ones the VM tests' builds reuse). It is the half of the check that
+// compiles; check is the half that reads.
+func lockBuild(env []string) (*lockBinaries, error) {
+	b := &lockBinaries{t0: time.Now()}
 	root, err := moduleRoot()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "gonvme-lockcheck-")
+	pkgs, err := goList(root, env, "./...")
 	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-
-	pkgs, err := goList(root, nil, "./...")
-	if err != nil {
-		return err
+		return nil, err
 	}
 	var users []string
 	for _, p := range pkgs {
@@ -148,36 +170,44 @@ func lockCheck(out io.Writer) error {
 		}
 	}
 	if len(users) == 0 {
-		return fmt.Errorf("lockcheck: no package imports %s", mmioPkg)
+		return nil, fmt.Errorf("lockcheck: no package imports %s", mmioPkg)
 	}
-	rp, err := loadRegPkg(root, nil, mmioPkg)
+	if b.rp, err = loadRegPkg(root, env, mmioPkg); err != nil {
+		return nil, err
+	}
+	if b.tmp, err = os.MkdirTemp("", "gonvme-lockcheck-"); err != nil {
+		return nil, err
+	}
+	b.ctl = filepath.Join(b.tmp, "nvmectl")
+	testDir := filepath.Join(b.tmp, "tests")
+	err = goCmd(root, env, "build", "-o", b.ctl, "./cmd/nvmectl")
+	if err == nil {
+		err = goCmd(root, env, append([]string{"test", "-c", "-o", testDir + "/"}, users...)...)
+	}
+	var tests []string
+	if err == nil {
+		tests, err = filepath.Glob(filepath.Join(testDir, "*.test"))
+	}
 	if err != nil {
-		return err
+		b.cleanup()
+		return nil, err
 	}
-	ctl := filepath.Join(tmp, "nvmectl")
-	if err := goCmd(root, nil, "build", "-o", ctl, "./cmd/nvmectl"); err != nil {
-		return err
-	}
-	testDir := filepath.Join(tmp, "tests")
-	if err := goCmd(root, nil, append([]string{"test", "-c", "-o", testDir + "/"}, users...)...); err != nil {
-		return err
-	}
-	bins := []string{ctl}
-	tests, err := filepath.Glob(filepath.Join(testDir, "*.test"))
-	if err != nil {
-		return err
-	}
-	bins = append(bins, tests...)
-	mod := strings.TrimSuffix(mmioPkg, "/internal/mmio")
+	b.bins = append([]string{b.ctl}, tests...)
+	return b, nil
+}
 
+// check disassembles what lockBuild built, prints one summary line per
+// binary to out and fails on any problem.
+func (b *lockBinaries) check(out io.Writer) error {
+	mod := strings.TrimSuffix(mmioPkg, "/internal/mmio")
 	var problems []string
-	for _, bin := range bins {
-		r, err := checkBinary(bin, rp, mod)
+	for _, bin := range b.bins {
+		r, err := checkBinary(bin, b.rp, mod)
 		if err != nil {
 			return err
 		}
 		for _, sf := range storeFuncs {
-			if bin == ctl && len(r.sites[sf.method]) == 0 {
+			if bin == b.ctl && len(r.sites[sf.method]) == 0 {
 				r.problems = append(r.problems, fmt.Sprintf("no code of Region.%s found: the check saw nothing", sf.method))
 			}
 		}
@@ -189,7 +219,7 @@ func lockCheck(out io.Writer) error {
 	for _, p := range problems {
 		fmt.Fprintf(out, "lockcheck: FAIL %s\n", p)
 	}
-	fmt.Fprintf(out, "lockcheck: %d binaries, %d problems (%.1fs)\n", len(bins), len(problems), time.Since(t0).Seconds())
+	fmt.Fprintf(out, "lockcheck: %d binaries, %d problems (%.1fs)\n", len(b.bins), len(problems), time.Since(b.t0).Seconds())
 	if len(problems) > 0 {
 		return fmt.Errorf("lockcheck: %d register stores are locked or not internal/mmio's assembly", len(problems))
 	}
