@@ -474,7 +474,7 @@ func (h *Handle) Submit(r *nvme.Request) error {
 	if h.g.opts.RouteByCPU {
 		if cpu := currentCPU(); cpu >= 0 && cpu < len(h.byCPU) {
 			if p = h.byCPU[cpu]; p != nil && p.onPoller() {
-				return p.submitLocal(h.idx, r, monotonic())
+				return p.submitLocal(h.idx, r, int64(p.Now()))
 			}
 		}
 	}

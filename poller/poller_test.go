@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,6 +298,78 @@ func TestResubmitFromDone(t *testing.T) {
 	s := settle(t, g, total)
 	if s.completed != total || s.taken != depth || s.local != total-depth {
 		t.Fatalf("completed %d taken %d local %d, want %d, %d, %d", s.completed, s.taken, s.local, total, depth, total-depth)
+	}
+}
+
+// TestNowOncePerPass: Poller.Now reads the clock once per pass. Inside a
+// Done callback it returns the same reading before and after a
+// millisecond's sleep, a resubmission through SubmitLocal is stamped with
+// it, and the next pass (the next completion at depth 1) has a later one.
+func TestNowOncePerPass(t *testing.T) {
+	r := newRig(t, nvmetest.Config{}, nil)
+	g := r.group(&poller.Options{CPUs: []int{0}})
+	p := g.Pollers()[0]
+	const rounds = 20
+	var (
+		mu       sync.Mutex
+		problems []string
+		last     time.Duration
+		n        int
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	finished := make(chan struct{})
+	xs := r.ios(1, func(x *io) {
+		a := p.Now()
+		time.Sleep(time.Millisecond)
+		if b := p.Now(); b != a {
+			fail("round %d: Now %v, then %v in the same pass", n, a, b)
+		}
+		if fresh := poller.Monotonic(); fresh-a < time.Millisecond {
+			fail("round %d: Monotonic %v is not a millisecond past the pass's reading %v", n, fresh, a)
+		}
+		if a <= last {
+			fail("round %d: the pass's reading %v is not later than the last pass's %v", n, a, last)
+		}
+		last = a
+		if n++; n == rounds {
+			close(finished)
+			return
+		}
+		if err := r.ns.Read(&x.req, 0, x.buf, 0); err != nil {
+			fail("read: %v", err)
+			return
+		}
+		if err := p.SubmitLocal(r.ctrl, &x.req); err != nil {
+			fail("SubmitLocal: %v", err)
+		}
+	})
+	if err := r.ns.Read(&xs[0].req, 0, xs[0].buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Handle(r.ctrl).Submit(&xs[0].req); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d of %d rounds in 10 s", n, rounds)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatal(strings.Join(problems, "\n"))
+	}
+	// Each resubmission was stamped with its pass's reading, which is at
+	// least a millisecond (the sleep) before its completion: no latency
+	// is under a millisecond.
+	s := settle(t, g, rounds)
+	if s.lat.Count != rounds || s.lat.Sum < uint64(rounds-1)*uint64(time.Millisecond) {
+		t.Fatalf("latency histogram: %d completions summing %v, want %d summing at least %v",
+			s.lat.Count, time.Duration(s.lat.Sum), rounds, time.Duration(rounds-1)*time.Millisecond)
 	}
 }
 

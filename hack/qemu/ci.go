@@ -228,11 +228,8 @@ func ciEnd(steps []string, passed, failed int) error {
 	return nil
 }
 
-func runStream(out io.Writer, name string, args ...string) error {
-	return runStreamEnv(out, nil, name, args...)
-}
-
-// runStreamEnv is runStream with env added to the command's environment.
+// runStreamEnv runs a command with env added to its environment, its
+// output streamed to out.
 func runStreamEnv(out io.Writer, env []string, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	if env != nil {
