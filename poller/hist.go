@@ -50,6 +50,12 @@ func BucketLow(i int) uint64 {
 	return (histSub + sub) << (e - histSubBits)
 }
 
+// Record adds one latency to h, in constant time: for callers that keep
+// their own histograms in the pollers' buckets (nvmectl perf, per
+// operation and measurement phase). A negative latency counts as zero.
+// h is the caller's; nothing synchronizes it.
+func (h *Histogram) Record(d time.Duration) { h.record(int64(d)) }
+
 // record adds one value in ns.
 func (h *Histogram) record(ns int64) {
 	if ns < 0 {

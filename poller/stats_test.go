@@ -106,3 +106,27 @@ func TestOpAndStatusCounts(t *testing.T) {
 	}
 	r.fake.ClearFaults()
 }
+
+// TestHistogramRecord: Record puts the lowest value of every bucket in that
+// bucket, the value just below it in the one before, and a negative
+// latency in bucket 0, with Count and Sum kept.
+func TestHistogramRecord(t *testing.T) {
+	var h poller.Histogram
+	var sum uint64
+	for i := 1; i < poller.NumBuckets; i++ {
+		lo := poller.BucketLow(i)
+		h.Record(time.Duration(lo))
+		h.Record(time.Duration(lo - 1))
+		sum += 2*lo - 1
+		if h.Buckets[i] != 1 {
+			t.Fatalf("bucket %d (from %d ns) holds %d after recording %d ns, want 1", i, lo, h.Buckets[i], lo)
+		}
+	}
+	h.Record(-time.Second)
+	if h.Buckets[0] != 2 { // 0 ns (BucketLow(1)-1) and the negative one
+		t.Fatalf("bucket 0 holds %d, want 2", h.Buckets[0])
+	}
+	if want := uint64(2*(poller.NumBuckets-1) + 1); h.Count != want || h.Sum != sum {
+		t.Fatalf("count %d sum %d, want %d and %d", h.Count, h.Sum, want, sum)
+	}
+}

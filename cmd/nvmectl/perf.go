@@ -785,25 +785,6 @@ func (r *perfRun) slotStopped() {
 	}
 }
 
-// histRecord adds ns to h in the poller's buckets (the bucket is found by
-// binary search over poller.BucketLow, so the boundaries are the poller
-// package's own).
-func histRecord(h *poller.Histogram, ns int64) {
-	v := uint64(max(ns, 0))
-	lo, hi := 0, poller.NumBuckets-1
-	for lo < hi {
-		mid := (lo + hi + 1) / 2
-		if poller.BucketLow(mid) <= v {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
-	}
-	h.Buckets[lo]++
-	h.Count++
-	h.Sum += v
-}
-
 // perfExec runs the workload on the targets and returns the report. live
 // receives the progress lines.
 func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live io.Writer) (rep *perfReport, err error) {
@@ -1252,7 +1233,7 @@ type perfLat struct {
 func (l *perfLat) record(ns int64) {
 	l.minNS = min(l.minNS, ns)
 	l.maxNS = max(l.maxNS, ns)
-	histRecord(&l.hist, ns)
+	l.hist.Record(time.Duration(ns))
 }
 
 func (l *perfLat) add(o *perfLat) {
