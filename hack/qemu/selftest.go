@@ -26,7 +26,7 @@ var selfCases = []selfCase{
 	{name: "passing tests pass, a declared kernel log record too", fixture: "pass", pass: true},
 	{name: "failing test fails", fixture: "fail", want: []string{"tests failed", "TestFail", "intentional failure"}},
 	{name: "guest kernel panic fails", fixture: "panic", want: []string{"guest kernel panic", "sysrq triggered crash"}},
-	{name: "hung guest times out", fixture: "hang", flags: []string{"--timeout", "12s"}, want: []string{"timed out after 12s"}},
+	{name: "hung guest times out", fixture: "hang", flags: []string{"--timeout", "6s"}, want: []string{"timed out after 6s"}},
 	{name: "missing device fails the test", fixture: "missing", flags: []string{"--omit-device", "nvme1"},
 		want: []string{"TestMissing", "nvme1", "device missing"}},
 	{name: "skip in the guest fails", fixture: "skip",

@@ -15,6 +15,15 @@
 // EventIdx rule of Linux's nvme_dbbuf_need_event), as gonvme's best row
 // does; -shadow=false writes every doorbell to its register.
 //
+// Three knobs, off in the bench, are for finding out what bounds the loop
+// (issue 16): -entries sets the I/O queue size (the bench uses -q+1, so the
+// completion queue wraps, and with shadow doorbells QEMU 7.2, which never
+// writes a CQ EventIdx, gets a CQ head register write, about once per
+// pass; gonvme's queues have 256 entries); -spin adds busy work per
+// completion, a stand-in for a driver's CPU time per I/O; -ring-every
+// writes the SQ tail doorbell every N resubmissions within a pass as well,
+// to overlap the host's work with the controller's.
+//
 // It prints one bench.Sample line (engine "bare"): IOPS, and latency from
 // submission to completion in µs. Before it, on standard error, what the
 // I/O queue's doorbells cost over the run (warm-up included): the passes
@@ -57,11 +66,17 @@ func main() {
 	warm := flag.Int("warmup", 1, "seconds before measuring")
 	wl := flag.String("w", bench.RandRead, "randread or randwrite")
 	shadow := flag.Bool("shadow", true, "use shadow doorbells when the controller offers them")
+	entries := flag.Int("entries", 0, "I/O queue entries (0: one more than -q, the fewest that hold -q commands)")
+	every := flag.Int("ring-every", 0, "write the SQ tail doorbell after every N resubmissions within a pass too (0: once per pass)")
+	spin := flag.Duration("spin", 0, "busy work per completion (a stand-in for a driver's per-I/O CPU time)")
 	cpu := flag.Int("cpu", 1, "CPU to run the loop on, as nvmectl perf -c 1 puts its poller; -1 for any")
 	flag.Parse()
 	s := bench.Sample{Engine: bench.EngineBare, Workload: *wl, Depth: *qd}
-	if flag.NArg() != 1 || *qd < 1 || *qd > 1023 || *secs < 1 || (*wl != bench.RandRead && *wl != bench.RandWrite) {
-		fmt.Fprintln(os.Stderr, "usage: guestbare [-q QD] [-t SEC] [-warmup SEC] [-w randread|randwrite] [-shadow=false] ADDR")
+	if *entries == 0 {
+		*entries = *qd + 1
+	}
+	if flag.NArg() != 1 || *qd < 1 || *qd > 1023 || *entries <= *qd || *entries > 256 || *secs < 1 || (*wl != bench.RandRead && *wl != bench.RandWrite) {
+		fmt.Fprintln(os.Stderr, "usage: guestbare [-q QD] [-entries N] [-t SEC] [-warmup SEC] [-w randread|randwrite] [-shadow=false] [-spin D] [-ring-every N] ADDR")
 		os.Exit(2)
 	}
 	var err error
@@ -75,7 +90,7 @@ func main() {
 		}
 	}
 	if err == nil {
-		err = run(flag.Arg(0), *qd, *secs, *warm, *wl == bench.RandWrite, *shadow, &s)
+		err = run(flag.Arg(0), *qd, *entries, *secs, *warm, *wl == bench.RandWrite, *shadow, *spin, *every, &s)
 	}
 	if err != nil {
 		s.Err = err.Error()
@@ -186,7 +201,7 @@ func cmdBytes(op uint8, cid uint16, nsid uint32, prp1, prp2 uint64, cdw10, cdw11
 	return b
 }
 
-func run(addr string, qd, secs, warm int, write, useShadow bool, s *bench.Sample) error {
+func run(addr string, qd, entries, secs, warm int, write, useShadow bool, spin time.Duration, every int, s *bench.Sample) error {
 	all, err := vfio.List()
 	if err != nil {
 		return err
@@ -243,7 +258,7 @@ func run(addr string, qd, secs, warm int, write, useShadow bool, s *bench.Sample
 	// Every buffer: admin SQ and CQ, I/O SQ and CQ, identify page, data
 	// (one page per slot), shadow doorbells and EventIdx.
 	const asize = 8
-	size := uint16(qd + 1)
+	size := uint16(entries)
 	page := 4096
 	buf, err := mem.Alloc(page * (4 + 1 + qd + 2 + (int(size)*spec.CommandSize+page-1)/page))
 	if err != nil {
@@ -415,6 +430,10 @@ func run(addr string, qd, secs, warm int, write, useShadow bool, s *bench.Sample
 				return fmt.Errorf("command %d: status %v", cid, st)
 			}
 			n++
+			if spin > 0 {
+				for t := time.Now(); time.Since(t) < spin; {
+				}
+			}
 			if sent[cid] >= measureFrom {
 				ios++
 				if len(lats) < cap(lats) {
@@ -422,6 +441,9 @@ func run(addr string, qd, secs, warm int, write, useShadow bool, s *bench.Sample
 				}
 			}
 			issue(cid, now)
+			if every > 0 && n%every == 0 {
+				io.doorbells(false)
+			}
 		}
 		if n > 0 {
 			io.doorbells(true)
