@@ -16,13 +16,13 @@
 // does; -shadow=false writes every doorbell to its register.
 //
 // Three knobs, off in the bench, are for finding out what bounds the loop
-// (issue 16): -entries sets the I/O queue size (the bench uses -q+1, so the
-// completion queue wraps, and with shadow doorbells QEMU 7.2, which never
-// writes a CQ EventIdx, gets a CQ head register write, about once per
-// pass; gonvme's queues have 256 entries); -spin adds busy work per
-// completion, a stand-in for a driver's CPU time per I/O; -ring-every
-// writes the SQ tail doorbell every N resubmissions within a pass as well,
-// to overlap the host's work with the controller's.
+// (issue 16): -entries sets the I/O queue size (the bench uses -q+1, as
+// nvmectl perf sizes its queues); -spin adds busy work per completion, a
+// stand-in for a driver's CPU time per I/O; -ring-every writes the SQ tail
+// doorbell every N resubmissions within a pass as well, to overlap the
+// host's work with the controller's. In a TCG guest the loop is a
+// ping-pong with QEMU's main loop: -spin 1us took QD32 with MMIO doorbells
+// from 272k to 160k IOPS, and -ring-every 4 made it slower, not faster.
 //
 // It prints one bench.Sample line (engine "bare"): IOPS, and latency from
 // submission to completion in µs. Before it, on standard error, what the
