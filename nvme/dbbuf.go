@@ -33,8 +33,9 @@ import (
 // shadow value) before it stops looking, so one side always sees the
 // other's latest value and no doorbell is lost.
 //
-// What it saves depends on the controller's EventIdx policy. QEMU's (7.2,
-// hw/nvme/ctrl.c) stores as EventIdx the value it has just read: in
+// What it saves depends on the controller's EventIdx policy. QEMU's (7.2.1
+// and later, hw/nvme/ctrl.c; 7.2.0 never wrote a CQ's) stores as EventIdx
+// the value it has just read: in
 // nvme_process_sq, after each command, the SQ tail it knows (then reads the
 // shadow tail again); in nvme_post_cqes, before each entry it posts, the CQ
 // head it knows (then reads the shadow head). A host that moves a doorbell
