@@ -106,7 +106,6 @@ type queueIRQ struct {
 	vector int             // -1: created without interrupts
 	fd     int             // the vector's eventfd, -1 without
 	sw     InterruptSwitch // the bus's, nil if it has none
-	off    bool            // disconnected (SetInterrupts(false)); owner goroutine
 }
 
 // cdw11 returns the Create I/O Completion Queue dword 11 bits for the
@@ -180,16 +179,12 @@ func (q *QueuePair) InterruptFD() int {
 // as asked. Errors wrap ErrNoInterrupts for a queue pair without a vector
 // or a transport that cannot switch one. Owner goroutine only.
 func (q *QueuePair) SetInterrupts(on bool) error {
-	if q.admin || q.irq.vector < 0 || q.irq.sw == nil {
+	if !q.CanSwitchInterrupts() {
 		return fmt.Errorf("queue %d: %w: no vector that can be switched", q.id, ErrNoInterrupts)
 	}
-	if q.irq.off == !on {
-		return nil
-	}
-	if err := q.irq.sw.SetInterrupt(q.irq.vector, on); err != nil {
+	if err := q.irq.sw.SetInterrupt(q.irq.vector, on); err != nil { // (a no-op when already so)
 		return fmt.Errorf("queue %d: %w", q.id, err)
 	}
-	q.irq.off = !on
 	return nil
 }
 

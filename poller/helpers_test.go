@@ -172,3 +172,66 @@ func errOf(e *error) error {
 	}
 	return *e
 }
+
+// readChain runs reads back to back on one request: each is submitted
+// again (through Handle.Submit) from the Done of the one before, so the
+// poller reaps every one by polling if it polls. Read k of a run of n
+// goes to block lba(n-k); each, if not nil, runs in every successful
+// Done first (on the poller goroutine).
+type readChain struct {
+	t    testing.TB
+	h    *poller.Handle
+	ns   *nvme.Namespace
+	req  nvme.Request
+	buf  []byte
+	lba  func(left int32) uint64
+	each func()
+	left atomic.Int32
+	done chan error
+}
+
+func newReadChain(t testing.TB, h *poller.Handle, ns *nvme.Namespace, buf []byte, lba func(left int32) uint64, each func()) *readChain {
+	c := &readChain{t: t, h: h, ns: ns, buf: buf, lba: lba, each: each, done: make(chan error, 1)}
+	c.req.Done = func(r *nvme.Request) {
+		if r.Err != nil {
+			c.done <- r.Err
+			return
+		}
+		if c.each != nil {
+			c.each()
+		}
+		if c.left.Add(-1) <= 0 {
+			c.done <- nil
+			return
+		}
+		err := c.ns.Read(r, c.lba(c.left.Load()), c.buf, 0)
+		if err == nil {
+			err = c.h.Submit(r)
+		}
+		if err != nil {
+			c.done <- err
+		}
+	}
+	return c
+}
+
+// run does n reads and fails the test on an error or if they take longer
+// than limit.
+func (c *readChain) run(n int32, limit time.Duration) {
+	c.t.Helper()
+	c.left.Store(n)
+	if err := c.ns.Read(&c.req, 0, c.buf, 0); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.h.Submit(&c.req); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			c.t.Fatal(err)
+		}
+	case <-time.After(limit):
+		c.t.Fatalf("%d of %d reads left after %v", c.left.Load(), n, limit)
+	}
+}

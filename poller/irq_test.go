@@ -251,50 +251,15 @@ func TestHybridQuietVectors(t *testing.T) {
 	r := newRig(t, nvmetest.Config{Latency: nvmetest.Fixed(5 * time.Microsecond)}, nil)
 	g := r.group(&poller.Options{CPUs: []int{0}, Mode: poller.ModeHybrid})
 	h := g.Handle(r.ctrl)
-	x := r.ios(1, nil)[0]
 	const n = 1000
-	var left atomic.Int32
 	var masked atomic.Bool
-	done := make(chan error, 1)
-	x.req.Done = func(req *nvme.Request) {
-		if req.Err != nil {
-			done <- req.Err
-			return
-		}
+	ch := newReadChain(t, h, r.ns, r.buf(4096), func(left int32) uint64 { return uint64(left % 64) }, func() {
 		if r.fake.InterruptsMasked() > 0 {
 			masked.Store(true)
 		}
-		if left.Add(-1) <= 0 {
-			done <- nil
-			return
-		}
-		if err := r.ns.Read(req, uint64(left.Load()%64), x.buf, 0); err == nil {
-			err = h.Submit(req)
-			if err != nil {
-				done <- err
-			}
-		}
-	}
-	run := func(k int32) {
-		t.Helper()
-		left.Store(k)
-		if err := r.ns.Read(&x.req, 0, x.buf, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Submit(&x.req); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%d of %d I/Os left after 20 s", left.Load(), k)
-		}
-	}
+	})
 	raised := r.fake.InterruptsRaised()
-	run(n)
+	ch.run(n, 20*time.Second)
 	got := r.fake.InterruptsRaised() - raised
 	st := g.Stats()[0]
 	t.Logf("%d I/Os, each resubmitted from Done, in hybrid mode: %d interrupts raised, %d sleeps, vector masked: %v", n, got, st.Sleeps, masked.Load())
@@ -314,5 +279,5 @@ func TestHybridQuietVectors(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	run(1)
+	ch.run(1, 20*time.Second)
 }

@@ -2,7 +2,6 @@ package poller_test
 
 import (
 	"encoding/binary"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,40 +164,7 @@ func TestVMHybridQuietVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Memory().Free(mem)
-	var req nvme.Request
-	var left atomic.Int32
-	done := make(chan error, 1)
-	req.Done = func(r *nvme.Request) {
-		if r.Err != nil || left.Add(-1) <= 0 {
-			done <- r.Err
-			return
-		}
-		err := ns.Read(r, uint64(left.Load()%256)*8, mem.Bytes, 0)
-		if err == nil {
-			err = h.Submit(r)
-		}
-		if err != nil {
-			done <- err
-		}
-	}
-	run := func(n int32) {
-		t.Helper()
-		left.Store(n)
-		if err := ns.Read(&req, 0, mem.Bytes, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Submit(&req); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("%d of %d reads left after 60 s", left.Load(), n)
-		}
-	}
+	ch := newReadChain(t, h, ns, mem.Bytes, func(left int32) uint64 { return uint64(left%256) * 8 }, nil)
 	const n = 2000
 	// The poller's own count of the signals its vector delivered (read
 	// from the eventfd when it sleeps, so each run ends with a sleep).
@@ -210,14 +176,14 @@ func TestVMHybridQuietVector(t *testing.T) {
 		return g.Stats()[0].Interrupts
 	}
 	before := irqs()
-	run(n)
+	ch.run(n, 60*time.Second)
 	got := irqs() - before
 	t.Logf("%d reads back to back in hybrid mode: %d interrupts on the queue's vector", n, got)
 	if got > n/4 {
 		t.Errorf("%d interrupts on the queue's vector for %d reads reaped by polling: want the vector disconnected while the poller polls", got, n)
 	}
 	before = irqs()
-	run(1)
+	ch.run(1, 60*time.Second)
 	t.Logf("one read after a sleep: %d interrupts", irqs()-before)
 }
 

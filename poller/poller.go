@@ -538,9 +538,10 @@ func Monotonic() time.Duration { return time.Duration(monotonic()) }
 // (issue 16). A completion reaped later in the pass was already posted
 // when the pass began, so its latency is measured no shorter than it was;
 // a resubmission's counts from the pass's reading, no later than the
-// doorbell that sends it. Outside a pass (before the first one, or from a
-// Done run by Stop) it reads the clock. Poller goroutine only (Done
-// callbacks and work sources).
+// doorbell that sends it. Outside a pass (before the first one, or in the
+// Done callbacks Stop runs) the first call reads the clock and the later
+// ones share that reading. Poller goroutine only (Done callbacks and work
+// sources).
 func (p *Poller) Now() time.Duration {
 	if p.now == 0 {
 		p.now = monotonic()

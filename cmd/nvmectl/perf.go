@@ -809,10 +809,18 @@ func perfExec(ctx context.Context, cfg *perfConfig, targets []perfTarget, live i
 	for ring < most*len(ctrls)*cfg.qd {
 		ring <<= 1
 	}
-	if prev := runtime.GOMAXPROCS(0); prev <= len(cfg.cpus) {
-		// Busy pollers hold a P each; leave one for the rest (timers,
-		// this goroutine, nvmetest's device).
-		runtime.GOMAXPROCS(len(cfg.cpus) + 1)
+	// Busy pollers hold a P each; leave one for the rest (timers, this
+	// goroutine, nvmetest's device). A --rate run's pacer and (in the
+	// interrupt modes) each poller sleep in system calls, holding a P
+	// each: with no P left idle, the runtime's monitor retakes one in
+	// every sleep (a hand-off and a spinning thread per I/O), so the
+	// pacer gets a P of its own too.
+	want := len(cfg.cpus) + 1
+	if cfg.rate > 0 {
+		want++
+	}
+	if prev := runtime.GOMAXPROCS(0); prev < want {
+		runtime.GOMAXPROCS(want)
 		defer runtime.GOMAXPROCS(prev)
 	}
 	g, err := poller.New(ctrls, &poller.Options{CPUs: cfg.cpus, QueueDepth: depth, RingSize: ring,

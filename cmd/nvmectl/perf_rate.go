@@ -56,7 +56,6 @@ type pacer struct {
 	done   chan struct{} // closed when the pacer has ended
 	failed uint64        // submissions the pacer could not make (read after done)
 	first  string
-	procs  int    // GOMAXPROCS before the run raised it, 0 if it did not
 	sched  int64  // perfNow of the pacer's last runtime.Gosched
 	scheds uint64 // those Gosched calls (read after done)
 }
@@ -79,15 +78,7 @@ func (r *perfRun) seedPaced() error {
 		}
 	}
 	r.pace = &pacer{stop: make(chan struct{}), done: make(chan struct{})}
-	// The pacer and (in the interrupt modes) each poller sleep in
-	// system calls, holding a P each: with no P left idle, the runtime's
-	// monitor retakes one in every sleep (a hand-off and a spinning thread
-	// per I/O). One P more than the pollers and the pacer keeps one idle.
-	if prev, want := runtime.GOMAXPROCS(0), len(r.cfg.cpus)+2; prev < want {
-		r.pace.procs = prev
-		runtime.GOMAXPROCS(want)
-	}
-	go r.runPacer(r.pace)
+	go r.runPacer(r.pace) // with a P of its own (perfExec's GOMAXPROCS)
 	return nil
 }
 
@@ -218,9 +209,5 @@ func (r *perfRun) waitPacer() {
 	select {
 	case <-r.pace.done:
 	case <-time.After(perfDrainWait):
-	}
-	if r.pace.procs > 0 {
-		runtime.GOMAXPROCS(r.pace.procs)
-		r.pace.procs = 0
 	}
 }

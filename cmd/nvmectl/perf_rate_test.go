@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -125,14 +123,7 @@ func TestPerfRateQuietRuntime(t *testing.T) {
 		},
 		onMeasureEnd: func() { after = testrig.ThreadSwitches(t) },
 	}
-	targets, err := perfTargets(cfg, ctrls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := perfExec(context.Background(), cfg, targets, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := execPerf(t, cfg, ctrls)
 	if len(sleepers) == 0 {
 		t.Fatal("no thread sleeps in nanosleep(2): the runtime's monitor was not found")
 	}

@@ -411,14 +411,7 @@ func TestPerfNoAllocs(t *testing.T) {
 				onMeasure:    func() { runtime.ReadMemStats(&m0) },
 				onMeasureEnd: func() { runtime.ReadMemStats(&m1) },
 			}
-			targets, err := perfTargets(cfg, ctrls)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := perfExec(context.Background(), cfg, targets, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rep := execPerf(t, cfg, ctrls)
 			ios := rep.Total.IOs
 			mallocs := m1.Mallocs - m0.Mallocs
 			t.Logf("%d I/Os, %d mallocs in the process while measuring", ios, mallocs)
@@ -546,4 +539,19 @@ func TestPerfMetricsAddr(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, "--metrics-addr "+ln.Addr().String()) {
 		t.Errorf("port in use: exit %d, stderr %q; want %d", code, errs, exitUsage)
 	}
+}
+
+// execPerf runs perf's workload in process with cfg on ctrls (the steps
+// of perfMain after the flags and the opens) and returns the report.
+func execPerf(t *testing.T, cfg *perfConfig, ctrls []*nvme.Controller) *perfReport {
+	t.Helper()
+	targets, err := perfTargets(cfg, ctrls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := perfExec(context.Background(), cfg, targets, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }

@@ -21,7 +21,7 @@ import (
 //	take: submissions of other users of the Group (ddi, nvmectl perf)
 //	Poll (this source): adopt new queues, stop;
 //	      each queue: writev(2) the answers queued since the last pass,
-//	      read(2) what its socket holds (nbsock, never waits) and run
+//	      read(2) what its socket holds (sock.go, never waits) and run
 //	      the PDUs: commands go to the poller's backing queue pairs
 //	each queue pair: ring the doorbell, reap (Iodones queue answers)
 //

@@ -19,11 +19,11 @@ import (
 	"github.com/seedb8fa28ef/gonvme/nvme/tcp/pdu"
 )
 
-// ioConn is a host I/O queue, owned by one poll group goroutine from the
-// moment Connect hands it over: the group reads and writes its socket
-// without blocking (nbsock), runs its commands on the group's queue pair
-// of the backing, and sends their completions. Only shutdown may be
-// called from other goroutines.
+// ioConn is a host I/O queue, owned by one poll group (on its poller's
+// goroutine) from the moment Connect hands it over: the group reads and
+// writes its socket without blocking (sock.go), runs its commands on its
+// poller's queue pair of the backing, and sends their completions. Only
+// shutdown may be called from other goroutines.
 type ioConn struct {
 	t    *Target
 	g    *group
@@ -76,7 +76,7 @@ const maxIOV = 8
 // slot is one command of an I/O queue: its DMA buffer (a fixed part of
 // the queue's one allocation), its ddi header, and the PDU heads of its
 // answer. free -> (data) -> backing -> queued -> sent -> free; all on the
-// poll group's goroutine.
+// poll group's poller goroutine.
 type slot struct {
 	c    *ioConn
 	buf  []byte   // maxXfer bytes of DMA memory the command's backing reaches
@@ -530,8 +530,9 @@ func (c *ioConn) start(s *slot) {
 	s.dev.Strategy(bp)
 }
 
-// stepIodone is the Iodone of every piece, on the poll group goroutine
-// (inside the queue's Poll, or inside Strategy when it fails at once).
+// stepIodone is the Iodone of every piece, on the poll group's poller
+// goroutine (inside its reap of a queue pair, or inside Strategy when it
+// fails at once).
 func stepIodone(bp *ddi.Buf) int {
 	s := bp.Private.(*slot)
 	c := s.c
