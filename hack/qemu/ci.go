@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -159,6 +160,7 @@ func ciVerb(args []string) error {
 		err = hr.checkSkips()
 	}
 	step("host tests", t0, hr.Passed, hr.Failed+len(hr.unexpectedSkips()), err)
+	steps = append(steps, hr.failReport()...)
 	steps = append(steps, hr.skipReport()...)
 
 	// The selftest after the host tests, not beside them: beside them
@@ -254,6 +256,8 @@ type testEvent struct {
 type hostResult struct {
 	Passed, Failed int
 	Skips          []hostSkip
+	FailedPackages []string // packages whose test binary failed
+	FailedTests    []string // top-level tests that failed, as package.Test
 }
 
 // hostSkip is one skipped host test and the reason it printed.
@@ -322,16 +326,59 @@ func countTestEvents(r io.Reader, out io.Writer) (res hostResult) {
 			if !strings.Contains(e.Test, "/") {
 				res.Failed++
 				failedIn[e.Package]++
+				res.FailedTests = append(res.FailedTests, qualify(e.Package, e.Test))
 			}
 			delete(pending, key)
 		case e.Action == "skip" && e.Test != "":
 			res.Skips = append(res.Skips, hostSkip{Package: e.Package, Test: e.Test, Reason: skipReason(pending[key])})
 			delete(pending, key)
-		case e.Action == "fail" && e.Test == "" && failedIn[e.Package] == 0:
-			res.Failed++ // build failure, panic in TestMain, timeout
+		case e.Action == "fail" && e.Test == "":
+			// Tests of the package that started and never ended were
+			// running when the binary died (a panic in a goroutine, a
+			// fatal error, a timeout): their output holds the reason,
+			// and test2json reports no result for them. Print it and
+			// count each as failed.
+			var hung []string
+			for k := range pending {
+				if test, ok := strings.CutPrefix(k, e.Package+"/"); ok && test != "" {
+					hung = append(hung, test)
+				}
+			}
+			slices.Sort(hung)
+			for _, test := range hung {
+				fmt.Fprintf(out, "--- FAIL: %s (did not end: its test binary exited)\n", test)
+				fmt.Fprint(out, strings.Join(pending[e.Package+"/"+test], ""))
+				delete(pending, e.Package+"/"+test)
+				if !strings.Contains(test, "/") {
+					res.Failed++
+					failedIn[e.Package]++
+					res.FailedTests = append(res.FailedTests, qualify(e.Package, test))
+				}
+			}
+			if failedIn[e.Package] == 0 {
+				res.Failed++ // build failure, panic in TestMain
+			}
+			res.FailedPackages = append(res.FailedPackages, e.Package)
 		}
 	}
 	return res
+}
+
+// failReport names, for the summary, the host tests and packages that
+// failed: the summary is the part of a long log that is read.
+func (r hostResult) failReport() []string {
+	var lines []string
+	if len(r.FailedTests) > 0 {
+		lines = append(lines, "host failures: "+strings.Join(r.FailedTests, ", "))
+	}
+	if len(r.FailedPackages) > 0 {
+		var short []string
+		for _, p := range r.FailedPackages {
+			short = append(short, strings.TrimPrefix(p, modulePath+"/"))
+		}
+		lines = append(lines, "host packages failed: "+strings.Join(short, ", "))
+	}
+	return lines
 }
 
 // skipReason is what a skipped test printed, without the --- SKIP line.

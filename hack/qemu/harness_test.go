@@ -376,6 +376,36 @@ func TestCountTestEvents(t *testing.T) {
 	}
 }
 
+// TestCountTestEventsCrash: a panic in a goroutine ends the test binary
+// while a test runs; test2json gives that test no result, only its output
+// (the panic) and the package's failure. The output must be printed and
+// the test named and counted, or ci's log hides why it failed.
+func TestCountTestEventsCrash(t *testing.T) {
+	in := `{"Action":"run","Package":"m/p","Test":"TestA"}
+{"Action":"output","Package":"m/p","Test":"TestA","Output":"=== RUN   TestA\n"}
+{"Action":"output","Package":"m/p","Test":"TestA","Output":"--- PASS: TestA (0.00s)\n"}
+{"Action":"pass","Package":"m/p","Test":"TestA"}
+{"Action":"run","Package":"m/p","Test":"TestB"}
+{"Action":"output","Package":"m/p","Test":"TestB","Output":"panic: boom\n"}
+{"Action":"output","Package":"m/p","Test":"TestB","Output":"goroutine 20 [running]:\n"}
+{"Action":"output","Package":"m/p","Output":"FAIL\tm/p\t0.1s\n"}
+{"Action":"fail","Package":"m/p"}
+{"Action":"pass","Package":"m/q","Test":"TestC"}
+`
+	var out bytes.Buffer
+	r := countTestEvents(strings.NewReader(in), &out)
+	if r.Passed != 2 || r.Failed != 1 {
+		t.Errorf("passed %d failed %d, want 2 and 1", r.Passed, r.Failed)
+	}
+	if !strings.Contains(out.String(), "--- FAIL: TestB (did not end") || !strings.Contains(out.String(), "panic: boom") {
+		t.Errorf("output %q lacks the crash", out.String())
+	}
+	rep := strings.Join(r.failReport(), "\n")
+	if !strings.Contains(rep, "m/p.TestB") || !strings.Contains(rep, "packages failed: m/p") {
+		t.Errorf("summary %q does not name the test and package", rep)
+	}
+}
+
 func TestHostSkips(t *testing.T) {
 	in := `{"Action":"run","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge"}
 {"Action":"output","Package":"github.com/seedb8fa28ef/gonvme/dma","Test":"TestHuge","Output":"=== RUN   TestHuge\n"}
