@@ -146,7 +146,7 @@ func newJob(b *testing.B, ctrl *nvme.Controller, mem *dma.Allocator, qd, how int
 			if j.issued.Add(1) > j.n {
 				return
 			}
-			if err := j.start(r, data); err != nil {
+			if err := j.start(r, data, true); err != nil {
 				e := err
 				j.fail.Store(&e)
 			}
@@ -155,12 +155,21 @@ func newJob(b *testing.B, ctrl *nvme.Controller, mem *dma.Allocator, qd, how int
 	return j
 }
 
-func (j *job) start(r *nvme.Request, data []byte) error {
+// start reads the next block into data with r. From r's Done (onPoller)
+// a viaLocal job submits with SubmitLocal; the first submissions, from
+// the benchmark's goroutine, go through the poller's ring (SubmitTo):
+// SubmitLocal from another goroutine would race the poller for its
+// queue pair (an unrung tail, a lost command: the benchmark hung in one
+// run of three until it did this).
+func (j *job) start(r *nvme.Request, data []byte, onPoller bool) error {
 	if err := j.ns.Read(r, j.lba.Add(8)%65536, data, 0); err != nil {
 		return err
 	}
-	if j.how == viaLocal {
+	switch {
+	case j.how == viaLocal && onPoller:
 		return j.p.SubmitLocal(j.ctrl, r)
+	case j.how == viaLocal:
+		return j.h.SubmitTo(j.p, r)
 	}
 	return j.h.Submit(r)
 }
@@ -177,7 +186,7 @@ func (j *job) run(b *testing.B, g *poller.Group, n int) time.Duration {
 		if j.issued.Add(1) > j.n {
 			break
 		}
-		if err := j.start(&j.reqs[i], j.data[i]); err != nil {
+		if err := j.start(&j.reqs[i], j.data[i], false); err != nil {
 			b.Fatal(err)
 		}
 	}
