@@ -3,6 +3,7 @@ package nvme
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 
@@ -17,6 +18,7 @@ type Namespace struct {
 	ctrl      *Controller
 	id        uint32
 	blockSize int
+	blockLog  uint8 // log2(blockSize): a shift, not a division, per I/O
 	blocks    uint64
 	noiob     uint32 // optimal I/O boundary in blocks, 0 if none
 	maxBlocks uint32 // blocks per command (MDTS)
@@ -65,7 +67,7 @@ func (c *Controller) newNamespace(nsid uint32, id *spec.IdentifyNamespace) (*Nam
 		return nil, fmt.Errorf("namespace %d: %w: size of %d blocks", nsid, ErrDevice, id.NSZE)
 	}
 	return &Namespace{
-		ctrl: c, id: nsid, blockSize: bs, blocks: id.NSZE,
+		ctrl: c, id: nsid, blockSize: bs, blockLog: uint8(bits.TrailingZeros(uint(bs))), blocks: id.NSZE,
 		noiob: uint32(id.NOIOB), maxBlocks: uint32(c.maxXfer / bs), ident: id,
 	}, nil
 }
@@ -269,13 +271,13 @@ func (ns *Namespace) checkData(op string, lba uint64, data []byte) (uint64, erro
 	if len(data) == 0 {
 		return 0, invalidf("%s: zero length", op)
 	}
-	if len(data)%ns.blockSize != 0 {
+	if len(data)&(ns.blockSize-1) != 0 { // a power of two (spec.IdentifyNamespace.BlockSize)
 		return 0, invalidf("%s: length %d is not a multiple of the %d-byte block size", op, len(data), ns.blockSize)
 	}
 	if len(data) > ns.ctrl.maxXfer {
 		return 0, invalidf("%s: length %d exceeds the maximum transfer of %d bytes (split it)", op, len(data), ns.ctrl.maxXfer)
 	}
-	n := uint64(len(data) / ns.blockSize)
+	n := uint64(len(data) >> ns.blockLog)
 	return n, ns.checkRange(op, lba, n)
 }
 

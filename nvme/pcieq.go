@@ -194,7 +194,11 @@ func (q *QueuePair) putSQE(t *tracker, r *Request, cid uint16) *spec.Command {
 // requests into the freed command IDs and rings the CQ head doorbell once
 // for the batch.
 func (q *QueuePair) pollRing() int {
-	q.Ring()
+	// Ring's work, without its calls on a pass with nothing to ring (Poll
+	// checked q.term): an idle pass stays one call from Poll.
+	if q.sqTail != q.lastTail {
+		q.ringDoorbells(false)
+	}
 	n := 0
 	for n < maxReap {
 		c := &q.cq[q.cqHead]
@@ -223,7 +227,9 @@ func (q *QueuePair) pollRing() int {
 	for q.waitHead != nil && q.freeN > 0 && !q.stale() {
 		q.issue(q.popWait())
 	}
-	q.ringDoorbells(n > 0)
+	if n > 0 || q.sqTail != q.lastTail {
+		q.ringDoorbells(n > 0)
+	}
 	return n
 }
 

@@ -75,11 +75,12 @@ type Request struct {
 	// deadline carries a command's deadline across its resubmission
 	// after a reset, so that a reset does not restart its clock.
 	deadline int64
-	owner    any // see SetOwner (owner.go)
+	owner    any   // see SetOwner (owner.go)
+	relay    Relay // see Relay (owner.go)
 }
 
 // Reset clears the request for reuse with a new command. It keeps Done,
-// Private and the owner (see SetOwner).
+// Private and the owner (see SetOwner); it clears the Relay.
 func (r *Request) Reset() {
 	done, priv, owner := r.Done, r.Private, r.owner
 	*r = Request{Done: done, Private: priv, owner: owner}

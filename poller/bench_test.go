@@ -324,8 +324,7 @@ func BenchmarkOverhead(b *testing.B) {
 			withDDI := newDDIJob(b, mem, qd)
 			per := max(b.N/overheadRounds, qd)
 			// start makes a group and a ddi device on it, and warms every
-			// path up (first use of the pool, the queue pair, the track
-			// table).
+			// path up (first use of the pool and the queue pair).
 			start := func() (*poller.Group, ddi.Edev) {
 				g, err := poller.New([]*nvme.Controller{ctrl}, &poller.Options{CPUs: []int{1}, Idle: poller.IdleBusy})
 				if err != nil {

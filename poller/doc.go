@@ -165,12 +165,12 @@
 //
 // # Memory per poller
 //
-// RingSize*32 bytes of ring (32 KiB by default), a side table of 32 bytes
-// per slot with at least twice as many slots as requests the poller may
-// hold (4*(depth-1) per queue pair, rounded up to a power of two: 32 KiB
-// for one queue pair of depth 256), and per queue pair about 5.3 KiB of
-// counters (the histogram, the op and status counts, and their published
-// copy) plus the queue pair's DMA memory, nvme.Controller.QueueMemory(depth).
+// RingSize*32 bytes of ring (32 KiB by default) and per queue pair about
+// 5.3 KiB of counters (the histogram, the op and status counts, and their
+// published copy) plus the queue pair's DMA memory,
+// nvme.Controller.QueueMemory(depth).
+// What the poller keeps of a request in flight (its caller's Done, the
+// submission time, the queue pair) lives in the request (nvme.Relay).
 //
 // Imports: nvme, nvme/spec, golang.org/x/sys/unix and the standard library.
 package poller

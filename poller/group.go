@@ -274,11 +274,6 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 		g.handles = append(g.handles, h)
 	}
 	for _, p := range g.pollers {
-		capacity := 0
-		for _, q := range p.qps {
-			capacity += q.limit
-		}
-		p.tbl = newTrackTable(capacity)
 		p.pub = make([]atomic.Uint64, pubWords(len(p.qps)))
 		p.scratch = make([]uint64, 0, len(p.pub))
 		if g.opts.Mode != ModePoll {

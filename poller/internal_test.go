@@ -1,7 +1,6 @@
 package poller
 
 import (
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
@@ -136,47 +135,6 @@ func TestHistogramBuckets(t *testing.T) {
 	}
 	if m := h.Mean(); m != 500500*time.Nanosecond {
 		t.Errorf("mean %v", m)
-	}
-}
-
-func TestTrackTable(t *testing.T) {
-	tb := newTrackTable(4)
-	reqs := make([]nvme.Request, 3000)
-	ref := map[*nvme.Request]int64{}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 200000 {
-		r := &reqs[rng.IntN(len(reqs))]
-		if _, ok := ref[r]; ok {
-			e, ok := tb.take(r)
-			if !ok || e.stamp != ref[r] {
-				t.Fatalf("op %d: take: %v %d, want %d", i, ok, e.stamp, ref[r])
-			}
-			delete(ref, r)
-			continue
-		}
-		if !tb.put(tracked{req: r, stamp: int64(i)}) {
-			t.Fatalf("op %d: put refused", i)
-		}
-		if tb.put(tracked{req: r, stamp: -1}) {
-			t.Fatalf("op %d: put of a present request accepted", i)
-		}
-		ref[r] = int64(i)
-	}
-	if tb.n != len(ref) {
-		t.Fatalf("table holds %d, want %d", tb.n, len(ref))
-	}
-	n := 0
-	tb.each(func(e *tracked) {
-		if ref[e.req] != e.stamp {
-			t.Fatalf("entry stamp %d, want %d", e.stamp, ref[e.req])
-		}
-		n++
-	})
-	if n != len(ref) {
-		t.Fatalf("each saw %d, want %d", n, len(ref))
-	}
-	if _, ok := tb.take(&nvme.Request{}); ok {
-		t.Fatal("took an absent request")
 	}
 }
 

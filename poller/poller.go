@@ -51,8 +51,7 @@ type Poller struct {
 
 	in     *ring
 	qps    []*qstate
-	byCtrl []int32 // controller index -> index into qps, or -1
-	tbl    *trackTable
+	byCtrl []int32             // controller index -> index into qps, or -1
 	onDone func(*nvme.Request) // p.complete, made once
 
 	tid      atomic.Int32  // kernel thread ID while the poller runs, else 0
@@ -151,19 +150,23 @@ func (p *Poller) submitLocal(ci int32, r *nvme.Request, stamp int64) error {
 }
 
 // submit hands r to queue pair qi with the poller's Done in place of the
-// caller's. On error r is as the caller left it.
+// caller's, which waits in r's Relay with the stamp and qi until the
+// completion. On error r is as the caller left it.
 func (p *Poller) submit(qi int32, r *nvme.Request, stamp int64) error {
-	if !p.tbl.put(tracked{req: r, done: r.Done, stamp: stamp, qp: qi}) {
+	rl := r.Relay()
+	if rl.Done != nil {
+		// A poller holds r already: submitted twice while in flight.
 		p.c.misuse++
 		return nvme.ErrBusy
 	}
 	if o, _ := r.Owner().(*Poller); o != p {
 		r.SetOwner(p)
 	}
+	*rl = nvme.Relay{Done: r.Done, Stamp: stamp, Index: qi}
 	r.Done = p.onDone
 	if err := p.qps[qi].qp.Submit(r); err != nil {
-		e, _ := p.tbl.take(r)
-		r.Done = e.done
+		r.Done = rl.Done
+		*rl = nvme.Relay{}
 		return err
 	}
 	p.inflight++
@@ -178,26 +181,29 @@ func (p *Poller) submit(qi int32, r *nvme.Request, stamp int64) error {
 // owns the queue pairs. So the direct path needs no goroutine identity:
 // whoever resubmits, the poller does the submission.
 func (p *Poller) complete(r *nvme.Request) {
-	e, ok := p.tbl.take(r)
-	if !ok {
+	rl := r.Relay()
+	done := rl.Done
+	if done == nil || int(rl.Index) >= len(p.qps) {
 		// Not ours: cannot happen while requests are only submitted
 		// through the poller. Nothing to call.
 		p.c.misuse++
 		return
 	}
-	r.Done = e.done
+	q := p.qps[rl.Index]
+	now := int64(p.Now())
+	lat := now - rl.Stamp
+	*rl = nvme.Relay{}
+	r.Done = done
 	p.inflight--
 	p.c.completed++
-	q := p.qps[e.qp]
-	now := int64(p.Now())
-	q.hist.record(now - e.stamp)
-	q.count(r, now-e.stamp)
+	q.hist.record(lat)
+	q.count(r, lat)
 	if r.Err != nil && p.state.Load() == stateAborting {
 		r.Err = &StopError{Cause: r.Err}
 		p.c.failed++
 	}
 	p.hand.Store(r)
-	e.done(r)
+	done(r)
 	if m := p.hand.Swap(nil); m != r {
 		p.resubmitted(r, m, now)
 	}
@@ -297,10 +303,17 @@ func (p *Poller) loop(interval int64) {
 				return
 			}
 		}
-		n := p.take()
+		// The checks of the ring and the sources are here, inlined,
+		// so that a pass with nothing inbound makes no call for them.
+		n := 0
+		if _, ok := p.in.peek(); ok {
+			n = p.take()
+		}
 		// Sources before the queue pairs: what they submit goes out
 		// with this pass's doorbell.
-		n += p.pollSources()
+		if x := &p.src; len(x.list) > 0 || x.ctl.Load() || x.poke.Load() {
+			n += p.pollSources()
+		}
 		for _, q := range p.qps {
 			// Poll rings the doorbell for this pass's submissions
 			// first (one write per queue pair), then reaps.

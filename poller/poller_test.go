@@ -675,3 +675,60 @@ func TestWakeLatency(t *testing.T) {
 	}
 	t.Logf("parked poller: %d parks, worst submit-to-done %v, latency p50 %v", st.Parks, worst, st.Queues[0].Latency.Quantile(0.5))
 }
+
+// TestSubmitInFlight: a request submitted again while a poller still holds
+// it is refused with ErrBusy on the direct path (and counted as misuse),
+// completes once, and its caller's Done is back in place afterwards: it
+// can be submitted again once it completed.
+func TestSubmitInFlight(t *testing.T) {
+	r := newRig(t, nvmetest.Config{}, nil)
+	// b, at block 64, takes 200 ms on the device: a completes first.
+	r.fake.Slow(nvmetest.Match{LBA: 64, Blocks: 1}, 200*time.Millisecond, 1)
+	g := r.group(&poller.Options{CPUs: []int{0}})
+	p, h := g.Pollers()[0], g.Handle(r.ctrl)
+	xs := r.ios(2, nil)
+	a, b := xs[0], xs[1]
+	again := make(chan error, 1)
+	a.req.Done = func(*nvme.Request) { again <- p.SubmitLocal(r.ctrl, &b.req) }
+	if err := r.ns.Read(&b.req, 64, b.buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Submit(&b.req); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ns.Read(&a.req, 0, a.buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Submit(&a.req); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-again:
+		if !errors.Is(err, nvme.ErrBusy) {
+			t.Fatalf("SubmitLocal of a request in flight: %v, want ErrBusy", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a did not complete")
+	}
+	waitAll(t, []*io{b}, 5*time.Second)
+	time.Sleep(20 * time.Millisecond)
+	if n := b.done.Load(); n != 1 {
+		t.Fatalf("b completed %d times, want 1", n)
+	}
+	if s := p.Stats(); s.Misuse != 1 {
+		t.Errorf("misuse %d, want 1", s.Misuse)
+	}
+	if err := h.Submit(&b.req); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.done.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("b's second submission: %d completions", b.done.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := errOf(b.err.Load()); err != nil {
+		t.Fatalf("b: %v", err)
+	}
+}
