@@ -263,6 +263,7 @@ func benchVerb(args []string) error {
 		fmt.Print(renderTable(h, res.Samples))
 		fmt.Print(renderModes(o, res.Samples, b.lines))
 	}
+	fmt.Print(renderSteal(b.steal))
 	if o.HostBench {
 		fmt.Println()
 		fmt.Print(renderHostBench(hostLines, hostErr))
@@ -316,6 +317,7 @@ type benchBoot struct {
 	res     benchOutput
 	perr    error    // from parseBenchOutput
 	lines   []string // the console's lines (bench_modes.go reads its own)
+	steal   map[runID]float64
 	cleanup func()
 }
 
@@ -389,7 +391,8 @@ func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
 		ramFile{Name: bin + "guestbare", Src: filepath.Join(work, "guestbare"), Perm: 0o755},
 	)
 	bt := &vmtest.Boot{Command: o.guestArgs(), Bind: "none"}
-	tap := &lineTap{w: out, hide: []string{bench.SamplePrefix, bench.PerfPrefix, bench.ProfilePrefix, bench.ReportPrefix}}
+	tap := &lineTap{w: out, hide: []string{bench.SamplePrefix, bench.PerfPrefix, bench.ProfilePrefix, bench.ReportPrefix},
+		steal: newStealClock(procStat)}
 	limit := o.timeLimit()
 	fmt.Fprintf(out, "bench: %d runs in one boot of profile %s, time limit %v\n", o.runs(), o.Profile, limit)
 	b.v, b.elapsed, err = bootProfile(tap, a, work, o.Profile, bt, extra, &bootFlags{Profile: o.Profile, Timeout: limit, Keep: o.Keep, Append: o.Append})
@@ -399,6 +402,7 @@ func bootBench(out io.Writer, o *benchOptions) (*benchBoot, error) {
 	fmt.Fprintf(out, "boot %s: %.1fs from start to verdict\n", o.Profile, b.elapsed.Seconds())
 	b.lines = tap.Lines()
 	b.res, b.perr = parseBenchOutput(b.lines)
+	b.steal = sampleSteal(b.lines, tap.stealAt)
 	ok = true
 	return b, nil
 }
@@ -425,6 +429,10 @@ type lineTap struct {
 	mu    sync.Mutex
 	part  []byte
 	lines []string
+	// With steal set, the host's steal since the sample line before is
+	// recorded for each sample line, by its index in lines (steal.go).
+	steal   *stealClock
+	stealAt map[int]float64
 }
 
 func (t *lineTap) Write(p []byte) (int, error) {
@@ -439,6 +447,12 @@ func (t *lineTap) Write(p []byte) (int, error) {
 		line := strings.TrimRight(string(t.part[:i]), "\r")
 		t.part = t.part[i+1:]
 		t.lines = append(t.lines, line)
+		if t.steal != nil && strings.Contains(line, bench.SamplePrefix) {
+			if t.stealAt == nil {
+				t.stealAt = map[int]float64{}
+			}
+			t.stealAt[len(t.lines)-1] = t.steal.lap()
+		}
 		if !t.hidden(line) {
 			if _, err := fmt.Fprintln(t.w, line); err != nil {
 				return len(p), err
