@@ -252,7 +252,7 @@ func benchVerb(args []string) error {
 
 	h := tableHeader{
 		Command: cmdline, Date: started, Opts: o, Info: res.Info,
-		QEMU: qemuVersion(b.assets.QEMU), HostCPUs: runtime.NumCPU(),
+		QEMU: qemuVersion(b.assets.QEMU), HostCPUs: runtime.NumCPU(), Steal: b.steal,
 	}
 	fmt.Println()
 	if o.TCP {
@@ -627,6 +627,9 @@ type tableHeader struct {
 	QEMU      string
 	HostCPUs  int
 	NoTargets bool // leave out DESIGN.md's targets (runs too short to judge them)
+	// Steal is the host's CPU steal over each run (steal.go), nil when
+	// not measured.
+	Steal map[runID]float64
 }
 
 // facts begins a table's description line: the guest kernel, QEMU, the
@@ -804,6 +807,7 @@ func renderTable(h tableHeader, samples []bench.Sample) string {
 	}
 	if !h.NoTargets {
 		b.WriteString(renderTargets(o, cells))
+		b.WriteString(renderPairs(o, groups, h.Steal))
 	}
 	if len(failures) > 0 {
 		b.WriteString("\nFailed runs:\n\n")

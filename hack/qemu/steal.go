@@ -152,3 +152,50 @@ func renderSteal(steal map[runID]float64) string {
 	fmt.Fprintf(&b, " %d runs above %.0f%%, whose numbers measure the host more than the driver: %s.\n", len(bad), stealLimit, strings.Join(bad, ", "))
 	return b.String()
 }
+
+// renderPairs divides gonvme's IOPS by the bare loop's repetition by
+// repetition, at the deepest depth. The two run back to back in each
+// repetition, so a boot that speeds up or slows down between repetitions
+// (under TCG it does, by up to 2x) moves both; the ratio of the medians
+// mixes repetitions. A repetition in which either run saw more than
+// stealLimit of host steal is marked.
+func renderPairs(o *benchOptions, groups map[cellKey][]bench.Sample, steal map[runID]float64) string {
+	deepest := slices.Max(o.Depths)
+	gs := groups[cellKey{bench.RandRead, deepest, bench.EngineGonvme}]
+	bs := groups[cellKey{bench.RandRead, deepest, bench.EngineBare}]
+	if len(gs) == 0 || len(bs) == 0 {
+		return ""
+	}
+	bare := map[int]bench.Sample{}
+	for _, s := range bs {
+		bare[s.Rep] = s
+	}
+	slices.SortFunc(gs, func(a, b bench.Sample) int { return a.Rep - b.Rep })
+	var parts []string
+	var ratios []float64
+	marked := false
+	for _, g := range gs {
+		b, ok := bare[g.Rep]
+		if !ok || g.Err != "" || b.Err != "" || b.IOPS == 0 {
+			parts = append(parts, "–")
+			continue
+		}
+		r := g.IOPS / b.IOPS
+		ratios = append(ratios, r)
+		p := strconv.FormatFloat(r, 'f', 2, 64)
+		if steal[runID{g.Engine, g.Workload, g.Depth, g.Rep}] > stealLimit || steal[runID{b.Engine, b.Workload, b.Depth, b.Rep}] > stealLimit {
+			p += "*"
+			marked = true
+		}
+		parts = append(parts, p)
+	}
+	if len(ratios) == 0 {
+		return ""
+	}
+	line := fmt.Sprintf("- QD%d IOPS gonvme ÷ bare loop, repetition by repetition: %s; median %s", deepest,
+		strings.Join(parts, ", "), fmtRatio(bench.Summarize(ratios).Median))
+	if marked {
+		line += fmt.Sprintf(" (* host steal above %.0f%% in that repetition)", stealLimit)
+	}
+	return line + "\n"
+}

@@ -88,3 +88,24 @@ func TestStealPerRun(t *testing.T) {
 		t.Error("no measurement must say so")
 	}
 }
+
+// TestRenderPairs: the ratio is taken within each repetition, and a
+// repetition whose runs saw steal is marked.
+func TestRenderPairs(t *testing.T) {
+	o := &benchOptions{Depths: []int{1, 32}}
+	groups := groupSamples([]bench.Sample{
+		{Engine: bench.EngineGonvme, Workload: bench.RandRead, Depth: 32, Rep: 1, IOPS: 90},
+		{Engine: bench.EngineGonvme, Workload: bench.RandRead, Depth: 32, Rep: 0, IOPS: 50},
+		{Engine: bench.EngineBare, Workload: bench.RandRead, Depth: 32, Rep: 0, IOPS: 100},
+		{Engine: bench.EngineBare, Workload: bench.RandRead, Depth: 32, Rep: 1, IOPS: 100},
+	})
+	steal := map[runID]float64{{bench.EngineBare, bench.RandRead, 32, 0}: 9}
+	got := renderPairs(o, groups, steal)
+	want := "- QD32 IOPS gonvme ÷ bare loop, repetition by repetition: 0.50*, 0.90; median 0.70× (* host steal above 5% in that repetition)\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := renderPairs(o, groupSamples(nil), nil); got != "" {
+		t.Errorf("no samples: %q", got)
+	}
+}
