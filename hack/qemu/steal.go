@@ -13,9 +13,9 @@ import (
 
 // Host CPU steal. The hosts this harness runs on are often virtual
 // machines themselves: their hypervisor gives CPU time to other guests,
-// and a QEMU guest under TCG then slows down by as much. On the machine
-// issue 16's tables were made on, steal went from 1% to 60-85% of both
-// CPUs for tens of seconds, and one boot's bare loop from 218k IOPS to
+// and a QEMU guest under TCG then slows down by more. On the machine
+// issue 16's tables were made on, steal went from 0-3% to 30-43% of the
+// two CPUs for twenty seconds, and one boot's bare loop from 164k IOPS to
 // 38k. A number taken meanwhile says nothing about the driver, so bench
 // measures the steal over each run (/proc/stat, the host's "steal"
 // column) and prints it under the table.
