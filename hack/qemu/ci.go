@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +58,14 @@ func ciVerb(args []string) error {
 		fmt.Println("ci:", line)
 	}
 	out := os.Stdout
+	// The host's steal over the whole run goes in the summary: on a host
+	// that is itself a VM, a slow run may be the neighbours' (steal.go).
+	steal := newStealClock(procStat)
+	defer func() {
+		if pct := steal.lap(); !math.IsNaN(pct) {
+			fmt.Printf("host CPU steal over the run: %.1f%% of the host's CPU time\n", pct)
+		}
+	}()
 
 	t0 := time.Now()
 	assets, err := setup(out)
