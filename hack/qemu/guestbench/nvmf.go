@@ -233,7 +233,7 @@ func fabricsBlock(nqn string, timeout time.Duration) (string, error) {
 				m := fabricsBlockName.FindStringSubmatch(b.Name())
 				if m != nil && m[1] == strconv.Itoa(1) && sysString(filepath.Join("/sys/block", b.Name(), "device", "subsysnqn")) == nqn {
 					blk := "/dev/" + b.Name()
-					return blk, guest.WaitFor(blk, time.Until(deadline))
+					return blk, guest.WaitOpen(blk, os.O_RDONLY, time.Until(deadline))
 				}
 			}
 		}

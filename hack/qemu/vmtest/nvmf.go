@@ -278,7 +278,7 @@ func WaitFabricsDevice(nqn string, nsid int, timeout time.Duration) (ctrl, block
 	for {
 		ctrl, block = findFabricsDevice(nqn, nsid)
 		if ctrl != "" && block != "" {
-			if err := guest.WaitFor(block, time.Until(deadline)); err != nil {
+			if err := guest.WaitOpen(block, os.O_RDONLY, time.Until(deadline)); err != nil {
 				return "", "", err
 			}
 			return ctrl, block, nil

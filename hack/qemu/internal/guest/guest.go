@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/seedb8fa28ef/gonvme/vfio"
@@ -90,6 +91,29 @@ func WaitFor(path string, timeout time.Duration) error {
 	}
 }
 
+// WaitOpen waits until path opens with flag, for up to timeout. A disk's
+// node appears (sysfs, devtmpfs) before the kernel has finished adding
+// the disk, and an open in between fails with ENXIO: a test that opened a
+// namespace the moment its node appeared failed so once in CI (nvme/tcp/
+// target, TestVMNamespaceChangeReachesKernelInitiator). ENXIO, ENODEV and
+// ENOENT are retried; other errors are returned at once.
+func WaitOpen(path string, flag int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		f, err := os.OpenFile(path, flag, 0)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, syscall.ENXIO) && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.ENOENT) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not open within %v: %w", path, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Driver returns the driver bound to a PCI device, "" for none.
 func Driver(addr string) string {
 	l, err := os.Readlink(filepath.Join("/sys/bus/pci/devices", addr, "driver"))
@@ -136,10 +160,13 @@ func BindKernel(addr string, timeout time.Duration) (string, error) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	for _, p := range []string{"/dev/" + name, "/sys/block/" + name + "n1", "/dev/" + name + "n1"} {
+	for _, p := range []string{"/dev/" + name, "/sys/block/" + name + "n1"} {
 		if err := WaitFor(p, time.Until(deadline)); err != nil {
 			return "", fmt.Errorf("bind %s to nvme: %w", addr, err)
 		}
+	}
+	if err := WaitOpen("/dev/"+name+"n1", os.O_RDONLY, time.Until(deadline)); err != nil {
+		return "", fmt.Errorf("bind %s to nvme: %w", addr, err)
 	}
 	return name, nil
 }
