@@ -257,8 +257,9 @@ func (p *Poller) hasWork() bool {
 // once SpinTime has passed without work; with requests in flight it
 // spins SpinTime+YieldTime (1.05 ms, longer than most device reads, as
 // IdleAdaptive does before it naps), so that a completion is seen by
-// polling, and only a slow device puts it to sleep. The clock is read
-// every 16 idle passes.
+// polling, and only a slow device puts it to sleep. In ModeHybrid the
+// loop calls it every 16th idle pass (it counts them), so the clock is
+// read and the vectors are quieted no more often.
 func (p *Poller) idleIRQ() {
 	if p.g.opts.Mode == ModeInterrupt {
 		p.sleep(monotonic())
@@ -266,10 +267,6 @@ func (p *Poller) idleIRQ() {
 	}
 	if w := p.irq; w.canQuiet && !w.quiet && p.c.completed-w.wokeDone >= quietAfter {
 		p.setVectors(false)
-	}
-	p.idleRun++
-	if p.idleRun&15 != 0 {
-		return
 	}
 	now := monotonic()
 	if p.idleSince == 0 {

@@ -333,7 +333,12 @@ func (p *Poller) loop(interval int64) {
 		p.c.idleLoops++
 		switch {
 		case p.irq != nil:
-			p.idleIRQ()
+			// Hybrid looks at its spin time every 16 idle passes; the
+			// count is kept here so that the other 15 make no call: a
+			// completion waits for the pass in progress to end.
+			if p.idleRun++; p.idleRun&15 == 0 || p.g.opts.Mode == ModeInterrupt {
+				p.idleIRQ()
+			}
 		case p.g.opts.Idle != IdleBusy:
 			p.idle()
 		}
