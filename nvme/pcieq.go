@@ -123,10 +123,15 @@ func (q *QueuePair) abandonRings() {
 // all. The admin queue needs no section: it is used under adminMu, which
 // a reset holds.
 func (q *QueuePair) ringDoorbells(cq bool) {
-	sq := q.sqTail != q.lastTail
-	if !sq && !cq {
-		return
+	// The check inlines into the callers, so a pass with nothing to ring
+	// (an idle one) makes no call for it.
+	if sq := q.sqTail != q.lastTail; sq || cq {
+		q.writeDoorbells(sq, cq)
 	}
+}
+
+// writeDoorbells is ringDoorbells' work: sq, cq say which doorbells moved.
+func (q *QueuePair) writeDoorbells(sq, cq bool) {
 	if !q.admin {
 		q.ringing.Store(1)
 		if q.ctrl.epoch.Load() != q.epoch {
@@ -194,11 +199,7 @@ func (q *QueuePair) putSQE(t *tracker, r *Request, cid uint16) *spec.Command {
 // requests into the freed command IDs and rings the CQ head doorbell once
 // for the batch.
 func (q *QueuePair) pollRing() int {
-	// Ring's work, without its calls on a pass with nothing to ring (Poll
-	// checked q.term): an idle pass stays one call from Poll.
-	if q.sqTail != q.lastTail {
-		q.ringDoorbells(false)
-	}
+	q.ringDoorbells(false) // Ring's work (Poll checked q.term)
 	n := 0
 	for n < maxReap {
 		c := &q.cq[q.cqHead]
@@ -227,9 +228,7 @@ func (q *QueuePair) pollRing() int {
 	for q.waitHead != nil && q.freeN > 0 && !q.stale() {
 		q.issue(q.popWait())
 	}
-	if n > 0 || q.sqTail != q.lastTail {
-		q.ringDoorbells(n > 0)
-	}
+	q.ringDoorbells(n > 0)
 	return n
 }
 

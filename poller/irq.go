@@ -258,8 +258,8 @@ func (p *Poller) hasWork() bool {
 // spins SpinTime+YieldTime (1.05 ms, longer than most device reads, as
 // IdleAdaptive does before it naps), so that a completion is seen by
 // polling, and only a slow device puts it to sleep. In ModeHybrid the
-// loop calls it every 16th idle pass (it counts them), so the clock is
-// read and the vectors are quieted no more often.
+// loop calls it every 16th idle pass, so the clock is read and the
+// vectors are quieted no more often.
 func (p *Poller) idleIRQ() {
 	if p.g.opts.Mode == ModeInterrupt {
 		p.sleep(monotonic())

@@ -303,15 +303,15 @@ func (p *Poller) loop(interval int64) {
 				return
 			}
 		}
-		// The checks of the ring and the sources are here, inlined,
-		// so that a pass with nothing inbound makes no call for them.
+		// The ring's and the sources' checks inline here (take and
+		// pollSources do not), so an idle pass makes no call for them.
 		n := 0
 		if _, ok := p.in.peek(); ok {
 			n = p.take()
 		}
 		// Sources before the queue pairs: what they submit goes out
 		// with this pass's doorbell.
-		if x := &p.src; len(x.list) > 0 || x.ctl.Load() || x.poke.Load() {
+		if p.src.active() {
 			n += p.pollSources()
 		}
 		for _, q := range p.qps {
@@ -331,15 +331,19 @@ func (p *Poller) loop(interval int64) {
 			continue
 		}
 		p.c.idleLoops++
-		switch {
-		case p.irq != nil:
-			// Hybrid looks at its spin time every 16 idle passes; the
-			// count is kept here so that the other 15 make no call: a
-			// completion waits for the pass in progress to end.
-			if p.idleRun++; p.idleRun&15 == 0 || p.g.opts.Mode == ModeInterrupt {
-				p.idleIRQ()
-			}
-		case p.g.opts.Idle != IdleBusy:
+		if p.irq == nil && p.g.opts.Idle == IdleBusy {
+			continue
+		}
+		// The idle policies look at the clock every 16th idle pass
+		// (ModeInterrupt sleeps after each). The count is kept here so
+		// that the other 15 make no call: a completion waits for the
+		// pass in progress to end.
+		if p.idleRun++; p.idleRun&15 != 0 && p.g.opts.Mode != ModeInterrupt {
+			continue
+		}
+		if p.irq != nil {
+			p.idleIRQ()
+		} else {
 			p.idle()
 		}
 	}
@@ -356,13 +360,9 @@ const (
 // in flight it spins for SpinTime, then parks. With requests in flight it
 // spins for SpinTime+YieldTime, then naps between passes. It never yields
 // with runtime.Gosched: on a thread locked to the goroutine that is two
-// thread hand-offs per call, paid by the next completion. The clock is
-// read every 16 idle passes.
+// thread hand-offs per call, paid by the next completion. The loop calls
+// it every 16th idle pass, so the clock is read no more often.
 func (p *Poller) idle() {
-	p.idleRun++
-	if p.idleRun&15 != 0 {
-		return
-	}
 	now := monotonic()
 	if p.idleSince == 0 {
 		p.idleSince = now

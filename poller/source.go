@@ -139,6 +139,10 @@ func (p *Poller) Serves(c *nvme.Controller) bool {
 	return ci >= 0 && p.byCtrl[ci] >= 0
 }
 
+// active reports whether pollSources has work: a source to poll, or a
+// change or a Wake to take in. Poller goroutine only.
+func (x *sources) active() bool { return len(x.list) > 0 || x.ctl.Load() || x.poke.Load() }
+
 // pollSources runs the sources' changes, if any, and polls each source.
 // Poller goroutine only.
 func (p *Poller) pollSources() int {

@@ -88,12 +88,14 @@ func (c *stealClock) lap() float64 {
 	return pct
 }
 
-// runID names one guest run: a sample's engine, workload, depth and
-// repetition.
+// runID names one guest run: its table cell and repetition.
 type runID struct {
-	engine, workload string
-	depth, rep       int
+	cellKey
+	rep int
 }
+
+// runOf names the run a sample came from.
+func runOf(s bench.Sample) runID { return runID{cellKey{s.Workload, s.Depth, s.Engine}, s.Rep} }
 
 func (r runID) String() string {
 	return fmt.Sprintf("%s QD%d %s rep %d", r.workload, r.depth, r.engine, r.rep+1)
@@ -113,7 +115,7 @@ func sampleSteal(lines []string, stealAt map[int]float64) map[runID]float64 {
 		if err != nil {
 			continue
 		}
-		out[runID{s.Engine, s.Workload, s.Depth, s.Rep}] = pct
+		out[runOf(s)] = pct
 	}
 	return out
 }
@@ -183,7 +185,7 @@ func renderPairs(o *benchOptions, groups map[cellKey][]bench.Sample, steal map[r
 		r := g.IOPS / b.IOPS
 		ratios = append(ratios, r)
 		p := strconv.FormatFloat(r, 'f', 2, 64)
-		if steal[runID{g.Engine, g.Workload, g.Depth, g.Rep}] > stealLimit || steal[runID{b.Engine, b.Workload, b.Depth, b.Rep}] > stealLimit {
+		if steal[runOf(g)] > stealLimit || steal[runOf(b)] > stealLimit {
 			p += "*"
 			marked = true
 		}

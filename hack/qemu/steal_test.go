@@ -63,8 +63,8 @@ func TestStealPerRun(t *testing.T) {
 		bench.SamplePrefix+`{"engine":"gonvme","workload":"randread","depth":32,"rep":1,"iops":1}`+"\n")
 	got := sampleSteal(tap.Lines(), tap.stealAt)
 	want := map[runID]float64{
-		{bench.EngineBare, bench.RandRead, 32, 0}:   50,
-		{bench.EngineGonvme, bench.RandRead, 32, 1}: 1,
+		{cellKey{bench.RandRead, 32, bench.EngineBare}, 0}:   50,
+		{cellKey{bench.RandRead, 32, bench.EngineGonvme}, 1}: 1,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("steal %v, want %v", got, want)
@@ -80,7 +80,7 @@ func TestStealPerRun(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", s, out)
 		}
 	}
-	quiet := renderSteal(map[runID]float64{{bench.EngineBare, bench.RandRead, 1, 0}: 0.5, {bench.EngineBare, bench.RandRead, 1, 1}: math.NaN()})
+	quiet := renderSteal(map[runID]float64{{cellKey{bench.RandRead, 1, bench.EngineBare}, 0}: 0.5, {cellKey{bench.RandRead, 1, bench.EngineBare}, 1}: math.NaN()})
 	if !strings.Contains(quiet, "No run above 5%") || !strings.Contains(quiet, "over 1 runs") {
 		t.Errorf("quiet report:\n%s", quiet)
 	}
@@ -99,7 +99,7 @@ func TestRenderPairs(t *testing.T) {
 		{Engine: bench.EngineBare, Workload: bench.RandRead, Depth: 32, Rep: 0, IOPS: 100},
 		{Engine: bench.EngineBare, Workload: bench.RandRead, Depth: 32, Rep: 1, IOPS: 100},
 	})
-	steal := map[runID]float64{{bench.EngineBare, bench.RandRead, 32, 0}: 9}
+	steal := map[runID]float64{{cellKey{bench.RandRead, 32, bench.EngineBare}, 0}: 9}
 	got := renderPairs(o, groups, steal)
 	want := "- QD32 IOPS gonvme ÷ bare loop, repetition by repetition: 0.50*, 0.90; median 0.70× (* host steal above 5% in that repetition)\n"
 	if got != want {

@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -108,7 +106,7 @@ func (r *runner) initiatorRows(rep int, nvme, nqn, port, engine string) error {
 	if _, err := output(nvme, time.Minute, "connect", "-t", "tcp", "-a", "127.0.0.1", "-s", port, "-n", nqn); err != nil {
 		return err
 	}
-	blk, err := fabricsBlock(nqn, time.Minute)
+	_, blk, err := vmtest.WaitFabricsDevice(nqn, 1, time.Minute)
 	if err == nil {
 		if rep == 0 {
 			info(engine+"_dev", blk)
@@ -122,7 +120,7 @@ func (r *runner) initiatorRows(rep int, nvme, nqn, port, engine string) error {
 	if _, derr := output(nvme, time.Minute, "disconnect", "-n", nqn); derr != nil && err == nil {
 		err = derr
 	}
-	if gerr := fabricsGone(nqn, time.Minute); gerr != nil && err == nil {
+	if gerr := vmtest.WaitFabricsGone(nqn, time.Minute); gerr != nil && err == nil {
 		err = gerr
 	}
 	return err
@@ -210,63 +208,4 @@ func (r *runner) serveNVMf(spin string) (stop func() error, err error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-var fabricsBlockName = regexp.MustCompile(`^nvme\d+n(\d+)$`)
-
-// fabricsBlock waits for namespace 1 of subsystem nqn to appear as a
-// block device of a live controller.
-func fabricsBlock(nqn string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		live := false
-		ents, _ := os.ReadDir("/sys/class/nvme")
-		for _, e := range ents {
-			d := filepath.Join("/sys/class/nvme", e.Name())
-			if sysString(filepath.Join(d, "subsysnqn")) == nqn && sysString(filepath.Join(d, "state")) == "live" {
-				live = true
-			}
-		}
-		if live {
-			blks, _ := os.ReadDir("/sys/block")
-			for _, b := range blks {
-				m := fabricsBlockName.FindStringSubmatch(b.Name())
-				if m != nil && m[1] == strconv.Itoa(1) && sysString(filepath.Join("/sys/block", b.Name(), "device", "subsysnqn")) == nqn {
-					blk := "/dev/" + b.Name()
-					return blk, guest.WaitOpen(blk, os.O_RDONLY, time.Until(deadline))
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no block device of %s after %v", nqn, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// fabricsGone waits until no controller of nqn is left.
-func fabricsGone(nqn string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		found := false
-		ents, _ := os.ReadDir("/sys/class/nvme")
-		for _, e := range ents {
-			found = found || sysString(filepath.Join("/sys/class/nvme", e.Name(), "subsysnqn")) == nqn
-		}
-		if !found {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("controller of %s still there %v after nvme disconnect", nqn, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func sysString(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
