@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/seedb8fa28ef/gonvme/internal/cpuset"
 	"github.com/seedb8fa28ef/gonvme/nvme"
@@ -233,7 +234,7 @@ func New(ctrls []*nvme.Controller, opts *Options) (_ *Group, err error) {
 		for j := range p.byCtrl {
 			p.byCtrl[j] = -1
 		}
-		p.onDone = p.complete
+		p.onDone = p.completeFunc()
 		p.src.wakeFD = -1
 		p.marks = make([]nvme.Request, len(ctrls))
 		p.owned.Store(-1)
@@ -502,16 +503,17 @@ func (h *Handle) SubmitTo(p *Poller, r *nvme.Request) error {
 // poller of this group that serves the handle's controller: r is handed
 // to that poller, which submits it to its queue pair as soon as Done
 // returns, without the ring and without a system call (see
-// Poller.complete). The poller is the one nvme.Request.Owner names; the
+// Poller.completeFunc). The poller is the one nvme.Request.Owner names; the
 // claim is one compare-and-swap on the poller's hand-off word, which
 // holds r only while r's Done runs, so any goroutine may take this path
 // and only a request whose Done is running takes it.
 func (h *Handle) resubmit(r *nvme.Request) bool {
 	p, _ := r.Owner().(*Poller)
-	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 || p.hand.Load() != r || p.state.Load() != stateRunning {
+	me := uintptr(unsafe.Pointer(r))
+	if p == nil || p.g != h.g || p.byCtrl[h.idx] < 0 || p.hand.Load() != me || p.state.Load() != stateRunning {
 		return false
 	}
-	return p.hand.CompareAndSwap(r, &p.marks[h.idx])
+	return p.hand.CompareAndSwap(me, uintptr(unsafe.Pointer(&p.marks[h.idx])))
 }
 
 // push puts r on p's inbound ring, applying the backpressure policy.

@@ -120,14 +120,22 @@ type OpLatency struct {
 	Sum     uint64 // ns
 }
 
-// record adds one value in ns. Poller goroutine only.
-func (l *OpLatency) record(ns int64) {
-	v := uint64(max(ns, 0))
-	i := min(max(bits.Len64(v)-10, 0), OpLatencyBuckets-1)
-	l.Buckets[i]++
-	l.Count++
-	l.Sum += v
+// coarsen writes into out the OpLatency buckets of the values h holds.
+// A bucket of h lies within one power of two (bucketOf: the values below
+// 8 one by one, then 8 buckets per power of two), so the bucket of its
+// lowest value is that of all of them: the counts are those of the
+// values themselves (TestOpLatencyBuckets).
+func (h *Histogram) coarsen(out *[OpLatencyBuckets]uint64) {
+	clear(out[:])
+	for b, n := range h.Buckets {
+		if n != 0 {
+			out[opBucketOf(BucketLow(b))] += n
+		}
+	}
 }
+
+// opBucketOf returns the OpLatency bucket of v ns.
+func opBucketOf(v uint64) int { return min(max(bits.Len64(v)-10, 0), OpLatencyBuckets-1) }
 
 // StatusCount is the number of requests that completed with one status.
 type StatusCount struct {
@@ -149,7 +157,7 @@ const MaxStatuses = 16
 // per-status counters, written by the poller goroutine only.
 type opCounts [NumOps]struct {
 	cmds, bytes uint64
-	lat         OpLatency
+	lat         Histogram // at full resolution: publish derives the queue's Latency and the OpLatency from it
 }
 
 type statusCounts struct {
@@ -157,22 +165,19 @@ type statusCounts struct {
 	other uint64
 }
 
-// count records a completed request: its operation, its size, its
-// latency in ns, and its status when it failed. Poller goroutine only; no
-// allocation.
-func (q *qstate) count(r *nvme.Request, lat int64) {
-	op := OpOther
+// opOf returns r's operation class.
+func opOf(r *nvme.Request) int {
 	switch spec.Opcode(r.Cmd.Opcode) {
 	case spec.IORead:
-		op = OpRead
+		return OpRead
 	case spec.IOWrite:
-		op = OpWrite
+		return OpWrite
 	}
-	q.ops[op].cmds++
-	if op != OpOther {
-		q.ops[op].bytes += uint64(len(r.Data))
-	}
-	q.ops[op].lat.record(lat)
+	return OpOther
+}
+
+// countFailed counts r's status; r completed with an error.
+func (q *qstate) countFailed(r *nvme.Request) {
 	var st spec.Status
 	switch {
 	case !r.Status.Success():
@@ -223,11 +228,27 @@ func (p *Poller) publish(now int64) {
 			uint64(q.qp.InFlight()), uint64(q.qp.Waiting()),
 			s.MMIODoorbells, s.SavedDoorbells, // shadow doorbells (issue 16)
 			q.irqs) // interrupt modes (irq.go)
-		w = append(w, q.hist.Buckets[:]...)
-		w = append(w, q.hist.Count, q.hist.Sum)
-		for _, o := range q.ops {
+		// The queue's histogram is the sum of its operations'.
+		n := len(w)
+		w = w[:n+NumBuckets]
+		clear(w[n:])
+		for i := range q.ops {
+			for b, c := range q.ops[i].lat.Buckets {
+				w[n+b] += c
+			}
+		}
+		var count, sum uint64
+		for i := range q.ops {
+			count += q.ops[i].lat.Count
+			sum += q.ops[i].lat.Sum
+		}
+		w = append(w, count, sum)
+		for i := range q.ops {
+			o := &q.ops[i]
 			w = append(w, o.cmds, o.bytes)
-			w = append(w, o.lat.Buckets[:]...)
+			n = len(w)
+			w = w[:n+OpLatencyBuckets]
+			o.lat.coarsen((*[OpLatencyBuckets]uint64)(w[n:]))
 			w = append(w, o.lat.Count, o.lat.Sum)
 		}
 		for _, e := range q.st.tab {

@@ -713,63 +713,68 @@ func (j *perfJob) check(s *perfSlot) {
 	}
 }
 
-// done is every slot's Done callback, on the job's poller.
-func (s *perfSlot) done(r *nvme.Request) {
-	j := s.job
-	// The poller's reading for this pass: one clock read per pass, not
-	// one per I/O (about half a microsecond each in a TCG guest; issue
-	// 16). The completion was posted before the pass began.
-	now := int64(j.p.Now())
-	ph := j.run.phase.Load()
-	j.completions++
-	if r.Err != nil {
-		j.failed++
-		if j.firstErr == "" {
-			op := "write"
-			if s.read {
-				op = "read"
-			}
-			j.firstErr = fmt.Sprintf("%s of namespace %d at lba %d: %v", op, j.nsid, s.lba, r.Err)
-		}
-	} else if s.read && j.verify {
-		j.check(s)
-	}
-	if ph == phaseMeasure {
-		lat := now - s.stamp
-		j.ios++
-		if s.read {
-			j.reads++
-		} else {
-			j.writes++
-		}
+// doneFunc returns s's Done callback, which runs on the job's poller. A
+// closure with the work in it rather than the method value s.done: a
+// method value is called through a wrapper the compiler makes, a second
+// call per I/O (about 40 ns in a TCG guest, issue 16).
+func (s *perfSlot) doneFunc() func(*nvme.Request) {
+	return func(r *nvme.Request) {
+		j := s.job
+		// The poller's reading for this pass: one clock read per pass, not
+		// one per I/O (about half a microsecond each in a TCG guest; issue
+		// 16). The completion was posted before the pass began.
+		now := int64(j.p.Now())
+		ph := j.run.phase.Load()
+		j.completions++
 		if r.Err != nil {
-			j.errors++
+			j.failed++
+			if j.firstErr == "" {
+				op := "write"
+				if s.read {
+					op = "read"
+				}
+				j.firstErr = fmt.Sprintf("%s of namespace %d at lba %d: %v", op, j.nsid, s.lba, r.Err)
+			}
+		} else if s.read && j.verify {
+			j.check(s)
 		}
-		j.lat[b2i(s.read)].record(lat)
-	}
-	if ph == phaseFillStop || ph == phaseStop || (ph == phaseFill && r.Err != nil) {
-		j.run.slotStopped()
-		return
-	}
-	if j.idle != nil && ph != phaseFill {
-		j.idle <- s // the pacer submits it again (perf_rate.go)
-		return
-	}
-	if err := j.prepare(s, ph); err != nil {
-		j.slotFailed(s, err)
-		return
-	}
-	// The next I/O's clock starts at this completion's reading unless
-	// prepare wrote a --verify pattern (or check read one): picking an
-	// offset and building the command take nanoseconds, a clock read
-	// about half a microsecond in a TCG guest, one per I/O (issue 16). The
-	// latency is the longer for it, by those nanoseconds.
-	if j.verify {
-		now = perfNow()
-	}
-	s.stamp = now
-	if err := j.p.SubmitLocal(j.target.ctrl, &s.req); err != nil {
-		j.slotFailed(s, err)
+		if ph == phaseMeasure {
+			lat := now - s.stamp
+			j.ios++
+			if s.read {
+				j.reads++
+			} else {
+				j.writes++
+			}
+			if r.Err != nil {
+				j.errors++
+			}
+			j.lat[b2i(s.read)].record(lat)
+		}
+		if ph == phaseFillStop || ph == phaseStop || (ph == phaseFill && r.Err != nil) {
+			j.run.slotStopped()
+			return
+		}
+		if j.idle != nil && ph != phaseFill {
+			j.idle <- s // the pacer submits it again (perf_rate.go)
+			return
+		}
+		if err := j.prepare(s, ph); err != nil {
+			j.slotFailed(s, err)
+			return
+		}
+		// The next I/O's clock starts at this completion's reading unless
+		// prepare wrote a --verify pattern (or check read one): picking an
+		// offset and building the command take nanoseconds, a clock read
+		// about half a microsecond in a TCG guest, one per I/O (issue 16). The
+		// latency is the longer for it, by those nanoseconds.
+		if j.verify {
+			now = perfNow()
+		}
+		s.stamp = now
+		if err := j.p.SubmitLocal(j.target.ctrl, &s.req); err != nil {
+			j.slotFailed(s, err)
+		}
 	}
 }
 
@@ -1059,7 +1064,7 @@ func (r *perfRun) makeJobs(targets []perfTarget, ctrls []*nvme.Controller) error
 			s := &j.slots[i]
 			s.job = j
 			s.buf = mem.Bytes[i*cfg.ioSize : (i+1)*cfg.ioSize]
-			s.req.Done = s.done
+			s.req.Done = s.doneFunc()
 		}
 		if cfg.rate > 0 {
 			j.idle = make(chan *perfSlot, len(j.slots))
