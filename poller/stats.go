@@ -127,6 +127,9 @@ type OpLatency struct {
 // values themselves (TestOpLatencyBuckets).
 func (h *Histogram) coarsen(out *[OpLatencyBuckets]uint64) {
 	clear(out[:])
+	if h.Count == 0 {
+		return
+	}
 	for b, n := range h.Buckets {
 		if n != 0 {
 			out[opBucketOf(BucketLow(b))] += n
@@ -233,6 +236,9 @@ func (p *Poller) publish(now int64) {
 		w = w[:n+NumBuckets]
 		clear(w[n:])
 		for i := range q.ops {
+			if q.ops[i].lat.Count == 0 {
+				continue // an operation the queue has not seen (a randread's writes)
+			}
 			for b, c := range q.ops[i].lat.Buckets {
 				w[n+b] += c
 			}
