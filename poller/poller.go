@@ -214,9 +214,12 @@ func (p *Poller) completeFunc() func(*nvme.Request) {
 		r.Done = done
 		p.inflight--
 		p.c.completed++
-		o := &q.ops[opOf(r)]
+		op := opOf(r)
+		o := &q.ops[op]
 		o.cmds++
-		o.bytes += uint64(len(r.Data))
+		if op != OpOther {
+			o.bytes += uint64(len(r.Data)) // reads and writes only (OpStats.Bytes)
+		}
 		o.lat.record(lat)
 		if !r.Status.Success() || r.Err != nil {
 			q.countFailed(r)
