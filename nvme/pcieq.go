@@ -179,13 +179,7 @@ func (q *QueuePair) putSQE(t *tracker, r *Request, cid uint16) *spec.Command {
 			cmd.SetSGL1(spec.SGLDescriptor{Addr: uint64(iova), Length: uint32(len(r.Data)), Type: spec.MakeSGLType(spec.SGLTypeDataBlock, spec.SGLSubtypeAddress)})
 		} else {
 			cmd.Flags &^= spec.FlagPSDTMask
-			if len(r.Data) <= q.pageSize-int(iova)&(q.pageSize-1) {
-				// Within one page: PRP1 alone, without a call
-				// (buildPRP's first case).
-				cmd.PRP1, cmd.PRP2 = uint64(iova), 0
-			} else {
-				buildPRP(cmd, iova, len(r.Data), q.pageSize, t.prp, t.prpIOVA)
-			}
+			buildPRP(cmd, iova, len(r.Data), q.pageSize, t.prp, t.prpIOVA)
 		}
 	default:
 		// No data buffer: keep the caller's PRP1/PRP2. Create I/O

@@ -139,15 +139,7 @@ func (p *Poller) SubmitLocal(c *nvme.Controller, r *nvme.Request) error {
 	if r.Done == nil {
 		return errNoDone
 	}
-	// submitLocal's work, written out: one call less per I/O.
-	if p.state.Load() != stateRunning {
-		return errStoppedLocal
-	}
-	err := p.submit(p.byCtrl[ci], r, int64(p.Now()))
-	if err == nil {
-		p.c.local++
-	}
-	return err
+	return p.submitLocal(ci, r, int64(p.Now()))
 }
 
 func (p *Poller) submitLocal(ci int32, r *nvme.Request, stamp int64) error {

@@ -232,27 +232,18 @@ func (p *Poller) publish(now int64) {
 			s.MMIODoorbells, s.SavedDoorbells, // shadow doorbells (issue 16)
 			q.irqs) // interrupt modes (irq.go)
 		// The queue's histogram is the sum of its operations'.
-		n := len(w)
-		w = w[:n+NumBuckets]
-		clear(w[n:])
+		var all Histogram
 		for i := range q.ops {
-			if q.ops[i].lat.Count == 0 {
-				continue // an operation the queue has not seen (a randread's writes)
-			}
-			for b, c := range q.ops[i].lat.Buckets {
-				w[n+b] += c
+			if q.ops[i].lat.Count != 0 { // not an operation the queue has not seen (a randread's writes)
+				all.Add(&q.ops[i].lat)
 			}
 		}
-		var count, sum uint64
-		for i := range q.ops {
-			count += q.ops[i].lat.Count
-			sum += q.ops[i].lat.Sum
-		}
-		w = append(w, count, sum)
+		w = append(w, all.Buckets[:]...)
+		w = append(w, all.Count, all.Sum)
 		for i := range q.ops {
 			o := &q.ops[i]
 			w = append(w, o.cmds, o.bytes)
-			n = len(w)
+			n := len(w)
 			w = w[:n+OpLatencyBuckets]
 			o.lat.coarsen((*[OpLatencyBuckets]uint64)(w[n:]))
 			w = append(w, o.lat.Count, o.lat.Sum)
