@@ -149,8 +149,19 @@ func TestVMHotRemoval(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// Add it back: the same backing node, namespace 1 made by drive=.
-	if out := env.Monitor(t, "device_add nvme,id="+c.ID+",serial="+c.Serial+",drive="+c.ID+"n1,bus=rp0"); strings.TrimSpace(out) != "" {
-		t.Fatalf("device_add: %q", out)
+	// QEMU releases the old device's hold on the node after the device
+	// has left "info pci" (its finalization is deferred), so until then
+	// device_add fails with a permission conflict on the node: retry that
+	// one error for a while.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out := strings.TrimSpace(env.Monitor(t, "device_add nvme,id="+c.ID+",serial="+c.Serial+",drive="+c.ID+"n1,bus=rp0"))
+		if out == "" {
+			break
+		}
+		if !strings.Contains(out, "Permission conflict") || time.Now().After(deadline) {
+			t.Fatalf("device_add: %q", out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if err := waitPath("/sys/bus/pci/devices/"+addr, true, 30*time.Second); err != nil {
 		t.Fatal(err)
