@@ -76,6 +76,8 @@ type Allocator struct {
 	cfg     config
 
 	table atomic.Pointer[[]region] // sorted by start; never modified once published
+	// removals counts the buffers taken out of table (Generation).
+	removals atomic.Uint64
 
 	mu     sync.Mutex
 	space  *space
@@ -319,7 +321,21 @@ func (a *Allocator) publishLocked(b *Buffer, add bool) {
 		next = append(next, old[i+1:]...)
 	}
 	a.table.Store(&next)
+	if !add {
+		// After the store, so that a count read before a Lookup is
+		// never newer than the table that Lookup reads.
+		a.removals.Add(1)
+	}
 }
+
+// Generation counts the buffers this Allocator has freed so far. A Lookup
+// result can only go stale when a buffer is freed (an Alloc adds to what
+// Lookup finds and changes nothing it found before), so a caller that
+// reads Generation before a Lookup may reuse that lookup's IOVA for the
+// same slice for as long as Generation returns the same value. The queue
+// pairs of package nvme do so for a request submitted again with the same
+// buffer: one atomic load in place of a Lookup per I/O. Any goroutine.
+func (a *Allocator) Generation() uint64 { return a.removals.Load() }
 
 // addrOf returns the address of b's first byte, for comparisons only.
 func addrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }

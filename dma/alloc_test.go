@@ -708,3 +708,37 @@ func TestAllocFollowsShrinkingRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneration: Generation moves on every Free and on nothing else (an
+// Alloc or a refused Free leaves every earlier Lookup valid).
+func TestGeneration(t *testing.T) {
+	a := newTestAllocator(t, nil, WithHugePages(false))
+	g0 := a.Generation()
+	b := mustAlloc(t, a, 4096)
+	c := mustAlloc(t, a, 4096)
+	if _, err := a.Lookup(b.Bytes); err != nil {
+		t.Fatal(err)
+	}
+	if g := a.Generation(); g != g0 {
+		t.Fatalf("after two Allocs and a Lookup: generation %d, want %d", g, g0)
+	}
+	if err := a.Free(b); err != nil {
+		t.Fatal(err)
+	}
+	g1 := a.Generation()
+	if g1 == g0 {
+		t.Fatal("Free left the generation where it was")
+	}
+	if err := a.Free(b); err == nil {
+		t.Fatal("second Free of a buffer succeeded")
+	}
+	if g := a.Generation(); g != g1 {
+		t.Errorf("a refused Free moved the generation from %d to %d", g1, g)
+	}
+	if err := a.Free(c); err != nil {
+		t.Fatal(err)
+	}
+	if g := a.Generation(); g == g1 {
+		t.Error("the second Free left the generation where it was")
+	}
+}

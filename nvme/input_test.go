@@ -216,3 +216,43 @@ func TestAdminPassthruGuard(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSubmitFreedBuffer: a request submitted again with the same slice
+// after its buffer was freed is refused with ErrNotDMA, not sent with the
+// IOVA Submit looked up the first time (Submit keeps that lookup while the
+// allocator's Generation says no buffer was freed since).
+func TestSubmitFreedBuffer(t *testing.T) {
+	r := newRig(t, nvmetest.Config{Namespaces: []nvmetest.NSConfig{{Blocks: 1024}}}, nil)
+	q, ns := r.qp(8), r.ns(1)
+	b, err := r.mem.Alloc(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := b.Bytes
+	req := &nvme.Request{Done: func(*nvme.Request) {}}
+	for i := range 2 { // the second submission takes the kept lookup
+		if err := ns.Read(req, uint64(i), data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Submit(req); err != nil {
+			t.Fatalf("submission %d: %v", i, err)
+		}
+		pollUntil(t, q, 2e9, func() bool { return !req.InFlight() })
+		if req.Err != nil {
+			t.Fatalf("read %d: %v", i, req.Err)
+		}
+	}
+	before := r.fake.Stats().TotalIO()
+	if err := r.mem.Free(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Read(req, 0, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Submit(req); !errors.Is(err, nvme.ErrNotDMA) {
+		t.Fatalf("submit after free: %v, want ErrNotDMA", err)
+	}
+	if got := r.fake.Stats().TotalIO() - before; got != 0 {
+		t.Errorf("device saw %d commands after the free, want 0", got)
+	}
+}

@@ -179,7 +179,11 @@ func (q *QueuePair) putSQE(t *tracker, r *Request, cid uint16) *spec.Command {
 			cmd.SetSGL1(spec.SGLDescriptor{Addr: uint64(iova), Length: uint32(len(r.Data)), Type: spec.MakeSGLType(spec.SGLTypeDataBlock, spec.SGLSubtypeAddress)})
 		} else {
 			cmd.Flags &^= spec.FlagPSDTMask
-			buildPRP(cmd, iova, len(r.Data), q.pageSize, t.prp, t.prpIOVA)
+			if inPage(iova, len(r.Data), q.pageSize) {
+				cmd.PRP1, cmd.PRP2 = uint64(iova), 0
+			} else {
+				buildPRP(cmd, iova, len(r.Data), q.pageSize, t.prp, t.prpIOVA)
+			}
 		}
 	default:
 		// No data buffer: keep the caller's PRP1/PRP2. Create I/O

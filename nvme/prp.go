@@ -21,7 +21,7 @@ func buildPRP(cmd *spec.Command, iova dma.IOVA, n, pageSize int, list []byte, li
 	addr := uint64(iova)
 	first := ps - addr&(ps-1)
 	cmd.PRP1 = addr
-	if uint64(n) <= first {
+	if inPage(iova, n, pageSize) {
 		cmd.PRP2 = 0
 		return
 	}
@@ -47,6 +47,14 @@ func buildPRP(cmd *spec.Command, iova dma.IOVA, n, pageSize int, list []byte, li
 		next += ps
 		rem -= min(rem, ps)
 	}
+}
+
+// inPage reports whether n bytes at iova stay within iova's page, so that
+// PRP1 alone describes them. putSQE tests it before calling buildPRP: the
+// one-page transfer is the common one, and the call is worth avoiding (about
+// 40 ns in a TCG guest, issue 16).
+func inPage(iova dma.IOVA, n, pageSize int) bool {
+	return uint64(n) <= uint64(pageSize)-uint64(iova)&uint64(pageSize-1)
 }
 
 // putDSM writes one Dataset Management range into b (DMA memory).

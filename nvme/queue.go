@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/seedb8fa28ef/gonvme/dma"
 	"github.com/seedb8fa28ef/gonvme/nvme/spec"
@@ -252,14 +253,18 @@ func (q *QueuePair) Submit(r *Request) error {
 		}
 		// A fabric moves the bytes itself: any memory will do.
 		if !q.fabric {
-			iova, err := q.ctrl.mem.Lookup(r.Data)
-			if err != nil {
-				return fmt.Errorf("queue %d: data buffer: %w", q.id, err)
+			mem := q.ctrl.mem
+			l := lookup{mem, uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), len(r.Data), mem.Generation()}
+			if l != r.looked {
+				iova, err := mem.Lookup(r.Data)
+				if err != nil {
+					return fmt.Errorf("queue %d: data buffer: %w", q.id, err)
+				}
+				if iova&3 != 0 {
+					return invalidf("data buffer at iova %#x is not dword aligned", uint64(iova))
+				}
+				r.iova, r.looked = iova, l
 			}
-			if iova&3 != 0 {
-				return invalidf("data buffer at iova %#x is not dword aligned", uint64(iova))
-			}
-			r.iova = iova
 		}
 	}
 	r.admin = q.admin

@@ -68,6 +68,7 @@ type Request struct {
 	dsm     spec.DSMRange
 	dsmUsed bool        // Data is the single range above, placed in the tracker's scratch
 	iova    dma.IOVA    // device address of Data, looked up by Submit
+	looked  lookup      // which Data iova was looked up for (Submit)
 	next    *Request    // wait list link
 	serr    StatusError // storage for Err, so a failed command allocates nothing
 	// dw1 is completion dword 1, kept on a fabric only (Property Get).
@@ -77,6 +78,17 @@ type Request struct {
 	deadline int64
 	owner    any   // see SetOwner (owner.go)
 	relay    Relay // see Relay (owner.go)
+}
+
+// lookup says which buffer a Request's iova belongs to: Data's address
+// and length, the allocator, and the allocator's Generation read before
+// the Lookup. Submit skips the Lookup when all four match (perf, fio-style
+// loops and the pollers' resubmissions reuse one buffer per request).
+type lookup struct {
+	mem  *dma.Allocator
+	addr uintptr
+	n    int
+	gen  uint64
 }
 
 // Reset clears the request for reuse with a new command. It keeps Done,
