@@ -212,7 +212,6 @@ func (p *Poller) completeFunc() func(*nvme.Request) {
 		p.c.completed++
 		op := opOf(r)
 		o := &q.ops[op]
-		o.cmds++
 		if op != OpOther {
 			o.bytes += uint64(len(r.Data)) // reads and writes only (OpStats.Bytes)
 		}

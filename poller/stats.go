@@ -157,10 +157,12 @@ const StatusDriver spec.Status = 0xffff
 const MaxStatuses = 16
 
 // opCounts and statusCounts are a queue pair's per-operation and
-// per-status counters, written by the poller goroutine only.
+// per-status counters, written by the poller goroutine only. An
+// operation's completions are its histogram's Count (one record per
+// completion, any status), not a counter of their own.
 type opCounts [NumOps]struct {
-	cmds, bytes uint64
-	lat         Histogram // at full resolution: publish derives the queue's Latency and the OpLatency from it
+	bytes uint64
+	lat   Histogram // at full resolution: publish derives the queue's Latency and the OpLatency from it
 }
 
 type statusCounts struct {
@@ -242,7 +244,7 @@ func (p *Poller) publish(now int64) {
 		w = append(w, all.Count, all.Sum)
 		for i := range q.ops {
 			o := &q.ops[i]
-			w = append(w, o.cmds, o.bytes)
+			w = append(w, o.lat.Count, o.bytes) // OpStats.Commands, Bytes
 			n := len(w)
 			w = w[:n+OpLatencyBuckets]
 			o.lat.coarsen((*[OpLatencyBuckets]uint64)(w[n:]))
